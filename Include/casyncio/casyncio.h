@@ -1,0 +1,15 @@
+/*
+ * casyncio.h — umbrella header of the swift-asyncio C core.
+ */
+#ifndef CASYNCIO_H
+#define CASYNCIO_H
+
+#include "object.h"
+#include "error.h"
+#include "context.h"
+#include "future.h"
+#include "coro.h"
+#include "task.h"
+#include "loop.h"
+
+#endif

@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Warnings are errors in our own C; the flags are applied to every C target we own.
+let strictC: [CSetting] = [
+    .unsafeFlags(["-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]),
+    .define("_GNU_SOURCE"),
+]
+
+let package = Package(
+    name: "swift-asyncio",
+    products: [
+        .library(name: "CAsyncio", targets: ["CAsyncio"]),
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The C core: futures, tasks, the event loop and the I/O backends.
+        .target(
+            name: "CAsyncio",
+            path: ".",
+            sources: ["CSources/CAsyncio"],
+            publicHeadersPath: "Include",
+            cSettings: strictC + [.headerSearchPath("CSources/CAsyncio")],
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // The benchmark workloads written against the C API.
+        .target(
+            name: "CAsyncioBench",
+            dependencies: ["CAsyncio"],
+            path: "Benchmarks/CBench",
+            cSettings: strictC
+        ),
+        .executableTarget(
+            name: "bench",
+            dependencies: [
+                "CAsyncio", "CAsyncioBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/bench"
+        ),
+        // C coroutines and helpers the Swift tests drive the C API with.
+        .target(
+            name: "CAsyncioTestSupport",
+            dependencies: ["CAsyncio"],
+            path: "Tests/CAsyncioTestSupport",
+            cSettings: strictC
+        ),
+        .testTarget(
+            name: "CAsyncioTests",
+            dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench"],
+            path: "Tests/CAsyncioTests"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
