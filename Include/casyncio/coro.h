@@ -137,6 +137,8 @@ bool ca_cframe_await_coro_begin(ca_cframe *cf, ca_coro *coro, int line, ca_coro_
 struct ca_error *ca_cframe_await_coro_end(ca_cframe *cf);
 struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
+#define CA__FALLTHROUGH __attribute__((fallthrough))
+
 /** Starts the body. Everything between BEGIN and END is the coroutine. */
 #define CA_BEGIN                                          \
     ca_cframe *const ca__cf = &self->cf;                  \
@@ -176,6 +178,7 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
             ca__cf->resume_point = __LINE__;                                     \
             return CA_CORO_YIELD;                                                \
         }                                                                        \
+        CA__FALLTHROUGH;                                                         \
     case __LINE__:                                                               \
         (err_out) = ca_cframe_await_end(ca__cf);                                 \
     } while (0)
@@ -200,6 +203,7 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
             ca__cf->resume_point = __LINE__;                                     \
             return CA_CORO_YIELD;                                                \
         }                                                                        \
+        CA__FALLTHROUGH;                                                         \
     case __LINE__:                                                               \
         (err_out) = ca_cframe_await_coro_end(ca__cf);                            \
     } while (0)

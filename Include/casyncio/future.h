@@ -83,8 +83,7 @@ typedef enum ca_future_state {
     uint8_t prefix##_awaited_by_is_set;                                         \
     uint8_t prefix##_log_tb : 1;       /* exception not yet retrieved */        \
     uint8_t prefix##_blocking : 1;     /* _asyncio_future_blocking */           \
-    uint8_t prefix##_has_cancel_msg : 1;                                        \
-    uint8_t prefix##_pad_ : 5
+    uint8_t prefix##_pad_ : 6
 
 struct ca_future {
     CA_FUTURE_HEAD(fut);

@@ -1,0 +1,215 @@
+/*
+ * internal.h — structures and helpers shared by the core's files but not
+ * part of the public API.
+ */
+#ifndef CASYNCIO_INTERNAL_H
+#define CASYNCIO_INTERNAL_H
+
+#include <casyncio/casyncio.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+
+#define CA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* MARK: - Small-block freelists (object.c) */
+
+/** Allocates `size` bytes from the calling thread's size-class freelist
+ *  (falls back to ca_malloc). Blocks up to CA_SMALL_MAX bytes are pooled. */
+void *ca_small_alloc(size_t size);
+/** Returns a block obtained from ca_small_alloc with the same `size`. */
+void ca_small_free(void *p, size_t size);
+#define CA_SMALL_MAX 512
+
+/** Initialises an object header (refcount 1). */
+static inline void ca_object_init(void *op, const ca_type *type) {
+    ((ca_object *)op)->ob_refcnt = 1;
+    ((ca_object *)op)->ob_type = type;
+}
+
+/* MARK: - Per-thread state (CPython keeps these on _PyThreadStateImpl) */
+
+typedef struct ca_tstate {
+    ca_loop *running_loop;       /* borrowed: set while run_forever runs */
+    ca_task *running_task;       /* borrowed: the task whose step runs now */
+    ca_llist_node tasks_head;    /* circular list of this thread's live tasks */
+    ca_context *context;         /* current context (borrowed while entered) */
+    ca_context *base_context;    /* the thread's outermost context (owned) */
+    ca_context *scratch_context; /* reused for callbacks with a private empty context */
+    uint64_t thread_id;
+    bool initialised;
+} ca_tstate;
+
+extern _Thread_local ca_tstate ca_ts;
+
+/** The calling thread's state, initialised on first use. */
+static inline ca_tstate *ca_tstate_get(void) {
+    extern void ca_tstate_init(ca_tstate *ts);
+    if (CA_UNLIKELY(!ca_ts.initialised)) ca_tstate_init(&ca_ts);
+    return &ca_ts;
+}
+
+/* MARK: - Contexts (context.c) */
+
+typedef struct ca_ctxmap ca_ctxmap;
+
+struct ca_context {
+    ca_object ob_base;
+    ca_ctxmap *map;        /* persistent map, NULL when empty */
+    ca_context *prev;      /* the context current before enter */
+    bool entered;
+};
+
+/** True when the current context binds no variable (so a "copy of the
+ *  current context" can be represented by NULL). */
+bool ca_context_current_is_empty(void);
+/** Copy of the current context, or NULL when it is empty (see above). */
+ca_context *ca_context_copy_current_or_null(void);
+/** Enters `ctx` for a callback; NULL enters a fresh private empty context.
+ *  Returns the context entered (pass to ca_context_leave_for_callback). */
+ca_context *ca_context_enter_for_callback(ca_context *ctx);
+void ca_context_leave_for_callback(ca_context *entered);
+
+/* MARK: - Handles and the loop (loop.c) */
+
+typedef enum ca_handle_kind {
+    CA_HANDLE_CALLBACK = 0,  /* fn(arg) */
+    CA_HANDLE_DONE = 1,      /* done_fn(fut, arg): a future's done callback */
+    CA_HANDLE_TASK_STEP = 2, /* task_step(task, exc) */
+} ca_handle_kind;
+
+struct ca_handle {
+    ca_object ob_base;
+    ca_loop *h_loop;            /* strong */
+    uint8_t h_kind;
+    uint8_t h_cancelled;
+    uint8_t h_scheduled;        /* in the timer heap */
+    uint8_t h_is_timer;
+    union {
+        ca_callback_fn fn;
+        ca_done_fn done_fn;
+    } h_fn;
+    void *h_arg;
+    ca_release_fn h_release;
+    ca_object *h_obj;           /* DONE: the future; TASK_STEP: the task (strong) */
+    ca_error *h_exc;            /* TASK_STEP: the error to throw in (strong) */
+    ca_context *h_ctx;          /* strong, NULL: private empty context */
+    int64_t h_when;
+    uint64_t h_seq;             /* tie-break: equal deadlines run FIFO */
+    size_t h_heap_index;
+};
+
+typedef struct ca_tsnode {
+    _Atomic(struct ca_tsnode *) next;
+    ca_callback_fn fn;
+    void *arg;
+    ca_release_fn release;
+} ca_tsnode;
+
+struct ca_loop {
+    ca_object ob_base;
+    /* ready queue: ring buffer of handles */
+    ca_handle **ready;
+    size_t ready_head;
+    size_t ready_len;
+    size_t ready_cap;           /* power of two */
+    /* timers: binary min-heap on (when, seq) */
+    ca_handle **heap;
+    size_t heap_len;
+    size_t heap_cap;
+    size_t timer_cancelled_count;
+    uint64_t timer_seq;
+    /* state */
+    bool stopping;
+    bool closed;
+    bool running;
+    bool debug;
+    bool virtual_clock;
+    int64_t vtime;
+    int64_t clock_resolution;
+    int64_t slow_callback_ns;
+    uint64_t thread_id;         /* running thread, 0 when not running */
+    uint64_t iterations;
+    ca_task *current_task;      /* borrowed */
+    ca_handle *current_handle;  /* borrowed, while a handle runs */
+    ca_error *fatal;            /* KeyboardInterrupt/SystemExit escaping a step */
+    /* hooks */
+    ca_task_factory_fn task_factory;
+    void *task_factory_arg;
+    ca_exception_handler_fn exc_handler;
+    void *exc_handler_arg;
+    ca_log_fn logger;
+    void *logger_arg;
+    /* I/O backend and the thread-safe inbox (Vyukov MPSC queue) */
+    const ca_backend_ops *backend_ops;
+    ca_backend *backend;
+    size_t io_pending;          /* operations in flight in the backend */
+    _Atomic(ca_tsnode *) inbox_head;
+    ca_tsnode *inbox_tail;
+    ca_tsnode inbox_stub;
+    atomic_int wake_pending;
+    atomic_bool closed_atomic;
+    atomic_int ts_inflight;     /* threads inside call_soon_threadsafe */
+    /* debugging */
+    struct ca_loop *registry_next;
+};
+
+/** Queues `h` (a new reference is taken) on the ready queue. */
+ca_error *ca_loop_ready_push(ca_loop *loop, ca_handle *h);
+
+/** Allocates a plain handle (refcount 1) bound to `loop`. */
+ca_handle *ca_handle_alloc(ca_loop *loop);
+
+/** call_soon for a done callback: done_fn(fut, arg) in ctx (ctx and the
+ *  release duty are taken). */
+ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
+                                 ca_release_fn release, ca_context *ctx_taken);
+
+/** call_soon(task.__step, exc, context=task_context). exc borrowed. */
+ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc);
+
+/** The default error report for something that failed inside a callback. */
+void ca_loop_report_callback_error(ca_loop *loop, ca_handle *h, ca_error *err);
+
+void ca_loop_log(ca_loop *loop, ca_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** gettid(), cached per thread. */
+uint64_t ca_thread_id(void);
+
+/* MARK: - Futures (future.c) */
+
+/** Moves the future to CANCELLED and schedules callbacks (future_cancel).
+ *  `msg` is copied (NULL: none). */
+bool ca_future_cancel_impl(ca_future *fut, const char *msg);
+/** future_set_result / future_set_exception without the Task refusal. */
+ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value);
+ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
+/** Initialises the shared head (loop reference taken). */
+void ca_future_init_head(ca_future *fut, ca_loop *loop);
+/** Releases everything the shared head owns (for Future and Task dealloc). */
+void ca_future_clear_head(ca_future *fut);
+/** Logs "<Class> exception was never retrieved" if needed (dealloc path). */
+void ca_future_finalize(ca_future *fut);
+/** Cancels `fut`, dispatching to Task.cancel for tasks. */
+bool ca_future_cancel_any(ca_future *fut, const char *msg);
+
+/* MARK: - Tasks (task.c) */
+void ca_task_step_handle_run(ca_task *task, ca_error *exc);
+void ca_task_break_cycles(ca_loop *loop);
+
+/* MARK: - Formatting helpers (error.c) */
+typedef struct ca_strbuf {
+    char *buf;
+    size_t size;
+    size_t len; /* length needed so far */
+} ca_strbuf;
+void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ca_value_repr(ca_strbuf *sb, const ca_value *v);
+void ca_error_repr(ca_strbuf *sb, const ca_error *err);
+void ca_fn_repr(ca_strbuf *sb, const void *fn);
+void ca_coro_repr(ca_strbuf *sb, const ca_coro *coro);
+void ca_future_repr_info(ca_strbuf *sb, const ca_future *fut, bool with_state);
+
+#endif
