@@ -140,11 +140,6 @@ bool ca_context_current_is_empty(void) {
     return cur == NULL || cur->map == NULL;
 }
 
-ca_context *ca_context_copy_current_or_null(void) {
-    ca_context *cur = ca_tstate_get()->context;
-    if (cur == NULL || cur->map == NULL) return NULL;
-    return ca_context_copy(cur);
-}
 
 size_t ca_context_len(const ca_context *ctx) { return ctx->map ? ctx->map->len : 0; }
 
@@ -167,7 +162,7 @@ void ca_context_exit(ca_context *ctx) {
     ctx->entered = false;
 }
 
-ca_context *ca_context_enter_for_callback(ca_context *ctx) {
+ca_context *ca_context_enter_for_callback_slow(ca_context *ctx) {
     ca_tstate *ts = ca_tstate_get();
     if (ctx == NULL) {
         /* A private copy of an empty context. One scratch object per thread
@@ -192,14 +187,6 @@ ca_context *ca_context_enter_for_callback(ca_context *ctx) {
     ctx->entered = true;
     ts->context = ctx;
     return ctx;
-}
-
-void ca_context_leave_for_callback(ca_context *entered) {
-    if (entered == NULL) return;
-    ca_tstate *ts = ca_tstate_get();
-    ts->context = entered->prev;
-    entered->prev = NULL;
-    entered->entered = false;
 }
 
 /** Releases the calling thread's contexts (thread exit). */

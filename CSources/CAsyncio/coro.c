@@ -30,13 +30,21 @@ static ca_coro_status refuse_resume(const ca_coro *coro, ca_coro_result *res) {
     return CA_CORO_RAISE;
 }
 
+static ca_coro_status cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res);
+
 ca_coro_status ca_coro_send(ca_coro *coro, ca_value value, ca_coro_result *res) {
     result_reset(res);
     if (CA_UNLIKELY(coro->co_state == CA_CORO_RUNNING || coro->co_state == CA_CORO_CLOSED)) {
         ca_value_clear(&value);
         return refuse_resume(coro, res);
     }
-    return coro_type_of(coro)->send(coro, value, res);
+    const ca_coro_type *t = coro_type_of(coro);
+    if (CA_LIKELY(t->send == ca_cframe_send)) {
+        /* kit coroutines: skip the indirect call (they ignore sent values) */
+        ca_value_clear(&value);
+        return cframe_resume((ca_cframe *)coro, NULL, res);
+    }
+    return t->send(coro, value, res);
 }
 
 ca_coro_status ca_coro_throw(ca_coro *coro, ca_error *exc, ca_coro_result *res) {
@@ -71,8 +79,8 @@ static inline const ca_cframe_type *cframe_type_of(const ca_cframe *cf) {
 }
 
 /* Releases what a finished or abandoned suspension holds. */
-static void cframe_release_suspension(ca_cframe *cf) {
-    if (cf->co.co_awaiting != NULL) {
+static inline void cframe_release_suspension(ca_cframe *cf) {
+    if (CA_UNLIKELY(cf->co.co_awaiting != NULL)) {
         ca_coro *child = cf->co.co_awaiting;
         cf->co.co_awaiting = NULL;
         ca_coro_close(child);

@@ -13,14 +13,60 @@
 #define CA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Hot thread-locals use the initial-exec model: a plain %fs-relative load
+ * instead of a __tls_get_addr call when the core is built position-independent. */
+#define CA_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* MARK: - Small-block freelists (object.c) */
+
+#define CA_SMALL_MAX 512
+#define CA_SMALL_CLASSES (CA_SMALL_MAX / 16)
+#define CA_SMALL_LIST_CAP 65536
+
+typedef struct ca_small_block { struct ca_small_block *next; } ca_small_block;
+
+typedef struct ca_small_lists {
+    ca_small_block *head[CA_SMALL_CLASSES];
+    uint32_t count[CA_SMALL_CLASSES];
+    bool registered;
+} ca_small_lists;
+
+extern CA_TLS ca_small_lists ca_small;
+
+void *ca_small_alloc_slow(size_t size);
+void ca_small_free_slow(void *p, size_t size);
+
+static inline size_t ca_small_class(size_t size) { return (size + 15) / 16 - 1; }
 
 /** Allocates `size` bytes from the calling thread's size-class freelist
  *  (falls back to ca_malloc). Blocks up to CA_SMALL_MAX bytes are pooled. */
-void *ca_small_alloc(size_t size);
+static inline void *ca_small_alloc(size_t size) {
+    if (CA_LIKELY(size != 0 && size <= CA_SMALL_MAX)) {
+        size_t c = ca_small_class(size);
+        ca_small_block *b = ca_small.head[c];
+        if (CA_LIKELY(b != NULL)) {
+            ca_small.head[c] = b->next;
+            ca_small.count[c]--;
+            return b;
+        }
+    }
+    return ca_small_alloc_slow(size);
+}
+
 /** Returns a block obtained from ca_small_alloc with the same `size`. */
-void ca_small_free(void *p, size_t size);
-#define CA_SMALL_MAX 512
+static inline void ca_small_free(void *p, size_t size) {
+    if (CA_LIKELY(p != NULL && size != 0 && size <= CA_SMALL_MAX)) {
+        size_t c = ca_small_class(size);
+        if (CA_LIKELY(ca_small.count[c] < CA_SMALL_LIST_CAP)) {
+            ca_small_block *b = p;
+            b->next = ca_small.head[c];
+            ca_small.head[c] = b;
+            ca_small.count[c]++;
+            return;
+        }
+    }
+    ca_small_free_slow(p, size);
+}
 
 /** Initialises an object header (refcount 1). */
 static inline void ca_object_init(void *op, const ca_type *type) {
@@ -41,7 +87,7 @@ typedef struct ca_tstate {
     bool initialised;
 } ca_tstate;
 
-extern _Thread_local ca_tstate ca_ts;
+extern CA_TLS ca_tstate ca_ts;
 
 /** The calling thread's state, initialised on first use. */
 static inline ca_tstate *ca_tstate_get(void) {
@@ -65,11 +111,35 @@ struct ca_context {
  *  current context" can be represented by NULL). */
 bool ca_context_current_is_empty(void);
 /** Copy of the current context, or NULL when it is empty (see above). */
-ca_context *ca_context_copy_current_or_null(void);
+static inline ca_context *ca_context_copy_current_or_null(void) {
+    ca_context *cur = ca_ts.context;
+    if (CA_LIKELY(cur == NULL || cur->map == NULL)) return NULL;
+    return ca_context_copy(cur);
+}
 /** Enters `ctx` for a callback; NULL enters a fresh private empty context.
- *  Returns the context entered (pass to ca_context_leave_for_callback). */
-ca_context *ca_context_enter_for_callback(ca_context *ctx);
-void ca_context_leave_for_callback(ca_context *entered);
+ *  Returns the context entered (pass to ca_context_leave_for_callback), or
+ *  NULL when the callback runs in the current context instead. */
+ca_context *ca_context_enter_for_callback_slow(ca_context *ctx);
+static inline ca_context *ca_context_enter_for_callback(ca_context *ctx) {
+    ca_tstate *ts = &ca_ts;
+    if (ctx == NULL) {
+        ctx = ts->scratch_context;
+        if (CA_UNLIKELY(ctx == NULL || ctx->ob_base.ob_refcnt != 1 || ctx->entered || ctx->map != NULL))
+            return ca_context_enter_for_callback_slow(NULL);
+    } else if (CA_UNLIKELY(ctx->entered)) {
+        return NULL;
+    }
+    ctx->prev = ts->context;
+    ctx->entered = true;
+    ts->context = ctx;
+    return ctx;
+}
+static inline void ca_context_leave_for_callback(ca_context *entered) {
+    if (entered == NULL) return;
+    ca_ts.context = entered->prev;
+    entered->prev = NULL;
+    entered->entered = false;
+}
 
 /* MARK: - Handles and the loop (loop.c) */
 

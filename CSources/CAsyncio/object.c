@@ -27,25 +27,12 @@ bool ca_object_is_instance(const void *op, const ca_type *type) {
 
 /* MARK: - Values */
 
-void ca_value_clear(ca_value *v) {
-    switch (v->kind) {
-    case CA_VALUE_PTR:
+void ca_value_release(ca_value *v) {
+    if (v->kind == CA_VALUE_PTR) {
         if (v->u.ptr.dtor != NULL) v->u.ptr.dtor(v->u.ptr.p);
-        break;
-    case CA_VALUE_OBJECT:
+    } else if (v->kind == CA_VALUE_OBJECT) {
         ca_decref(v->u.obj);
-        break;
-    default:
-        break;
     }
-    *v = ca_none();
-}
-
-ca_value ca_value_copy(const ca_value *v) {
-    ca_value c = *v;
-    if (c.kind == CA_VALUE_OBJECT) ca_incref(c.u.obj);
-    else if (c.kind == CA_VALUE_PTR) c.u.ptr.dtor = NULL;
-    return c;
 }
 
 /* MARK: - Allocator seam */
@@ -53,7 +40,7 @@ ca_value ca_value_copy(const ca_value *v) {
 static void *(*alloc_malloc)(size_t) = malloc;
 static void *(*alloc_realloc)(void *, size_t) = realloc;
 static void (*alloc_free)(void *) = free;
-static _Thread_local ca_alloc_stats alloc_stats;
+static CA_TLS ca_alloc_stats alloc_stats;
 
 void ca_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
                       void (*free_fn)(void *)) {
@@ -110,18 +97,7 @@ char *ca_strdup(const char *s) {
  * another thread simply joins that thread's list. Lists are bounded so a
  * burst does not pin memory forever, and are released at thread exit. */
 
-#define SMALL_CLASSES (CA_SMALL_MAX / 16)
-#define SMALL_LIST_CAP 65536
-
-typedef struct small_block { struct small_block *next; } small_block;
-
-typedef struct small_lists {
-    small_block *head[SMALL_CLASSES];
-    uint32_t count[SMALL_CLASSES];
-    bool registered;
-} small_lists;
-
-static _Thread_local small_lists small;
+CA_TLS ca_small_lists ca_small;
 static pthread_key_t small_key;
 static pthread_once_t small_once = PTHREAD_ONCE_INIT;
 
@@ -133,71 +109,48 @@ static void small_thread_exit(void *unused) {
 }
 static void small_key_create(void) { (void)pthread_key_create(&small_key, small_thread_exit); }
 
-static inline size_t small_class(size_t size) { return (size + 15) / 16 - 1; }
+/* The first pooled allocation of a thread registers the exit hook that
+ * returns its lists (and contexts) to the allocator. */
+static void small_register(void) {
+    if (ca_small.registered) return;
+    pthread_once(&small_once, small_key_create);
+    (void)pthread_setspecific(small_key, &ca_small);
+    ca_small.registered = true;
+}
 
-void *ca_small_alloc(size_t size) {
+void *ca_small_alloc_slow(size_t size) {
     if (size > CA_SMALL_MAX || size == 0) return ca_malloc(size);
-    size_t c = small_class(size);
-    small_block *b = small.head[c];
-    if (CA_LIKELY(b != NULL)) {
-        small.head[c] = b->next;
-        small.count[c]--;
-        return b;
-    }
-    if (!small.registered) {
-        pthread_once(&small_once, small_key_create);
-        (void)pthread_setspecific(small_key, &small);
-        small.registered = true;
-    }
-    return ca_malloc((c + 1) * 16);
+    small_register();
+    return ca_malloc((ca_small_class(size) + 1) * 16);
 }
 
-void ca_small_free(void *p, size_t size) {
-    if (p == NULL) return;
-    if (size > CA_SMALL_MAX || size == 0) {
-        ca_free(p);
-        return;
-    }
-    size_t c = small_class(size);
-    if (small.count[c] >= SMALL_LIST_CAP) {
-        ca_free(p);
-        return;
-    }
-    small_block *b = p;
-    b->next = small.head[c];
-    small.head[c] = b;
-    small.count[c]++;
-}
+void ca_small_free_slow(void *p, size_t size) { ca_free(p); }
 
 void ca_freelists_clear(void) {
-    for (size_t c = 0; c < SMALL_CLASSES; c++) {
-        small_block *b = small.head[c];
+    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) {
+        ca_small_block *b = ca_small.head[c];
         while (b != NULL) {
-            small_block *next = b->next;
+            ca_small_block *next = b->next;
             ca_free(b);
             b = next;
         }
-        small.head[c] = NULL;
-        small.count[c] = 0;
+        ca_small.head[c] = NULL;
+        ca_small.count[c] = 0;
     }
 }
 
 /* MARK: - Thread state */
 
-_Thread_local ca_tstate ca_ts;
+CA_TLS ca_tstate ca_ts;
 
 uint64_t ca_thread_id(void) {
-    static _Thread_local uint64_t tid;
+    static CA_TLS uint64_t tid;
     if (tid == 0) tid = (uint64_t)syscall(SYS_gettid);
     return tid;
 }
 
 void ca_tstate_init(ca_tstate *ts) {
-    if (!small.registered) {
-        pthread_once(&small_once, small_key_create);
-        (void)pthread_setspecific(small_key, &small);
-        small.registered = true;
-    }
+    small_register();
     ts->tasks_head.next = &ts->tasks_head;
     ts->tasks_head.prev = &ts->tasks_head;
     ts->thread_id = ca_thread_id();

@@ -271,11 +271,24 @@ static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
 
 static ca_error *task_step(ca_task *task, ca_error *exc) {
     ca_loop *loop = task->task_loop;
-    ca_error *err = ca_enter_task(loop, task);
-    if (err != NULL) return err;
+    ca_tstate *ts = &ca_ts;
+    /* enter_task / leave_task, their checks inlined for the common case */
+    if (CA_LIKELY(ts->running_loop == loop && ts->running_task == NULL)) {
+        ts->running_task = task;
+        loop->current_task = task;
+    } else {
+        ca_error *err = ca_enter_task(loop, task);
+        if (err != NULL) return err;
+    }
     ca_incref(task);
     ca_error *res = task_step_impl(task, exc);
-    ca_error *leave_err = ca_leave_task(loop, task);
+    ca_error *leave_err = NULL;
+    if (CA_LIKELY(ts->running_loop == loop && ts->running_task == task)) {
+        ts->running_task = NULL;
+        loop->current_task = NULL;
+    } else {
+        leave_err = ca_leave_task(loop, task);
+    }
     if (leave_err != NULL) {
         ca_error_set_context(leave_err, res);
         ca_decref(res);

@@ -86,7 +86,9 @@ typedef struct ca_cframe_type {
     int32_t firstlineno;
 } ca_cframe_type;
 
-/** The kit's part of a frame: embed as the FIRST member `cf` of your frame. */
+/** The kit's part of a frame: embed as the FIRST member `cf` of your frame.
+ *  Suspension points are numbered with __COUNTER__, so any number of them
+ *  may share a source line (macros that nest awaits do). */
 struct ca_cframe {
     ca_coro co;
     int32_t resume_point;       /* the line to resume at; 0 = start */
@@ -145,7 +147,7 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
     switch (ca__cf->resume_point) {                       \
     case 0:
 
-/** Ends the body; falling off the end returns None. One AWAIT per line. */
+/** Ends the body; falling off the end returns None. */
 #define CA_END                                            \
     default:                                              \
         break;                                            \
@@ -172,16 +174,17 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
  * A done future does not suspend. Afterwards `err_out` holds the error raised
  * at the await (owned, NULL on success) and CA_RESULT() the result.
  */
-#define CA_AWAIT_TRY(fut_expr, err_out)                                          \
+#define CA__AWAIT_TRY(fut_expr, err_out, ca__id)                                          \
     do {                                                                         \
         if (ca_cframe_await_begin(ca__cf, (ca_future *)(fut_expr), __LINE__, ca__res)) { \
-            ca__cf->resume_point = __LINE__;                                     \
+            ca__cf->resume_point = (ca__id);                                     \
             return CA_CORO_YIELD;                                                \
         }                                                                        \
         CA__FALLTHROUGH;                                                         \
-    case __LINE__:                                                               \
+    case (ca__id):                                                               \
         (err_out) = ca_cframe_await_end(ca__cf);                                 \
     } while (0)
+#define CA_AWAIT_TRY(fut_expr, err_out) CA__AWAIT_TRY(fut_expr, err_out, __COUNTER__ + 1)
 
 /** `await fut`: like CA_AWAIT_TRY but an error propagates out of the body. */
 #define CA_AWAIT(fut_expr)                                                       \
@@ -197,16 +200,17 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
 /** `try: await coro` — delegates to another coroutine (taken) until it
  *  returns (CA_CORO_RESULT) or raises (err_out). */
-#define CA_AWAIT_CORO_TRY(coro_expr, err_out)                                    \
+#define CA__AWAIT_CORO_TRY(coro_expr, err_out, ca__id)                                    \
     do {                                                                         \
         if (ca_cframe_await_coro_begin(ca__cf, (ca_coro *)(coro_expr), __LINE__, ca__res)) { \
-            ca__cf->resume_point = __LINE__;                                     \
+            ca__cf->resume_point = (ca__id);                                     \
             return CA_CORO_YIELD;                                                \
         }                                                                        \
         CA__FALLTHROUGH;                                                         \
-    case __LINE__:                                                               \
+    case (ca__id):                                                               \
         (err_out) = ca_cframe_await_coro_end(ca__cf);                            \
     } while (0)
+#define CA_AWAIT_CORO_TRY(coro_expr, err_out) CA__AWAIT_CORO_TRY(coro_expr, err_out, __COUNTER__ + 1)
 
 #define CA_AWAIT_CORO(coro_expr)                                                 \
     do {                                                                         \
@@ -221,15 +225,16 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
 /** A bare `yield` (what asyncio.sleep(0) does): gives up one loop iteration.
  *  `err_out` receives an error thrown in meanwhile (e.g. cancellation). */
-#define CA_YIELD_TRY(err_out)                                                    \
+#define CA__YIELD_TRY(err_out, ca__id)                                                    \
     do {                                                                         \
         ca__cf->co.co_lineno = __LINE__;                                         \
-        ca__cf->resume_point = __LINE__;                                         \
+        ca__cf->resume_point = (ca__id);                                         \
         ca__res->future = NULL;                                                  \
         return CA_CORO_YIELD;                                                    \
-    case __LINE__:                                                               \
+    case (ca__id):                                                               \
         (err_out) = ca_cframe_take_exc(ca__cf);                                  \
     } while (0)
+#define CA_YIELD_TRY(err_out) CA__YIELD_TRY(err_out, __COUNTER__ + 1)
 
 #define CA_YIELD()                                                               \
     do {                                                                         \
@@ -240,15 +245,16 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
 /** Yields `fut` (taken) to the task WITHOUT the blocking flag — the
  *  "yield instead of yield from" mistake; for tests of the task's checks. */
-#define CA_YIELD_RAW_TRY(fut_expr, err_out)                                      \
+#define CA__YIELD_RAW_TRY(fut_expr, err_out, ca__id)                                      \
     do {                                                                         \
         ca__cf->co.co_lineno = __LINE__;                                         \
-        ca__cf->resume_point = __LINE__;                                         \
+        ca__cf->resume_point = (ca__id);                                         \
         ca__res->future = (ca_future *)(fut_expr);                               \
         return CA_CORO_YIELD;                                                    \
-    case __LINE__:                                                               \
+    case (ca__id):                                                               \
         (err_out) = ca_cframe_take_exc(ca__cf);                                  \
     } while (0)
+#define CA_YIELD_RAW_TRY(fut_expr, err_out) CA__YIELD_RAW_TRY(fut_expr, err_out, __COUNTER__ + 1)
 
 #ifdef __cplusplus
 }

@@ -107,15 +107,27 @@ static inline ca_value ca_ptr(void *p, void (*dtor)(void *)) {
 /** An object value that steals the caller's reference to `o`. */
 static inline ca_value ca_obj(void *o) { ca_value v = {CA_VALUE_OBJECT, {0}}; v.u.obj = (ca_object *)o; return v; }
 
+/** Releases what an OBJECT or owning PTR value holds (ca_value_clear's slow path). */
+void ca_value_release(ca_value *v);
+
 /** Releases what `v` owns and resets it to NONE. */
-void ca_value_clear(ca_value *v);
+static inline void ca_value_clear(ca_value *v) {
+    if (v->kind >= CA_VALUE_PTR) ca_value_release(v);
+    v->kind = CA_VALUE_NONE;
+    v->u.i = 0;
+}
 
 /**
  * Returns a second owned copy of `v`: OBJECT values gain a reference; PTR
  * values with a destructor cannot be shared and are copied as borrowed
  * (dtor NULL) — the original keeps ownership.
  */
-ca_value ca_value_copy(const ca_value *v);
+static inline ca_value ca_value_copy(const ca_value *v) {
+    ca_value c = *v;
+    if (c.kind == CA_VALUE_OBJECT) ca_incref(c.u.obj);
+    else if (c.kind == CA_VALUE_PTR) c.u.ptr.dtor = NULL;
+    return c;
+}
 
 /* MARK: - Allocator seam */
 

@@ -137,6 +137,22 @@ struct ca_error *ca_eager_task_factory(ca_loop *loop, ca_coro *coro, const ca_ta
  */
 ca_coro *ca_sleep(double delay, ca_value result);
 
+/**
+ * `await asyncio.sleep(delay)` inside a kit body. For delay <= 0 this is the
+ * bare yield asyncio.sleep performs (`__sleep0`) done inline, without making
+ * a coroutine: the same single loop iteration, the same cancellation point,
+ * and no allocation. Otherwise it delegates to ca_sleep. Errors propagate.
+ */
+#define CA_AWAIT_SLEEP(delay)                                                   \
+    do {                                                                        \
+        double ca__delay = (delay);                                             \
+        if (ca__delay <= 0) {                                                   \
+            CA_YIELD();                                                         \
+        } else {                                                                \
+            CA_AWAIT_CORO(ca_sleep(ca__delay, ca_none()));                      \
+        }                                                                       \
+    } while (0)
+
 #ifdef __cplusplus
 }
 #endif
