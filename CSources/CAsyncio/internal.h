@@ -21,7 +21,7 @@
 
 #define CA_SMALL_MAX 512
 #define CA_SMALL_CLASSES (CA_SMALL_MAX / 16)
-#define CA_SMALL_LIST_CAP 65536
+#define CA_SMALL_LIST_CAP (1u << 18)
 
 typedef struct ca_small_block { struct ca_small_block *next; } ca_small_block;
 
@@ -166,9 +166,13 @@ struct ca_handle {
     ca_error *h_exc;            /* TASK_STEP: the error to throw in (strong) */
     ca_context *h_ctx;          /* strong, NULL: private empty context */
     int64_t h_when;
-    uint64_t h_seq;             /* tie-break: equal deadlines run FIFO */
-    size_t h_heap_index;
 };
+
+typedef struct ca_timer_entry {
+    int64_t when;
+    uint64_t seq;
+    ca_handle *handle; /* the heap's reference */
+} ca_timer_entry;
 
 typedef struct ca_tsnode {
     _Atomic(struct ca_tsnode *) next;
@@ -184,8 +188,9 @@ struct ca_loop {
     size_t ready_head;
     size_t ready_len;
     size_t ready_cap;           /* power of two */
-    /* timers: binary min-heap on (when, seq) */
-    ca_handle **heap;
+    /* timers: binary min-heap on (when, seq), keys stored inline so sifting
+     * never touches the handles themselves */
+    struct ca_timer_entry *heap;
     size_t heap_len;
     size_t heap_cap;
     size_t timer_cancelled_count;

@@ -54,8 +54,6 @@ static inline ca_handle *handle_alloc(ca_loop *loop) {
     h->h_exc = NULL;
     h->h_ctx = NULL;
     h->h_when = 0;
-    h->h_seq = 0;
-    h->h_heap_index = 0;
     return h;
 }
 
@@ -152,43 +150,40 @@ static inline ca_handle *ready_pop(ca_loop *loop) {
 
 /* MARK: - Timer heap: min-heap on (when, seq) */
 
-static inline bool timer_less(const ca_handle *a, const ca_handle *b) {
-    return a->h_when < b->h_when || (a->h_when == b->h_when && a->h_seq < b->h_seq);
+static inline bool timer_less(const ca_timer_entry *a, const ca_timer_entry *b) {
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
 static void heap_sift_up(ca_loop *loop, size_t i) {
-    ca_handle **hp = loop->heap;
-    ca_handle *x = hp[i];
+    ca_timer_entry *hp = loop->heap;
+    ca_timer_entry x = hp[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!timer_less(x, hp[parent])) break;
+        if (!timer_less(&x, &hp[parent])) break;
         hp[i] = hp[parent];
-        hp[i]->h_heap_index = i;
         i = parent;
     }
     hp[i] = x;
-    x->h_heap_index = i;
 }
 
 static void heap_sift_down(ca_loop *loop, size_t i) {
-    ca_handle **hp = loop->heap;
+    ca_timer_entry *hp = loop->heap;
     size_t n = loop->heap_len;
-    ca_handle *x = hp[i];
+    ca_timer_entry x = hp[i];
     for (;;) {
         size_t l = 2 * i + 1;
         if (l >= n) break;
-        size_t m = (l + 1 < n && timer_less(hp[l + 1], hp[l])) ? l + 1 : l;
-        if (!timer_less(hp[m], x)) break;
+        size_t m = (l + 1 < n && timer_less(&hp[l + 1], &hp[l])) ? l + 1 : l;
+        if (!timer_less(&hp[m], &x)) break;
         hp[i] = hp[m];
-        hp[i]->h_heap_index = i;
         i = m;
     }
     hp[i] = x;
-    x->h_heap_index = i;
 }
 
+/* Removes the earliest timer; returns the heap's reference to its handle. */
 static ca_handle *heap_pop(ca_loop *loop) {
-    ca_handle *top = loop->heap[0];
+    ca_handle *top = loop->heap[0].handle;
     loop->heap_len--;
     if (loop->heap_len > 0) {
         loop->heap[0] = loop->heap[loop->heap_len];
@@ -281,7 +276,7 @@ ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *
     if (err != NULL) return err;
     if (loop->heap_len == loop->heap_cap) {
         size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 256;
-        ca_handle **n = ca_realloc(loop->heap, cap * sizeof(ca_handle *));
+        ca_timer_entry *n = ca_realloc(loop->heap, cap * sizeof(ca_timer_entry));
         if (n == NULL) {
             if (release) release(arg);
             return ca_error_new(&ca_MemoryError, NULL);
@@ -302,11 +297,10 @@ ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *
     h->h_release = release;
     h->h_ctx = ctx ? ca_incref(ctx) : ca_context_copy_current_or_null();
     h->h_when = when;
-    h->h_seq = loop->timer_seq++;
     h->h_scheduled = 1;
-    loop->heap[loop->heap_len] = h; /* the heap owns the initial reference */
-    h->h_heap_index = loop->heap_len++;
-    heap_sift_up(loop, h->h_heap_index);
+    /* the heap owns the initial reference */
+    loop->heap[loop->heap_len] = (ca_timer_entry){when, loop->timer_seq++, h};
+    heap_sift_up(loop, loop->heap_len++);
     if (out) *out = ca_incref(h);
     return NULL;
 }
@@ -512,13 +506,12 @@ static void timers_prune(ca_loop *loop) {
         /* Most handles are cancelled: rebuild rather than pop one by one. */
         size_t j = 0;
         for (size_t i = 0; i < n; i++) {
-            ca_handle *h = loop->heap[i];
+            ca_handle *h = loop->heap[i].handle;
             if (h->h_cancelled) {
                 h->h_scheduled = 0;
                 ca_decref(h);
             } else {
-                loop->heap[j] = h;
-                h->h_heap_index = j++;
+                loop->heap[j++] = loop->heap[i];
             }
         }
         loop->heap_len = j;
@@ -526,7 +519,7 @@ static void timers_prune(ca_loop *loop) {
         loop->timer_cancelled_count = 0;
         return;
     }
-    while (loop->heap_len > 0 && loop->heap[0]->h_cancelled) {
+    while (loop->heap_len > 0 && loop->heap[0].handle->h_cancelled) {
         loop->timer_cancelled_count--;
         ca_decref(heap_pop(loop));
     }
@@ -540,7 +533,7 @@ static void run_once(ca_loop *loop) {
     if (loop->ready_len > 0 || loop->stopping || woken) {
         timeout = 0;
     } else if (loop->heap_len > 0) {
-        timeout = loop->heap[0]->h_when - ca_loop_time(loop);
+        timeout = loop->heap[0].when - ca_loop_time(loop);
         if (timeout < 0) timeout = 0;
         if (timeout > MAXIMUM_SELECT_TIMEOUT_NS) timeout = MAXIMUM_SELECT_TIMEOUT_NS;
     } else {
@@ -574,9 +567,8 @@ static void run_once(ca_loop *loop) {
     if (loop->heap_len > 0) {
         int64_t end_time = ca_loop_time(loop) + loop->clock_resolution;
         while (loop->heap_len > 0) {
-            ca_handle *h = loop->heap[0];
-            if (h->h_when >= end_time) break;
-            heap_pop(loop);
+            if (loop->heap[0].when >= end_time) break;
+            ca_handle *h = heap_pop(loop);
             if (ready_push_steal(loop, h) != NULL) break;
         }
     }
@@ -713,7 +705,7 @@ ca_error *ca_loop_close(ca_loop *loop) {
     ca_incref(loop);
     while (loop->ready_len > 0) ca_decref(ready_pop(loop));
     while (loop->heap_len > 0) {
-        ca_handle *h = loop->heap[--loop->heap_len];
+        ca_handle *h = loop->heap[--loop->heap_len].handle;
         h->h_scheduled = 0;
         ca_decref(h);
     }
