@@ -477,6 +477,13 @@ void ca_future_finalize(ca_future *fut) {
 }
 
 void ca_future_clear_head(ca_future *fut) {
+    if (CA_LIKELY(fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
+                  fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL &&
+                  fut->fut_cancelled_exc == NULL && fut->fut_awaited_by == NULL)) {
+        /* the common end of a future: a plain result, nothing else to drop */
+        CA_CLEAR(fut->fut_loop);
+        return;
+    }
     if (fut->fut_callback0.fn != NULL) {
         ca_callback cb = fut->fut_callback0;
         fut->fut_callback0 = (ca_callback){0};
@@ -505,8 +512,10 @@ void ca_future_clear_head(ca_future *fut) {
 
 static void future_dealloc(ca_object *op) {
     ca_future *fut = (ca_future *)op;
-    ca_future_finalize(fut);
-    if (op->ob_refcnt > 0) return; /* resurrected by the exception handler */
+    if (CA_UNLIKELY(fut->fut_log_tb)) {
+        ca_future_finalize(fut);
+        if (op->ob_refcnt > 0) return; /* resurrected by the exception handler */
+    }
     ca_future_clear_head(fut);
     ca_small_free(fut, sizeof(ca_future));
 }

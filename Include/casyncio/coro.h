@@ -104,16 +104,26 @@ struct ca_cframe {
 ca_coro *ca_cframe_new(const ca_cframe_type *type, size_t size);
 
 /** Defines `ident`, the type of a kit coroutine with frame struct
- *  `frame_t` (whose first member is `ca_cframe cf`) and body `body_fn`. */
+ *  `frame_t` (whose first member is `ca_cframe cf`), body `body_fn` and
+ *  `finalize_fn` (`void (*)(frame_t *)` releasing the frame's own fields,
+ *  or NULL). */
 #define CA_CORO_TYPE(ident, frame_t, body_fn, finalize_fn)                        \
     static ca_coro_status body_fn(frame_t *self, ca_coro_result *ca__res);       \
+    /* thunks: the kit calls through void *, the user functions take frame_t * */ \
+    static ca_coro_status body_fn##__ca_body(void *self, ca_coro_result *res) {  \
+        return body_fn((frame_t *)self, res);                                    \
+    }                                                                            \
+    static void body_fn##__ca_finalize(void *self) {                             \
+        void (*fin)(frame_t *) = (finalize_fn);                                  \
+        if (fin != NULL) fin((frame_t *)self);                                   \
+    }                                                                            \
     static const ca_cframe_type ident = {                                        \
         .coro_type = {.base = {#body_fn, sizeof(frame_t), NULL, &ca_CFrameType},  \
                       .send = ca_cframe_send,                                    \
                       .throw_ = ca_cframe_throw,                                 \
                       .close = ca_cframe_close},                                 \
-        .body = (ca_coro_status(*)(void *, ca_coro_result *))body_fn,            \
-        .finalize = (void (*)(void *))(finalize_fn),                             \
+        .body = body_fn##__ca_body,                                              \
+        .finalize = body_fn##__ca_finalize,                                      \
         .name = #body_fn,                                                        \
         .filename = __FILE__,                                                    \
         .firstlineno = __LINE__,                                                 \

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Output: the table for people, JSON lines for tools.
+enum Report {
+    static func printTable(_ summaries: [Summary], repetitions: Int) {
+        let header = ["workload", "impl", "N", "median ns/op", "min–max ns/op", "allocs/op"]
+        let rows = summaries.map { s in
+            [
+                s.workload.name,
+                s.impl.rawValue,
+                String(s.n),
+                fixed(s.medianNsPerOp, digits: 1),
+                "\(fixed(s.minNsPerOp, digits: 1))–\(fixed(s.maxNsPerOp, digits: 1))",
+                allocs(s.allocsPerOp),
+            ]
+        }
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max()!
+        }
+        // Names left-aligned, numbers right-aligned.
+        func line(_ cells: [String]) -> String {
+            cells.indices.map { i in
+                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
+                return i < 2 ? cells[i] + pad : pad + cells[i]
+            }.joined(separator: "  ")
+        }
+        print(line(header))
+        for row in rows { print(line(row)) }
+        let backends = Set(summaries.map(\.backend)).sorted().joined(separator: ", ")
+        print("c = the C core (\(backends) backend); median of \(repetitions) run(s) after a warm-up each.")
+        fflush(nil)
+    }
+
+    /// One JSON object on one line; the keys `bench run --json` promises first.
+    static func printJSON(_ s: Summary) {
+        let fields: [(String, String)] = [
+            ("workload", quoted(s.workload.name)),
+            ("impl", quoted(s.impl.rawValue)),
+            ("n", String(s.n)),
+            ("ns_per_op", fixed(s.medianNsPerOp, digits: 3)),
+            ("min_ns_per_op", fixed(s.minNsPerOp, digits: 3)),
+            ("max_ns_per_op", fixed(s.maxNsPerOp, digits: 3)),
+            ("allocs_per_op", allocs(s.allocsPerOp)),
+            ("repetitions", String(s.repetitions)),
+            ("unit", quoted(s.workload.unit)),
+            ("backend", quoted(s.backend)),
+        ]
+        print("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}")
+        fflush(nil)
+    }
+
+    /// Allocations per op: exact when whole, else six decimals (1 per batch
+    /// of 1000 shows as 0.001000).
+    private static func allocs(_ x: Double) -> String {
+        x == x.rounded() ? String(Int64(x)) : fixed(x, digits: 6)
+    }
+
+    /// `x` with exactly `digits` decimals (x finite and non-negative).
+    static func fixed(_ x: Double, digits: Int) -> String {
+        var scale: UInt64 = 1
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = UInt64((x * Double(scale)).rounded())
+        let whole = String(scaled / scale)
+        guard digits > 0 else { return whole }
+        let frac = String(scaled % scale)
+        return whole + "." + String(repeating: "0", count: digits - frac.count) + frac
+    }
+
+    /// A JSON string literal (our names are plain ASCII; quotes and
+    /// backslashes are escaped all the same).
+    private static func quoted(_ s: String) -> String {
+        var out = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where ch.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(ch.value, radix: 16).count) + String(ch.value, radix: 16)
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Writes one line to stderr (unbuffered, so it is never lost behind stdout).
+func printError(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { bytes in
+        _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}

@@ -1,0 +1,86 @@
+import CAsyncioBench
+
+/// A workload of the C bench library (`casyncio_bench.h`'s registry).
+struct Workload: Sendable {
+    let name: String
+    /// What one operation is ("callback", "task", ...).
+    let unit: String
+    /// N as workloads.md defines it.
+    let defaultN: UInt64
+    private let entry: cab_run_fn
+
+    /// Every workload, in workloads.md order.
+    static let all: [Workload] = {
+        var count = 0
+        guard let table = cab_workloads(&count) else { return [] }
+        return (0..<count).map { Workload(table[$0]) }
+    }()
+
+    static func named(_ name: String) -> Workload? {
+        all.first { $0.name == name }
+    }
+
+    private init(_ w: cab_workload) {
+        name = String(cString: w.name)
+        unit = String(cString: w.unit)
+        defaultN = w.default_n
+        entry = w.run
+    }
+
+    /// Runs the workload `repetitions` times with `n` operations each.
+    func measure(n: UInt64, repetitions: Int) throws(WorkloadFailure) -> Summary {
+        var runs: [cab_result] = []
+        for _ in 0..<repetitions {
+            var result = cab_result()
+            if entry(n, &result) != 0 {
+                throw WorkloadFailure(workload: name, message: cString(of: result.error))
+            }
+            runs.append(result)
+        }
+        return Summary(workload: self, impl: .c, runs: runs)
+    }
+}
+
+/// A run that did not complete: the core returned an error or the work came
+/// out wrong.
+struct WorkloadFailure: Error {
+    let workload: String
+    let message: String
+}
+
+/// The statistics of several runs of one workload.
+struct Summary {
+    let workload: Workload
+    let impl: Implementation
+    let n: UInt64
+    let repetitions: Int
+    let medianNsPerOp: Double
+    let minNsPerOp: Double
+    let maxNsPerOp: Double
+    /// The largest of the runs: allocation counts are deterministic, so any
+    /// run that allocates is worth showing.
+    let allocsPerOp: Double
+    let backend: String
+
+    init(workload: Workload, impl: Implementation, runs: [cab_result]) {
+        var sorted = runs.map { Double($0.wall_ns) / Double($0.n) }
+        sorted.sort()
+        self.workload = workload
+        self.impl = impl
+        n = runs[0].n
+        repetitions = runs.count
+        let mid = sorted.count / 2
+        medianNsPerOp = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+        minNsPerOp = sorted.first!
+        maxNsPerOp = sorted.last!
+        allocsPerOp = runs.map { Double($0.allocs) / Double($0.n) }.max()!
+        backend = cString(of: runs[0].backend)
+    }
+}
+
+/// The NUL-terminated string in a fixed C char array (imported as a tuple).
+func cString<T>(of array: T) -> String {
+    withUnsafeBytes(of: array) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
