@@ -226,6 +226,7 @@ struct ca_loop {
     atomic_int wake_pending;
     atomic_bool closed_atomic;
     atomic_int ts_inflight;     /* threads inside call_soon_threadsafe */
+    atomic_bool stop_requested; /* stop_threadsafe() */
     /* debugging */
     struct ca_loop *registry_next;
 };

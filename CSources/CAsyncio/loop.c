@@ -307,7 +307,11 @@ ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *
 
 ca_error *ca_loop_call_later(ca_loop *loop, int64_t delay_ns, ca_callback_fn fn, void *arg, ca_release_fn release,
                              ca_context *ctx, ca_handle **out) {
-    return ca_loop_call_at(loop, ca_loop_time(loop) + delay_ns, fn, arg, release, ctx, out);
+    int64_t now = ca_loop_time(loop), when;
+    /* saturate: a delay past the end of time never fires (CPython's float
+     * arithmetic gets the same for free) */
+    if (__builtin_add_overflow(now, delay_ns, &when)) when = delay_ns > 0 ? INT64_MAX : INT64_MIN;
+    return ca_loop_call_at(loop, when, fn, arg, release, ctx, out);
 }
 
 /* MARK: - Thread-safe inbox (Vyukov's intrusive MPSC queue) */
@@ -373,7 +377,18 @@ ca_error *ca_loop_call_soon_threadsafe(ca_loop *loop, ca_callback_fn fn, void *a
 static void inbox_drain(ca_loop *loop) {
     ca_tsnode *n;
     while ((n = inbox_pop(loop)) != NULL) {
-        ca_error *err = ca_loop_call_soon(loop, n->fn, n->arg, n->release, NULL, NULL);
+        /* h_ctx stays NULL: a private empty context, never the loop thread's */
+        ca_handle *h = handle_alloc(loop);
+        ca_error *err = NULL;
+        if (h == NULL) {
+            if (n->release) n->release(n->arg);
+            err = ca_error_new(&ca_MemoryError, NULL);
+        } else {
+            h->h_fn.fn = n->fn;
+            h->h_arg = n->arg;
+            h->h_release = n->release;
+            err = ready_push_steal(loop, h);
+        }
         if (err != NULL) {
             ca_loop_report_callback_error(loop, NULL, err);
             ca_decref(err);
@@ -390,12 +405,21 @@ static void inbox_discard(ca_loop *loop) {
     }
 }
 
-static void stop_cb(void *arg) { ca_loop_stop(arg); }
-static void loop_release(void *arg) { ca_decref(arg); }
-
 ca_error *ca_loop_stop_threadsafe(ca_loop *loop) {
-    ca_incref(loop); /* only safe while the caller holds a reference anyway */
-    return ca_loop_call_soon_threadsafe(loop, stop_cb, loop, loop_release);
+    /* An atomic request rather than a queued callback: a foreign thread
+     * must not touch the loop's plain reference count. */
+    atomic_int *inflight = inflight_of(loop);
+    atomic_fetch_add_explicit(inflight, 1, memory_order_acq_rel);
+    ca_error *err = NULL;
+    if (atomic_load_explicit(&loop->closed_atomic, memory_order_acquire)) {
+        err = closed_error();
+    } else {
+        atomic_store_explicit(&loop->stop_requested, true, memory_order_release);
+        if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0)
+            loop->backend_ops->wake(loop->backend);
+    }
+    atomic_fetch_sub_explicit(inflight, 1, memory_order_release);
+    return err;
 }
 
 /* MARK: - Exception handler and logging */
@@ -559,9 +583,10 @@ static void run_once(ca_loop *loop) {
         }
     }
 
-    if (atomic_load_explicit(&loop->wake_pending, memory_order_acquire)) {
-        atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+    if (atomic_load_explicit(&loop->wake_pending, memory_order_relaxed) &&
+        atomic_exchange_explicit(&loop->wake_pending, 0, memory_order_acq_rel)) {
         inbox_drain(loop);
+        if (atomic_exchange_explicit(&loop->stop_requested, false, memory_order_acq_rel)) loop->stopping = true;
     }
 
     if (loop->heap_len > 0) {
@@ -684,6 +709,7 @@ ca_error *ca_loop_new(const ca_loop_config *config, ca_loop **out) {
     loop->inbox_tail = &loop->inbox_stub;
     atomic_init(&loop->wake_pending, 0);
     atomic_init(&loop->closed_atomic, false);
+    atomic_init(&loop->stop_requested, false);
     atomic_init(&loop->ts_inflight, 0);
     ca_error *err = ready_grow(loop);
     if (err == NULL) err = ca_backend_open(cfg.backend, &loop->backend_ops, &loop->backend);
@@ -740,10 +766,8 @@ ca_future *ca_loop_create_future(ca_loop *loop) { return ca_future_new(loop); }
 ca_error *ca_loop_create_task(ca_loop *loop, ca_coro *coro, const ca_task_options *opts, ca_task **out) {
     *out = NULL;
     if (loop->closed) {
-        if (coro != NULL) {
-            ca_coro_close(coro);
-            ca_decref(coro);
-        }
+        if (ca_coro_check(coro)) ca_coro_close(coro);
+        ca_decref(coro);
         return closed_error();
     }
     if (loop->task_factory != NULL) return loop->task_factory(loop, coro, opts, loop->task_factory_arg, out);

@@ -175,6 +175,15 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
         return task_call_step_soon(task, NULL);
     }
     char a[256], b[256];
+    if (CA_UNLIKELY(!ca_future_check(result))) {
+        /* only foreign coroutine types can yield something else */
+        ca_task_repr(task, a, sizeof a);
+        ca_strbuf sb = {b, sizeof b, 0};
+        b[0] = '\0';
+        ca_strbuf_printf(&sb, "<%s object at %p>", ((ca_object *)result)->ob_type->tp_name, (void *)result);
+        ca_decref(result);
+        return task_set_error_soon(task, ca_error_format(&ca_RuntimeError, "Task got bad yield: %s", b));
+    }
     if (result == (ca_future *)task) {
         ca_task_repr(task, a, sizeof a);
         ca_decref(result);

@@ -64,7 +64,7 @@ extern const ca_type ca_CoroType; /* abstract base of every coroutine type */
 /** True when `op` is a coroutine (its type derives from ca_CoroType). */
 bool ca_coro_check(const void *op);
 
-/** Dispatch helpers. send/throw on a RUNNING coroutine raise a RuntimeError
+/** Dispatch helpers. send/throw on a RUNNING coroutine raise a ValueError
  *  ("coroutine already executing"); on a CLOSED one, "cannot reuse already
  *  awaited coroutine". throw into a CREATED coroutine raises `exc` at once. */
 ca_coro_status ca_coro_send(ca_coro *coro, ca_value value, ca_coro_result *res);

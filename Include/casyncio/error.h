@@ -83,7 +83,8 @@ ca_error *ca_error_new(const ca_error_type *type, const char *message);
 ca_error *ca_error_format(const ca_error_type *type, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/** An OSError-family error carrying `err_no`; message defaults to strerror. */
+/** An OSError-family error carrying `err_no`, with Python's message form:
+ *  "[Errno N] strerror" or, with `message`, "[Errno N] strerror: message". */
 ca_error *ca_error_from_errno(const ca_error_type *type, int err_no, const char *message);
 
 /**
