@@ -4,6 +4,7 @@
  * completes a CQE and ends a wait in io_uring_submit_and_wait_timeout.
  */
 #include "backend.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -30,6 +31,8 @@ struct ca_backend {
     bool wake_armed;     /* a READ on wake_fd is queued or in flight */
     bool needs_enable;   /* created IORING_SETUP_R_DISABLED; enabled by the first poll */
     bool taskrun_flag;   /* the kernel raises IORING_SQ_TASKRUN while completions wait */
+    bool single_issuer;  /* the ring only accepts submissions from owner_tid */
+    uint64_t owner_tid;  /* the thread that enabled a SINGLE_ISSUER ring */
     uint64_t wake_buf;   /* the READ's target: must outlive the SQE, so it lives here */
 };
 
@@ -103,6 +106,7 @@ static ca_error *uring_backend_create(ca_backend **out) {
     }
     b->needs_enable = (flags & IORING_SETUP_R_DISABLED) != 0;
     b->taskrun_flag = (flags & IORING_SETUP_TASKRUN_FLAG) != 0;
+    b->single_issuer = (flags & IORING_SETUP_SINGLE_ISSUER) != 0;
 
     b->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (b->wake_fd < 0) {
@@ -163,9 +167,29 @@ static int uring_submit_nowait(ca_backend *b) {
     return io_uring_submit_and_get_events(&b->ring);
 }
 
+/* A SINGLE_ISSUER ring refuses every other thread (EEXIST). When a loop is
+ * run from a new thread the ring is rebuilt there: only the wake-up READ is
+ * in flight, and the eventfd keeps any wake-up that arrived meanwhile. */
+static ca_error *uring_adopt_thread(ca_backend *b) {
+    io_uring_queue_exit(&b->ring);
+    b->wake_armed = false;
+    unsigned flags = 0;
+    int ret = uring_queue_init(&b->ring, &flags);
+    if (ret < 0) return ca_error_from_errno(&ca_OSError, -ret, "io_uring_queue_init");
+    b->needs_enable = (flags & IORING_SETUP_R_DISABLED) != 0;
+    b->taskrun_flag = (flags & IORING_SETUP_TASKRUN_FLAG) != 0;
+    b->single_issuer = (flags & IORING_SETUP_SINGLE_ISSUER) != 0;
+    return NULL;
+}
+
 static ca_error *uring_backend_poll(ca_backend *b, int64_t timeout_ns, int *nevents) {
     *nevents = 0;
+    if (b->single_issuer && !b->needs_enable && b->owner_tid != ca_thread_id()) {
+        ca_error *err = uring_adopt_thread(b);
+        if (err != NULL) return err;
+    }
     if (b->needs_enable) {
+        b->owner_tid = ca_thread_id();
         /* Not io_uring_enable_rings(): liburing 2.3 declares it but its .so
          * does not export it. */
         int ret = io_uring_register(b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
