@@ -12,6 +12,7 @@ static const cab_workload workloads[] = {
     {"task_spawn_eager", "task", 200000, cab_run_task_spawn_eager},
     {"sleep0", "iteration", 1000000, cab_run_sleep0},
     {"timers", "scheduled timer", 200000, cab_run_timers},
+    {"ping_pong", "round trip", 200000, cab_run_ping_pong},
 };
 
 const cab_workload *cab_workloads(size_t *count) {

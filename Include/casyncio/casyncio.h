@@ -11,5 +11,7 @@
 #include "coro.h"
 #include "task.h"
 #include "loop.h"
+#include "sync.h"
+#include "queue.h"
 
 #endif

@@ -74,6 +74,10 @@ int cab_run_sleep0(uint64_t n, cab_result *out);
  *  largest ready queue a run can need). One op = one scheduled timer (wall / n). */
 int cab_run_timers(uint64_t n, cab_result *out);
 
+/** Two tasks and two unbounded queues: A puts i on q1 and awaits q2.get();
+ *  B awaits q1.get() and puts it on q2. One op = one round trip. */
+int cab_run_ping_pong(uint64_t n, cab_result *out);
+
 /* MARK: - Registry */
 
 typedef int (*cab_run_fn)(uint64_t n, cab_result *out);
