@@ -10,7 +10,12 @@ const ca_type ca_CoroType = {"coroutine", sizeof(ca_coro), NULL, NULL};
 static void cframe_dealloc(ca_object *op);
 const ca_type ca_CFrameType = {"cframe", sizeof(ca_cframe), cframe_dealloc, &ca_CoroType};
 
-bool ca_coro_check(const void *op) { return ca_object_is_instance(op, &ca_CoroType); }
+bool ca_coro_check(const void *op) {
+    if (op == NULL) return false;
+    const ca_type *base = ((const ca_object *)op)->ob_type->tp_base;
+    if (CA_LIKELY(base == &ca_CFrameType || base == &ca_CoroType)) return true; /* kit frames, direct subtypes */
+    return ca_object_is_instance(op, &ca_CoroType);
+}
 
 static inline const ca_coro_type *coro_type_of(const ca_coro *coro) {
     return (const ca_coro_type *)coro->ob_base.ob_type;

@@ -10,7 +10,13 @@
 static void future_dealloc(ca_object *op);
 const ca_type ca_FutureType = {"Future", sizeof(ca_future), future_dealloc, NULL};
 
-bool ca_future_check(const void *op) { return ca_object_is_instance(op, &ca_FutureType); }
+bool ca_future_check(const void *op) {
+    if (op == NULL) return false;
+    /* exact types first, as CPython's Future_CheckExact / Task_CheckExact */
+    const ca_type *t = ((const ca_object *)op)->ob_type;
+    if (CA_LIKELY(t == &ca_FutureType || t == &ca_TaskType)) return true;
+    return ca_object_is_instance(op, &ca_FutureType);
+}
 
 static ca_error *not_initialized(void) {
     return ca_error_new(&ca_InvalidStateError, "Future object is not initialized.");
@@ -279,6 +285,11 @@ bool ca_future_cancel_impl(ca_future *fut, const char *msg) {
 
 bool ca_future_cancel(ca_future *fut, const char *msg) {
     if (fut->fut_is_task) return ca_task_cancel((ca_task *)fut, msg);
+    if (CA_UNLIKELY(fut->ob_base.ob_type != &ca_FutureType)) {
+        /* a subclass overriding cancel() (tasks._GatheringFuture) */
+        const ca_future_type *ft = (const ca_future_type *)fut->ob_base.ob_type;
+        if (ft->ft_cancel != NULL) return ft->ft_cancel(fut, msg);
+    }
     return ca_future_cancel_impl(fut, msg);
 }
 
@@ -452,7 +463,7 @@ size_t ca_future_repr(const ca_future *fut, char *buf, size_t size) {
     if (fut->fut_is_task) return ca_task_repr((ca_task *)fut, buf, size);
     ca_strbuf sb = {buf, size, 0};
     if (size > 0) buf[0] = '\0';
-    ca_strbuf_printf(&sb, "<Future ");
+    ca_strbuf_printf(&sb, "<%s ", fut->ob_base.ob_type->tp_name);
     ca_future_repr_info(&sb, fut, true);
     ca_strbuf_printf(&sb, ">");
     return sb.len;
@@ -466,7 +477,7 @@ void ca_future_finalize(ca_future *fut) {
     /* The handler receives the future: resurrect it for the call. */
     fut->ob_base.ob_refcnt = 1;
     char msg[64];
-    snprintf(msg, sizeof msg, "%s exception was never retrieved", fut->fut_is_task ? "Task" : "Future");
+    snprintf(msg, sizeof msg, "%s exception was never retrieved", fut->ob_base.ob_type->tp_name);
     ca_exception_context ctx = {
         .message = msg,
         .exception = fut->fut_exception,

@@ -31,7 +31,8 @@ static void release_future(void *arg) { ca_decref(arg); }
 
 static int64_t delay_to_ns(double delay) {
     double ns = delay * 1e9;
-    return ns >= 4e18 ? (int64_t)4e18 : (int64_t)ns;
+    /* round, not truncate: 1.001 s is 1001000000 ns, not one short */
+    return ns >= 4e18 ? (int64_t)4e18 : (int64_t)llround(ns);
 }
 
 CA_CORO_TYPE(sleep_type, sleep_frame, sleep, sleep_finalize);

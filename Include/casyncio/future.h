@@ -92,6 +92,17 @@ struct ca_future {
 extern const ca_type ca_FutureType;
 
 /**
+ * The type descriptor of a Future subclass that overrides cancel(), as
+ * tasks._GatheringFuture does: ca_future_cancel calls `ft_cancel` for a
+ * future of such a type. Every Future subtype other than Task must be
+ * declared with one (ft_cancel NULL: Future.cancel).
+ */
+typedef struct ca_future_type {
+    ca_type ft_base;
+    bool (*ft_cancel)(ca_future *fut, const char *msg);
+} ca_future_type;
+
+/**
  * Creates a pending future attached to `loop` (loop.create_future()).
  * Returns a new reference, or NULL when `loop` is NULL or memory runs out.
  */
@@ -146,7 +157,8 @@ struct ca_error *ca_future_set_exception(ca_future *fut, struct ca_error *exc);
 /**
  * cancel(msg): clears log_tb; returns false when not pending, else moves to
  * CANCELLED, keeps a copy of `msg` (NULL: no message) and schedules the
- * callbacks. (Task has its own: ca_task_cancel.)
+ * callbacks. Dispatches to Task.cancel for a task and to the type's
+ * ft_cancel for a Future subtype that overrides it (ca_future_type).
  */
 bool ca_future_cancel(ca_future *fut, const char *msg);
 
