@@ -13,5 +13,8 @@
 #include "loop.h"
 #include "sync.h"
 #include "queue.h"
+#include "combinators.h"
+#include "timeout.h"
+#include "taskgroup.h"
 
 #endif
