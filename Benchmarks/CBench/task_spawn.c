@@ -56,12 +56,17 @@ CA_CORO_BODY(task_spawn_main, task_spawn_main_frame) {
             ca_error *err = task_spawn_one(self, i);
             if (err != NULL) CA_RAISE(err);
         }
-        /* Awaited one by one in order until gather exists (issue 3); then
-         * this loop becomes one CA_AWAIT of the gather over self->tasks. */
-        for (self->i = 0; self->i < self->batch; self->i++) {
-            CA_AWAIT(self->tasks[self->i]);
-            self->tasks[self->i] = NULL;
-            self->sum += CA_RESULT().u.i;
+        /* await gather(*tasks) */
+        {
+            ca_future *gathering = NULL;
+            ca_error *err = ca_gather(self->loop, (void *const *)self->tasks, self->batch, false, &gathering);
+            for (size_t i = 0; i < self->batch; i++) CA_CLEAR(self->tasks[i]);
+            if (err != NULL) CA_RAISE(err);
+            CA_AWAIT(gathering);
+        }
+        {
+            const ca_result_list *results = (const ca_result_list *)CA_RESULT().u.obj;
+            for (size_t i = 0; i < results->len; i++) self->sum += ca_result_list_item(results, i)->u.i;
         }
         self->done += self->batch;
     }

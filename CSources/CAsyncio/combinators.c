@@ -55,6 +55,12 @@ static void mark_exception_retrieved(ca_future *fut) {
  */
 #define DEDUP_STACK 32
 
+static size_t dedup_table_cap(size_t n) {
+    size_t cap = 1;
+    while (cap < 2 * n) cap <<= 1;
+    return cap;
+}
+
 static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
     if (n <= DEDUP_STACK / 2) {
         for (size_t i = 0; i < n; i++) {
@@ -64,9 +70,8 @@ static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
         }
         return stack;
     }
-    size_t cap = 1;
-    while (cap < 2 * n) cap <<= 1;
-    size_t *first = ca_malloc((n + cap) * sizeof(size_t));
+    size_t cap = dedup_table_cap(n);
+    size_t *first = ca_small_alloc((n + cap) * sizeof(size_t));
     if (first == NULL) return NULL;
     size_t *table = first + n;
     for (size_t k = 0; k < cap; k++) table[k] = SIZE_MAX;
@@ -80,8 +85,8 @@ static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
     return first;
 }
 
-static void dedup_free(size_t *first, size_t *stack) {
-    if (first != stack) ca_free(first);
+static void dedup_free(size_t *first, size_t *stack, size_t n) {
+    if (first != stack) ca_small_free(first, (n + dedup_table_cap(n)) * sizeof(size_t));
 }
 
 /* _release_waiter(waiter, *args), as a done callback and as a timer callback. */
@@ -336,7 +341,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
     size_t *first = dedup_first(aws, n, stack);
     gathering_future *outer = first != NULL ? ca_small_alloc(gathering_bytes(n)) : NULL;
     if (outer == NULL) {
-        if (first != NULL) dedup_free(first, stack);
+        if (first != NULL) dedup_free(first, stack, n);
         return no_memory();
     }
     memset(outer, 0, gathering_bytes(n));
@@ -376,7 +381,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
     if (err != NULL) {
         /* Children created so far keep running; their callbacks find the
          * outer unpublished and only mark their exceptions retrieved. */
-        dedup_free(first, stack);
+        dedup_free(first, stack, n);
         gathering_release_children(outer);
         ca_decref(outer);
         return err;
@@ -388,7 +393,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
     }
     outer->eager_pass = false;
     if (outer->fut_state != CA_FUTURE_PENDING) gathering_release_children(outer);
-    dedup_free(first, stack);
+    dedup_free(first, stack, n);
     *out = (ca_future *)outer;
     return NULL;
 }
@@ -558,7 +563,7 @@ static ca_error *wait_check_args(wait_frame *self) {
         if (first[i] == i) self->fs[k++] = self->fs[i];
         else ca_decref(self->fs[i]);
     }
-    dedup_free(first, stack);
+    dedup_free(first, stack, self->n);
     self->n = k;
     for (size_t i = 0; i < self->n; i++) {
         if (ca_coro_check(self->fs[i]))
@@ -916,7 +921,7 @@ ca_error *ca_as_completed(ca_loop *loop, void *const *aws, size_t n, double time
     if (it->todo != NULL) memset(it->todo, 0, as_completed_todo_bytes(nfuts));
     it->todo_cap = nfuts;
     if (it->todo == NULL) {
-        if (first != NULL) dedup_free(first, stack);
+        if (first != NULL) dedup_free(first, stack, n);
         ca_decref(it);
         return no_memory();
     }
@@ -927,7 +932,7 @@ ca_error *ca_as_completed(ca_loop *loop, void *const *aws, size_t n, double time
         err = ca_ensure_future(aws[i], loop, &it->todo[it->nfuts]);
         if (err == NULL) it->nfuts++;
     }
-    dedup_free(first, stack);
+    dedup_free(first, stack, n);
     it->ntodo = it->todo_left = it->nfuts;
     for (size_t i = 0; i < it->nfuts && err == NULL; i++)
         err = ca_future_add_done_callback(it->todo[i], as_completed_handle_completion, ca_incref(it),

@@ -25,9 +25,18 @@
 
 typedef struct ca_small_block { struct ca_small_block *next; } ca_small_block;
 
+/* Blocks above CA_SMALL_MAX (a gather's result list of 1000 items, say)
+ * come from power-of-two classes up to CA_MEDIUM_MAX, a few kept per class. */
+#define CA_MEDIUM_MIN_SHIFT 10
+#define CA_MEDIUM_CLASSES 11 /* 1 KiB .. 1 MiB */
+#define CA_MEDIUM_MAX ((size_t)1 << (CA_MEDIUM_MIN_SHIFT + CA_MEDIUM_CLASSES - 1))
+#define CA_MEDIUM_LIST_CAP 16
+
 typedef struct ca_small_lists {
     ca_small_block *head[CA_SMALL_CLASSES];
     uint32_t count[CA_SMALL_CLASSES];
+    ca_small_block *medium_head[CA_MEDIUM_CLASSES];
+    uint32_t medium_count[CA_MEDIUM_CLASSES];
     bool registered;
 } ca_small_lists;
 

@@ -118,13 +118,40 @@ static void small_register(void) {
     ca_small.registered = true;
 }
 
-void *ca_small_alloc_slow(size_t size) {
-    if (size > CA_SMALL_MAX || size == 0) return ca_malloc(size);
-    small_register();
-    return ca_malloc((ca_small_class(size) + 1) * 16);
+static size_t medium_class(size_t size) {
+    size_t c = 0;
+    while (((size_t)1 << (CA_MEDIUM_MIN_SHIFT + c)) < size) c++;
+    return c;
 }
 
-void ca_small_free_slow(void *p, size_t size) { ca_free(p); }
+void *ca_small_alloc_slow(size_t size) {
+    if (size == 0 || size > CA_MEDIUM_MAX) return ca_malloc(size);
+    small_register();
+    if (size <= CA_SMALL_MAX) return ca_malloc((ca_small_class(size) + 1) * 16);
+    size_t c = medium_class(size);
+    ca_small_block *b = ca_small.medium_head[c];
+    if (b != NULL) {
+        ca_small.medium_head[c] = b->next;
+        ca_small.medium_count[c]--;
+        return b;
+    }
+    return ca_malloc((size_t)1 << (CA_MEDIUM_MIN_SHIFT + c));
+}
+
+void ca_small_free_slow(void *p, size_t size) {
+    if (p == NULL) return;
+    if (size > CA_SMALL_MAX && size <= CA_MEDIUM_MAX) {
+        size_t c = medium_class(size);
+        if (ca_small.medium_count[c] < CA_MEDIUM_LIST_CAP) {
+            ca_small_block *b = p;
+            b->next = ca_small.medium_head[c];
+            ca_small.medium_head[c] = b;
+            ca_small.medium_count[c]++;
+            return;
+        }
+    }
+    ca_free(p);
+}
 
 void ca_freelists_clear(void) {
     for (size_t c = 0; c < CA_SMALL_CLASSES; c++) {
@@ -136,6 +163,16 @@ void ca_freelists_clear(void) {
         }
         ca_small.head[c] = NULL;
         ca_small.count[c] = 0;
+    }
+    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++) {
+        ca_small_block *b = ca_small.medium_head[c];
+        while (b != NULL) {
+            ca_small_block *next = b->next;
+            ca_free(b);
+            b = next;
+        }
+        ca_small.medium_head[c] = NULL;
+        ca_small.medium_count[c] = 0;
     }
 }
 
