@@ -12,9 +12,11 @@ typedef struct ping_pong_frame {
     uint64_t n;       /* round trips */
     uint64_t i;       /* round trips done, checked by the caller */
     int64_t sum;      /* A: sum of what came back, checked by the caller */
+    ca_value item;    /* what the last get() returned (owned) */
 } ping_pong_frame;
 
 static void ping_pong_finalize(ping_pong_frame *self) {
+    ca_value_clear(&self->item);
     CA_CLEAR(self->q1);
     CA_CLEAR(self->q2);
 }
@@ -28,8 +30,9 @@ CA_CORO_BODY(ping_pong_a, ping_pong_frame) {
     for (self->i = 0; self->i < self->n; self->i++) {
         err = ca_queue_put_nowait(self->q1, ca_int((int64_t)self->i));
         if (err != NULL) CA_RAISE(err);
-        CA_AWAIT_CORO(ca_queue_get(self->q2));
-        self->sum += CA_CORO_RESULT().u.i;
+        CA_AWAIT_QUEUE_GET(self->q2, &self->item);
+        self->sum += self->item.u.i;
+        ca_value_clear(&self->item);
     }
     CA_END;
 }
@@ -42,9 +45,9 @@ CA_CORO_BODY(ping_pong_b, ping_pong_frame) {
     ca_value x;
     CA_BEGIN;
     for (self->i = 0; self->i < self->n; self->i++) {
-        CA_AWAIT_CORO(ca_queue_get(self->q1));
-        x = CA_CORO_RESULT();
-        CA_CORO_RESULT() = ca_none();
+        CA_AWAIT_QUEUE_GET(self->q1, &self->item);
+        x = self->item;
+        self->item = ca_none();
         err = ca_queue_put_nowait(self->q2, x);
         if (err != NULL) CA_RAISE(err);
     }

@@ -280,7 +280,7 @@ static void gather_done_callback(ca_future *fut, void *arg) {
     }
 
     if (outer->nfinished == outer->nfuts) {
-        ca_result_list *results;
+        ca_result_list *results = NULL;
         ca_error *err = gathering_collect(outer, &results);
         if (err != NULL) {
             gathering_finish(outer, err, ca_none());

@@ -151,6 +151,12 @@ ca_coro_status ca_cframe_throw(ca_coro *self, ca_error *exc, ca_coro_result *res
 
 void ca_cframe_close(ca_coro *self) {
     ca_cframe *cf = (ca_cframe *)self;
+    if (cf->on_abandon != NULL && cf->co.co_state == CA_CORO_SUSPENDED && cf->awaited != NULL) {
+        void (*fn)(ca_future *, void *) = cf->on_abandon;
+        cf->on_abandon = NULL;
+        fn(cf->awaited, cf->on_abandon_arg);
+    }
+    cf->on_abandon = NULL;
     cf->co.co_state = CA_CORO_CLOSED;
     cf->co.co_lineno = 0;
     cframe_release_suspension(cf);

@@ -372,7 +372,7 @@ static void ptrset_free(ca_ptrset *s) {
 }
 
 ca_error *ca_future_add_to_awaited_by(ca_future *fut, ca_future *waiter) {
-    if (!ca_future_check(fut) || !ca_future_check(waiter)) return NULL;
+    if (!ca_future_check_fast(fut) || !ca_future_check_fast(waiter)) return NULL;
     if (fut->fut_awaited_by == NULL) {
         fut->fut_awaited_by = ca_incref(waiter);
         return NULL;

@@ -265,6 +265,12 @@ uint64_t ca_thread_id(void);
 
 /* MARK: - Futures (future.c) */
 
+/** ca_future_check with the exact-type tests inlined (Future_CheckExact). */
+static inline bool ca_future_check_fast(const void *op) {
+    const ca_type *t = op ? ((const ca_object *)op)->ob_type : NULL;
+    return t == &ca_FutureType || t == &ca_TaskType || (op != NULL && ca_future_check(op));
+}
+
 /** Moves the future to CANCELLED and schedules callbacks (future_cancel).
  *  `msg` is copied (NULL: none). */
 bool ca_future_cancel_impl(ca_future *fut, const char *msg);

@@ -268,12 +268,10 @@ typedef struct queue_frame {
     ca_value item;      /* put: the item until it is stored (owned) */
 } queue_frame;
 
+/* An abandoned get() unqueues its getter through the kit's on_abandon hook
+ * (ca_queue_get_abandon), before this runs. */
 static void queue_get_finalize(queue_frame *self) {
-    if (self->waiter != NULL) {
-        /* Abandoned while queued (GeneratorExit reaches the bare except). */
-        ca_decref(queue_abandon_waiter(&self->q->getters, self->waiter, self->q->len != 0, NULL));
-        CA_CLEAR(self->waiter);
-    }
+    ca_value_clear(&self->item);
     CA_CLEAR(self->q);
 }
 
@@ -294,27 +292,39 @@ static queue_frame *queue_frame_new(const ca_cframe_type *type, ca_queue *q) {
 
 CA_CORO_TYPE(queue_get_type, queue_frame, queue_get_coro, queue_get_finalize);
 
+ca_error *ca_queue_get_begin(ca_queue *q, ca_value *out, ca_future **getter) {
+    *getter = NULL;
+    *out = ca_none();
+    if (q->len != 0) return ca_queue_get_nowait(q, out);
+    if (q->is_shutdown) return ca_error_new(&ca_QueueShutDown, NULL);
+    ca_future *w = NULL;
+    ca_error *err = ca_waiters_enqueue(&q->loop, q, &q->getters, &w);
+    if (err != NULL) return err;
+    *getter = w;
+    return NULL;
+}
+
+ca_error *ca_queue_get_abort(ca_queue *q, ca_future *getter, ca_error *err) {
+    /* We were woken up by put_nowait() but cannot take the item: the next
+     * getter in line takes it. */
+    return queue_abandon_waiter(&q->getters, getter, q->len != 0, err);
+}
+
+void ca_queue_get_abandon(ca_future *getter, void *queue) {
+    /* GeneratorExit reaching the bare except */
+    ca_decref(ca_queue_get_abort(queue, getter, NULL));
+}
+
 CA_CORO_BODY(queue_get_coro, queue_frame) {
     ca_error *err;
-    ca_value item;
     CA_BEGIN;
-    while (self->q->len == 0) {
-        if (self->q->is_shutdown) CA_RAISE(ca_error_new(&ca_QueueShutDown, NULL));
-        err = ca_waiters_enqueue(&self->q->loop, self->q, &self->q->getters, &self->waiter);
-        if (err != NULL) CA_RAISE(err);
-        CA_AWAIT_TRY(ca_incref(self->waiter), err);
-        if (err != NULL) {
-            /* We were woken up by put_nowait() but cannot take the item:
-             * the next getter in line takes it. */
-            err = queue_abandon_waiter(&self->q->getters, self->waiter, self->q->len != 0, err);
-            CA_CLEAR(self->waiter);
-            CA_RAISE(err);
-        }
-        CA_CLEAR(self->waiter);
-    }
-    err = ca_queue_get_nowait(self->q, &item);
+    CA_AWAIT_QUEUE_GET_TRY(self->q, &self->item, err);
     if (err != NULL) CA_RAISE(err);
-    CA_RETURN(item);
+    {
+        ca_value item = self->item; /* moved out: the frame no longer owns it */
+        self->item = ca_none();
+        CA_RETURN(item);
+    }
     CA_END;
 }
 

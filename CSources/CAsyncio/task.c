@@ -159,7 +159,8 @@ void ca_task_step_handle_run(ca_task *task, ca_error *exc) {
 /* task_wakeup: the done callback a task leaves on what it awaits. */
 static void task_wakeup(ca_future *fut, void *arg) {
     ca_task *task = arg;
-    ca_future_discard_from_awaited_by(fut, (ca_future *)task);
+    if (CA_LIKELY(fut->fut_awaited_by == (void *)task)) CA_CLEAR(fut->fut_awaited_by);
+    else ca_future_discard_from_awaited_by(fut, (ca_future *)task);
     ca_error *exc = NULL;
     if (fut->fut_state != CA_FUTURE_FINISHED || fut->fut_exception != NULL) {
         ca_value ignored;
@@ -175,7 +176,7 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
         return task_call_step_soon(task, NULL);
     }
     char a[256], b[256];
-    if (CA_UNLIKELY(!ca_future_check(result))) {
+    if (CA_UNLIKELY(!ca_future_check_fast(result))) {
         /* only foreign coroutine types can yield something else */
         ca_task_repr(task, a, sizeof a);
         ca_strbuf sb = {b, sizeof b, 0};
@@ -203,7 +204,9 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
         return task_set_error_soon(
             task, ca_error_format(&ca_RuntimeError, "yield was used instead of yield from in task %s with %s", a, b));
     }
-    ca_error *err = ca_future_add_to_awaited_by(result, (ca_future *)task);
+    ca_error *err = NULL;
+    if (CA_LIKELY(result->fut_awaited_by == NULL)) result->fut_awaited_by = ca_incref(task); /* the inline slot */
+    else err = ca_future_add_to_awaited_by(result, (ca_future *)task);
     if (err != NULL) {
         ca_decref(result);
         return err;

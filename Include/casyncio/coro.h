@@ -95,6 +95,12 @@ struct ca_cframe {
     struct ca_error *exc;       /* error delivered at the current await (owned) */
     ca_future *awaited;         /* future of the last CA_AWAIT (owned) */
     ca_value subvalue;          /* return value of the last CA_AWAIT_CORO (owned) */
+    /* Run with the awaited future if the frame is closed while suspended on
+     * it: the `except:`/`finally:` around that await, for macros that await
+     * inline (CA_AWAIT_QUEUE_GET). Set just before suspending, cleared on
+     * resumption. */
+    void (*on_abandon)(ca_future *awaited, void *arg);
+    void *on_abandon_arg;
 };
 
 /**

@@ -130,6 +130,51 @@ struct ca_error *ca_queue_get_nowait(ca_queue *q, ca_value *out);
  */
 ca_coro *ca_queue_get(ca_queue *q);
 
+/* The two halves of one pass of get()'s loop, for CA_AWAIT_QUEUE_GET_TRY. */
+
+/** Takes the next item into *out (owned) with *getter NULL, or queues a
+ *  getter future and returns a new reference to it in *getter to await.
+ *  Errors: QueueShutDown, the loop binding errors, the error of waking a
+ *  putter, MemoryError. */
+struct ca_error *ca_queue_get_begin(ca_queue *q, ca_value *out, ca_future **getter);
+/** The bare `except:` around `await getter`: cancels and unqueues the
+ *  getter and passes on a wake-up it cannot use. Takes and returns `err`. */
+struct ca_error *ca_queue_get_abort(ca_queue *q, ca_future *getter, struct ca_error *err);
+/** on_abandon hook: the same cleanup when the awaiting frame is closed. */
+void ca_queue_get_abandon(ca_future *getter, void *queue);
+
+/**
+ * `try: *out = await q.get()` inside a kit body, without creating a
+ * coroutine: get()'s own loop runs in the caller's frame, awaiting the same
+ * getter futures in the same loop iterations. `q` and `out` must stay valid
+ * across the suspension (frame fields: `self->q`, `&self->item`). Afterwards
+ * `err_out` holds the error (owned) or NULL with the item in *out.
+ */
+#define CA_AWAIT_QUEUE_GET_TRY(q, out, err_out)                                   \
+    do {                                                                        \
+        for (;;) {                                                              \
+            ca_future *ca__getter;                                              \
+            (err_out) = ca_queue_get_begin((q), (out), &ca__getter);            \
+            if ((err_out) != NULL || ca__getter == NULL) break;                 \
+            ca__cf->on_abandon = ca_queue_get_abandon;                          \
+            ca__cf->on_abandon_arg = (q);                                       \
+            CA_AWAIT_TRY(ca__getter, (err_out));                                \
+            ca__cf->on_abandon = NULL;                                          \
+            if ((err_out) != NULL) {                                            \
+                (err_out) = ca_queue_get_abort((q), ca__cf->awaited, (err_out)); \
+                break;                                                          \
+            }                                                                   \
+        }                                                                       \
+    } while (0)
+
+/** `*out = await q.get()`: like CA_AWAIT_QUEUE_GET_TRY; an error propagates. */
+#define CA_AWAIT_QUEUE_GET(q, out)                                              \
+    do {                                                                        \
+        struct ca_error *ca__qerr;                                              \
+        CA_AWAIT_QUEUE_GET_TRY(q, out, ca__qerr);                               \
+        if (ca__qerr != NULL) CA_RAISE(ca__qerr);                               \
+    } while (0)
+
 /**
  * task_done(): one item taken with get() is fully processed; join() returns
  * when every put item is. Errors: ValueError "task_done() called too many

@@ -176,6 +176,28 @@ struct QueueTests {
         }
     }
 
+    @Test("a get() abandoned while waiting (its coroutine closed) never swallows the next item")
+    func abandonedGetterDoesNotSwallowItem() throws {
+        try withLoop { t in
+            let q = ca_queue_new(0)!
+            defer { decref(q) }
+            let log = SyncLog(t)
+            let first = try t.spawnScript(log, [sop(TS_SYNC_GET, rawPtr(q), tag: 1)])
+            let second = try t.spawnScript(log, [sop(TS_SYNC_GET, rawPtr(q), tag: 2)])
+            defer { decref(first); decref(second) }
+            t.runOnce()
+            #expect(q.pointee.getters.len == 2)
+            // What a garbage-collected pending task does in CPython: its
+            // coroutine is closed and get()'s bare except unqueues the getter.
+            ca_coro_close(ca_task_get_coro(first))
+            #expect(q.pointee.getters.len == 1)
+            fill(q, [10])
+            t.runOnce()
+            #expect(log.tags == [2])
+            #expect(log.values == [10])
+        }
+    }
+
     @Test("put blocks while the queue is full; blocked putters are served in FIFO order")
     func putBlocksWhenFullAndPuttersWakeInOrder() throws {
         try withLoop { t in
