@@ -181,15 +181,26 @@ static void heap_sift_down(ca_loop *loop, size_t i) {
     hp[i] = x;
 }
 
-/* Removes the earliest timer; returns the heap's reference to its handle. */
+/* Removes the earliest timer; returns the heap's reference to its handle.
+ * Bottom-up deletion: the hole left at the root walks down to a leaf along
+ * the smaller children (one comparison per level), then the last entry is
+ * sifted up from there; it is a late deadline, so it rarely climbs. */
 static ca_handle *heap_pop(ca_loop *loop) {
-    ca_handle *top = loop->heap[0].handle;
-    loop->heap_len--;
-    if (loop->heap_len > 0) {
-        loop->heap[0] = loop->heap[loop->heap_len];
-        heap_sift_down(loop, 0);
-    }
+    ca_timer_entry *hp = loop->heap;
+    ca_handle *top = hp[0].handle;
+    size_t n = --loop->heap_len;
     top->h_scheduled = 0;
+    if (n == 0) return top;
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= n) break;
+        size_t m = (l + 1 < n && timer_less(&hp[l + 1], &hp[l])) ? l + 1 : l;
+        hp[i] = hp[m];
+        i = m;
+    }
+    hp[i] = hp[n];
+    heap_sift_up(loop, i);
     return top;
 }
 
