@@ -154,11 +154,15 @@ static inline bool timer_less(const ca_timer_entry *a, const ca_timer_entry *b) 
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
+/* A 4-ary heap: half the depth of a binary one, and the four children of a
+ * node sit side by side in memory. */
+#define HEAP_ARITY 4
+
 static void heap_sift_up(ca_loop *loop, size_t i) {
     ca_timer_entry *hp = loop->heap;
     ca_timer_entry x = hp[i];
     while (i > 0) {
-        size_t parent = (i - 1) / 2;
+        size_t parent = (i - 1) / HEAP_ARITY;
         if (!timer_less(&x, &hp[parent])) break;
         hp[i] = hp[parent];
         i = parent;
@@ -166,15 +170,24 @@ static void heap_sift_up(ca_loop *loop, size_t i) {
     hp[i] = x;
 }
 
+/* The smallest child of node i, or SIZE_MAX for a leaf. */
+static inline size_t heap_min_child(const ca_timer_entry *hp, size_t n, size_t i) {
+    size_t first = HEAP_ARITY * i + 1;
+    if (first >= n) return SIZE_MAX;
+    size_t last = first + HEAP_ARITY < n ? first + HEAP_ARITY : n;
+    size_t m = first;
+    for (size_t c = first + 1; c < last; c++)
+        if (timer_less(&hp[c], &hp[m])) m = c;
+    return m;
+}
+
 static void heap_sift_down(ca_loop *loop, size_t i) {
     ca_timer_entry *hp = loop->heap;
     size_t n = loop->heap_len;
     ca_timer_entry x = hp[i];
     for (;;) {
-        size_t l = 2 * i + 1;
-        if (l >= n) break;
-        size_t m = (l + 1 < n && timer_less(&hp[l + 1], &hp[l])) ? l + 1 : l;
-        if (!timer_less(&hp[m], &x)) break;
+        size_t m = heap_min_child(hp, n, i);
+        if (m == SIZE_MAX || !timer_less(&hp[m], &x)) break;
         hp[i] = hp[m];
         i = m;
     }
@@ -183,8 +196,8 @@ static void heap_sift_down(ca_loop *loop, size_t i) {
 
 /* Removes the earliest timer; returns the heap's reference to its handle.
  * Bottom-up deletion: the hole left at the root walks down to a leaf along
- * the smaller children (one comparison per level), then the last entry is
- * sifted up from there; it is a late deadline, so it rarely climbs. */
+ * the smallest children, then the last entry is sifted up from there; it is
+ * a late deadline, so it rarely climbs. */
 static ca_handle *heap_pop(ca_loop *loop) {
     ca_timer_entry *hp = loop->heap;
     ca_handle *top = hp[0].handle;
@@ -193,9 +206,8 @@ static ca_handle *heap_pop(ca_loop *loop) {
     if (n == 0) return top;
     size_t i = 0;
     for (;;) {
-        size_t l = 2 * i + 1;
-        if (l >= n) break;
-        size_t m = (l + 1 < n && timer_less(&hp[l + 1], &hp[l])) ? l + 1 : l;
+        size_t m = heap_min_child(hp, n, i);
+        if (m == SIZE_MAX) break;
         hp[i] = hp[m];
         i = m;
     }
@@ -550,7 +562,7 @@ static void timers_prune(ca_loop *loop) {
             }
         }
         loop->heap_len = j;
-        for (size_t i = j / 2; i-- > 0;) heap_sift_down(loop, i);
+        for (size_t i = j / HEAP_ARITY + 1; i-- > 0;) heap_sift_down(loop, i);
         loop->timer_cancelled_count = 0;
         return;
     }
