@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "CAsyncio", targets: ["CAsyncio"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "asyncio-conformance", targets: ["asyncio-conformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,7 +25,7 @@ let package = Package(
             sources: ["CSources/CAsyncio"],
             publicHeadersPath: "Include",
             cSettings: strictC + [.headerSearchPath("CSources/CAsyncio")],
-            linkerSettings: [.linkedLibrary("uring")]
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("m")]
         ),
         // The benchmark workloads written against the C API.
         .target(
@@ -41,6 +42,19 @@ let package = Package(
             ],
             path: "Benchmarks/bench"
         ),
+        // The `c` engine of the conformance runner: scenario bodies as
+        // coroutines of the core's protocol (../shared/conformance).
+        .target(
+            name: "CConformance",
+            dependencies: ["CAsyncio"],
+            path: "Sources/CConformance",
+            cSettings: strictC
+        ),
+        .executableTarget(
+            name: "asyncio-conformance",
+            dependencies: ["CConformance"],
+            path: "Sources/asyncio-conformance"
+        ),
         // C coroutines and helpers the Swift tests drive the C API with.
         .target(
             name: "CAsyncioTestSupport",
@@ -52,6 +66,12 @@ let package = Package(
             name: "CAsyncioTests",
             dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench"],
             path: "Tests/CAsyncioTests"
+        ),
+        // The whole public conformance corpus through the `c` engine, in-process.
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["CConformance"],
+            path: "Tests/ConformanceTests"
         ),
     ],
     swiftLanguageModes: [.v6]
