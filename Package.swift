@@ -11,6 +11,7 @@ let package = Package(
     name: "swift-asyncio",
     products: [
         .library(name: "CAsyncio", targets: ["CAsyncio"]),
+        .library(name: "Asyncio", targets: ["Asyncio"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "asyncio-conformance", targets: ["asyncio-conformance"]),
     ],
@@ -34,10 +35,30 @@ let package = Package(
             path: "Benchmarks/CBench",
             cSettings: strictC
         ),
+        // The C side of the Swift layer: the Swift coroutine type, per-thread
+        // windows, value boxes, and two Swift runtime entry points.
+        .target(
+            name: "CAsyncioShim",
+            dependencies: ["CAsyncio"],
+            path: "Sources/CAsyncioShim",
+            cSettings: strictC
+        ),
+        // The Swift layer: EventLoop, Future, LoopTask, combinators, sync
+        // primitives and queues over the C core.
+        .target(
+            name: "Asyncio",
+            dependencies: ["CAsyncio", "CAsyncioShim"],
+            path: "Sources/Asyncio",
+            swiftSettings: [
+                // The glue's hot state lives in C structs and loop-confined
+                // classes; dynamic exclusivity checks would cost on every await.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+            ]
+        ),
         .executableTarget(
             name: "bench",
             dependencies: [
-                "CAsyncio", "CAsyncioBench",
+                "CAsyncio", "CAsyncioBench", "Asyncio",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/bench"
@@ -61,6 +82,17 @@ let package = Package(
             dependencies: ["CAsyncio"],
             path: "Tests/CAsyncioTestSupport",
             cSettings: strictC
+        ),
+        // C helpers the Swift layer's tests need (malloc_trim, RSS).
+        .target(
+            name: "AsyncioTestSupport",
+            path: "Tests/AsyncioTestSupport",
+            cSettings: strictC
+        ),
+        .testTarget(
+            name: "AsyncioTests",
+            dependencies: ["Asyncio", "CAsyncio", "CAsyncioShim", "CAsyncioTestSupport", "AsyncioTestSupport"],
+            path: "Tests/AsyncioTests"
         ),
         .testTarget(
             name: "CAsyncioTests",

@@ -42,20 +42,25 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        guard options.impl == .c else {
-            printError("""
-                error: --impl swift is not available yet: the Swift layer is a later issue \
-                (issue 4). Only --impl c runs today.
-                """)
-            throw ExitCode(2)
-        }
         var selected: [Workload] = []
         for name in workloads where !selected.contains(where: { $0.name == name }) {
             selected.append(Workload.named(name)!)
         }
-        if selected.isEmpty { selected = Workload.all }
+        if selected.isEmpty {
+            selected = Workload.all
+            if options.impl == .swift {
+                // The Swift layer's workloads (workloads.md has no Swift eager variant).
+                selected = selected.filter { SwiftWorkload.named($0.name) != nil }
+            }
+        }
+        if options.impl == .swift, let missing = selected.first(where: { SwiftWorkload.named($0.name) == nil }) {
+            let valid = SwiftWorkload.all.map(\.name).joined(separator: ", ")
+            printError("error: '\(missing.name)' has no Swift-layer version; --impl swift runs: \(valid)")
+            throw ExitCode(2)
+        }
 
-        try runSuite(selected, n: options.n, repetitions: options.repetitions, json: options.json)
+        try runSuite(selected, impl: options.impl, n: options.n, repetitions: options.repetitions,
+                     json: options.json)
     }
 }
 
@@ -87,15 +92,18 @@ enum Implementation: String, CaseIterable, ExpressibleByArgument {
     case swift
 }
 
-/// Runs each workload `repetitions` times on the C core and prints the
-/// results. A failing workload (a core error or a wrong count) is reported on
+/// Runs each workload `repetitions` times on the C core (or the Swift layer,
+/// `impl: .swift`) and prints the results. A failing workload (a core error or a wrong count) is reported on
 /// stderr and the others still run; the process then exits with status 1.
-func runSuite(_ workloads: [Workload], n: UInt64?, repetitions: Int, json: Bool) throws {
+func runSuite(_ workloads: [Workload], impl: Implementation = .c, n: UInt64?, repetitions: Int,
+              json: Bool) throws {
     var summaries: [Summary] = []
     var failed = false
     for workload in workloads {
         do {
-            let summary = try workload.measure(n: n ?? workload.defaultN, repetitions: repetitions)
+            let summary = impl == .swift
+                ? try workload.measureSwift(n: n ?? workload.defaultN, repetitions: repetitions)
+                : try workload.measure(n: n ?? workload.defaultN, repetitions: repetitions)
             if json { Report.printJSON(summary) } else { summaries.append(summary) }
         } catch {
             printError("error: \(error.workload) failed: \(error.message)")

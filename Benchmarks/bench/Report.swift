@@ -31,7 +31,11 @@ enum Report {
         print(line(header))
         for row in rows { print(line(row)) }
         let backends = Set(summaries.map(\.backend)).sorted().joined(separator: ", ")
-        print("c = the C core (\(backends) backend); median of \(repetitions) run(s) after a warm-up each.")
+        let impls = Set(summaries.map(\.impl))
+        let legend = [impls.contains(.c) ? "c = the C core" : nil,
+                      impls.contains(.swift) ? "swift = the Swift layer (module Asyncio)" : nil]
+            .compactMap { $0 }.joined(separator: ", ")
+        print("\(legend) (\(backends) backend); median of \(repetitions) run(s) after a warm-up each.")
         fflush(nil)
     }
 

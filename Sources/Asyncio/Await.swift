@@ -1,0 +1,263 @@
+// The await glue: how a Swift body waits for a loop future, gives up one
+// loop iteration, or delegates to a C coroutine ("yield from"). Inside the
+// body's own C task the wait is a yield of the C step; anywhere else (a
+// plain Swift task, another thread) it is a done callback that resumes a
+// continuation.
+
+import CAsyncio
+import CAsyncioShim
+
+enum Await {
+    /// The coroutine of the Swift-bodied task running this code, when this
+    /// code runs inside its step (not in an `async let` child, a
+    /// `Task.immediate` started by the body, or on another thread).
+    @inline(__always)
+    static var ownCoroutine: CoroPtr? {
+        guard let c = cas_tls_get().pointee.running, c.pointee.swift_task == cas_swift_task_current() else {
+            return nil
+        }
+        return c
+    }
+
+    /// Throws what must be thrown before a loop await even starts: a
+    /// cancellation deferred by a foreign suspension, or the GeneratorExit of
+    /// a body its task abandoned.
+    @inline(__always)
+    static func checkDeferred(_ c: CoroPtr) throws {
+        if let e = c.pointee.pending_exc {
+            c.pointee.pending_exc = nil
+            throw ErrorBridge.take(e)
+        }
+        if c.pointee.closing != 0 {
+            throw ErrorBridge.take(ca_error_new(cas_GeneratorExitType(), nil))
+        }
+    }
+
+    /// Suspends the body on `f` (pending), through its C task: the step
+    /// yields `f`; the wake-up step resumes the body. Throws what the task
+    /// threw in (a cancellation).
+    @inline(__always)
+    nonisolated(nonsending) static func suspend(_ c: CoroPtr, on f: UnsafeMutablePointer<ca_future>) async throws {
+        try checkDeferred(c)
+        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
+            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+            c.pointee.awaited = f
+            ca_incref(UnsafeMutableRawPointer(f))
+            cas_future_set_blocking(f)
+        }
+        if let e = c.pointee.resume_exc {
+            c.pointee.resume_exc = nil
+            throw ErrorBridge.take(e)
+        }
+    }
+
+    /// A bare yield: gives up exactly one loop iteration (`sleep(0)`).
+    @inline(__always)
+    nonisolated(nonsending) static func yieldOnce(_ c: CoroPtr) async throws {
+        try checkDeferred(c)
+        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
+            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+            c.pointee.bare_yield = 1
+        }
+        if let e = c.pointee.resume_exc {
+            c.pointee.resume_exc = nil
+            throw ErrorBridge.take(e)
+        }
+    }
+
+    /// Runs the C coroutine `inner` (taken) to completion inside the body's
+    /// task, as `await inner` (`yield from`) does: the first send happens
+    /// now; while it is suspended the task's steps drive it directly and the
+    /// body only resumes once it returned or raised. Returns its value (owned).
+    nonisolated(nonsending) static func delegate(_ c: CoroPtr, to inner: UnsafeMutablePointer<ca_coro>) async throws -> ca_value {
+        do {
+            try checkDeferred(c)
+        } catch {
+            ca_coro_close(inner)
+            ca_decref(UnsafeMutableRawPointer(inner))
+            throw error
+        }
+        var res = ca_coro_result()
+        switch ca_coro_send(inner, ca_none(), &res) {
+        case CA_CORO_RETURN:
+            ca_decref(UnsafeMutableRawPointer(inner))
+            return res.value
+        case CA_CORO_RAISE:
+            ca_decref(UnsafeMutableRawPointer(inner))
+            throw ErrorBridge.take(res.error!)
+        default:
+            let yielded = res.future
+            await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
+                c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+                c.pointee.co.co_awaiting = inner
+                if let yielded {
+                    c.pointee.awaited = yielded
+                } else {
+                    c.pointee.bare_yield = 1
+                }
+            }
+            if let e = c.pointee.resume_exc {
+                c.pointee.resume_exc = nil
+                throw ErrorBridge.take(e)
+            }
+            let v = c.pointee.resume_value
+            c.pointee.resume_value = ca_none()
+            return v
+        }
+    }
+
+    /// Awaits the C coroutine `inner` (taken) from the body's task when there
+    /// is one, else as a task of its own on `loop` (created on the loop's
+    /// thread, through `call_soon_threadsafe` from another one). Returns its
+    /// value (owned).
+    nonisolated(nonsending) static func coroutine(_ inner: UnsafeMutablePointer<ca_coro>?, loop: OpaquePointer?) async throws -> ca_value {
+        guard let inner else { throw AsyncioError(typeName: "MemoryError") }
+        if let c = ownCoroutine { return try await delegate(c, to: inner) }
+        guard let loop = loop ?? LoopCore.current?.loop else {
+            ca_coro_close(inner)
+            ca_decref(UnsafeMutableRawPointer(inner))
+            throw AsyncioError(typeName: "RuntimeError", message: "no running event loop")
+        }
+        let task: LoopTask<Never>
+        if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
+            task = try LoopTask<Never>.wrap(loop: loop, coro: inner)
+        } else {
+            let ref = CoroHandle(inner, loop: loop)
+            task = try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<LoopTask<Never>, any Error>) in
+                let box = CallbackBox.make {
+                    k.resume(with: Result { try LoopTask<Never>.wrap(loop: ref.loop, coro: ref.pointer) })
+                }
+                if let err = ca_loop_call_soon_threadsafe(loop, runCallbackBox, box, releaseCallbackBox) {
+                    ca_coro_close(inner)
+                    ca_decref(UnsafeMutableRawPointer(inner))
+                    k.resume(throwing: ErrorBridge.take(err))
+                }
+            }
+        }
+        return try await task.rawOutcome()
+    }
+
+    // MARK: The callback path
+
+    /// Waits for `f` to be done from outside its task's step: a done callback
+    /// (registered on the loop thread, through call_soon_threadsafe from
+    /// another thread) resumes the continuation with `read`'s outcome, which
+    /// runs on the loop thread.
+    nonisolated(nonsending) static func viaCallback<R: Sendable>(_ f: UnsafeMutablePointer<ca_future>,
+                                         read: @escaping @Sendable (UnsafeMutablePointer<ca_future>) throws -> R)
+        async throws -> R {
+        let loop = f.pointee.fut_loop!
+        let ref = FutureRef(f)
+        return try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<R, any Error>) in
+            let waiter = CallbackWaiter(ref: ref, read: read, continuation: k)
+            if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
+                waiter.arm()
+            } else {
+                let arg = Unmanaged.passRetained(waiter as CallbackWaiterBase).toOpaque()
+                if let err = ca_loop_call_soon_threadsafe(loop, armWaiter, arg, nil) {
+                    Unmanaged<CallbackWaiterBase>.fromOpaque(arg).release()
+                    k.resume(throwing: ErrorBridge.take(err))
+                }
+            }
+        }
+    }
+}
+
+/// A C coroutine handed to the loop thread to run as a task.
+///
+/// Safety of `@unchecked Sendable`: ownership of the coroutine reference
+/// moves with it; only the loop's thread dereferences either pointer (the
+/// awaiter keeps the loop alive through the object it awaits).
+struct CoroHandle: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<ca_coro>
+    let loop: OpaquePointer
+    init(_ pointer: UnsafeMutablePointer<ca_coro>, loop: OpaquePointer) {
+        self.pointer = pointer
+        self.loop = loop
+    }
+}
+
+/// A future pointer that may cross threads.
+///
+/// Safety of `@unchecked Sendable`: the holder keeps a reference to the
+/// future (the awaiting wrapper's), and the pointer is only dereferenced on
+/// the loop thread, by the callbacks below.
+struct FutureRef: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<ca_future>
+    init(_ pointer: UnsafeMutablePointer<ca_future>) { self.pointer = pointer }
+}
+
+/// The non-generic part of a callback await, which the C callbacks see.
+///
+/// Safety of `@unchecked Sendable`: created on the awaiting thread, then
+/// used only on the loop thread (arm, the done callback and its release);
+/// `fired` makes sure the continuation is resumed exactly once.
+private class CallbackWaiterBase: @unchecked Sendable {
+    let ref: FutureRef
+    var fired = false
+
+    init(ref: FutureRef) { self.ref = ref }
+
+    /// On the loop thread: resumes at once when done, else adds the callback.
+    final func arm() {
+        let f = ref.pointer
+        if f.pointee.fut_state != UInt8(CA_FUTURE_PENDING.rawValue) {
+            finish()
+            return
+        }
+        let arg = Unmanaged.passRetained(self).toOpaque()
+        if let err = ca_future_add_done_callback(f, waiterDone, arg, waiterDropped, nil) {
+            // arg_release already ran and resumed the continuation.
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
+    }
+
+    final func finish() {
+        if fired { return }
+        fired = true
+        resume()
+    }
+
+    /// The callback was dropped without running (the loop closed): the
+    /// future will never be done.
+    final func abandon() {
+        if fired { return }
+        fired = true
+        resume(throwing: AsyncioError(typeName: "RuntimeError", message: "Event loop is closed"))
+    }
+
+    func resume() { fatalError("abstract") }
+    func resume(throwing error: any Error) { fatalError("abstract") }
+}
+
+/// A callback await whose outcome is `read` from the done future.
+///
+/// Safety of `@unchecked Sendable`: as CallbackWaiterBase; `read` is
+/// `@Sendable` and the continuation is resumed once (`fired`).
+private final class CallbackWaiter<R: Sendable>: CallbackWaiterBase, @unchecked Sendable {
+    let read: @Sendable (UnsafeMutablePointer<ca_future>) throws -> R
+    let continuation: UnsafeContinuation<R, any Error>
+
+    init(ref: FutureRef, read: @escaping @Sendable (UnsafeMutablePointer<ca_future>) throws -> R,
+         continuation: UnsafeContinuation<R, any Error>) {
+        self.read = read
+        self.continuation = continuation
+        super.init(ref: ref)
+    }
+
+    override func resume() { continuation.resume(with: Result { try read(ref.pointer) }) }
+    override func resume(throwing error: any Error) { continuation.resume(throwing: error) }
+}
+
+private func armWaiter(_ arg: UnsafeMutableRawPointer?) {
+    Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue().arm()
+}
+
+private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
+    Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeUnretainedValue().finish()
+}
+
+private func waiterDropped(_ arg: UnsafeMutableRawPointer?) {
+    let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
+    waiter.abandon()
+}

@@ -1,0 +1,59 @@
+// asyncio.Barrier.
+
+import CAsyncio
+import CAsyncioShim
+
+/// `asyncio.Barrier`: tasks wait in ``wait()`` until `parties` of them are
+/// there, then all go on together.
+///
+/// Safety of `@unchecked Sendable`: as ``Lock``.
+public final class Barrier: @unchecked Sendable, CustomStringConvertible {
+    /// The C barrier (this wrapper owns one reference).
+    public let unsafeRaw: UnsafeMutablePointer<ca_barrier>
+
+    /// Creates a barrier for `parties` tasks.
+    /// - Throws: ``AsyncioError`` (`ValueError`) "parties must be >= 1".
+    public init(parties: Int) throws {
+        var out: UnsafeMutablePointer<ca_barrier>?
+        try ErrorBridge.check(ca_barrier_new(Int64(parties), &out))
+        unsafeRaw = out!
+    }
+
+    deinit {
+        releaseOnLoop(UnsafeMutableRawPointer(unsafeRaw), loop: loop)
+    }
+
+    private var loop: OpaquePointer? { unsafeRaw.pointee.cond.pointee.loop }
+
+    /// `wait()`: waits until `parties` tasks wait, then returns this task's
+    /// index among them (0 to parties-1).
+    /// - Throws: ``BrokenBarrierError`` when the barrier is (or gets) broken
+    ///   or reset; ``CancelledError``.
+    @discardableResult
+    nonisolated(nonsending) public func wait() async throws -> Int {
+        var v = try await Await.coroutine(ca_barrier_wait(unsafeRaw), loop: loop)
+        return try ValueCodec<Int>.take(&v)
+    }
+
+    /// `reset()`: back to filling; tasks waiting get ``BrokenBarrierError``.
+    nonisolated(nonsending) public func reset() async throws {
+        var v = try await Await.coroutine(ca_barrier_reset(unsafeRaw), loop: loop)
+        ca_value_clear(&v)
+    }
+
+    /// `abort()`: breaks the barrier until ``reset()``.
+    nonisolated(nonsending) public func abort() async throws {
+        var v = try await Await.coroutine(ca_barrier_abort(unsafeRaw), loop: loop)
+        ca_value_clear(&v)
+    }
+
+    /// `parties`.
+    public var parties: Int { Int(ca_barrier_parties(unsafeRaw)) }
+    /// `n_waiting`.
+    public var waiting: Int { Int(ca_barrier_n_waiting(unsafeRaw)) }
+    /// `broken`.
+    public var isBroken: Bool { ca_barrier_broken(unsafeRaw) }
+
+    /// `repr(barrier)`: `<asyncio.locks.Barrier object at 0x... [filling, waiters:2/5]>`.
+    public var description: String { reprString { ca_barrier_repr(unsafeRaw, $0, $1) } }
+}

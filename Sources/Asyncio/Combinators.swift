@@ -1,0 +1,178 @@
+// asyncio.wait, wait_for, shield and as_completed, typed.
+
+import CAsyncio
+import CAsyncioShim
+
+/// `return_when` of ``wait(_:timeout:returnWhen:)``.
+public enum ReturnWhen: Sendable {
+    /// Return once every future is done (`ALL_COMPLETED`).
+    case allCompleted
+    /// Return as soon as one future is done (`FIRST_COMPLETED`).
+    case firstCompleted
+    /// Return when one future ends with an error, or all are done
+    /// (`FIRST_EXCEPTION`).
+    case firstException
+
+    var raw: Int32 {
+        switch self {
+        case .allCompleted: return Int32(CA_ALL_COMPLETED.rawValue)
+        case .firstCompleted: return Int32(CA_FIRST_COMPLETED.rawValue)
+        case .firstException: return Int32(CA_FIRST_EXCEPTION.rawValue)
+        }
+    }
+}
+
+/// The `timeout` argument of the C combinators: seconds, NaN for none
+/// (`CA_NO_TIMEOUT`). `CA_NO_DEADLINE` is `INT64_MAX` (a macro Swift cannot
+/// import), spelled `Int64.max` here.
+func timeoutSeconds(_ t: Double?) -> Double { t ?? Double.nan }
+
+// MARK: - wait
+
+/// `asyncio.wait(futures, timeout=, return_when=)`: waits until
+/// `returnWhen` holds or `timeout` seconds pass, and returns the futures
+/// split into done and pending (each in argument order, repeated futures
+/// once). It never cancels anything and never throws a child's error.
+///
+/// - Throws: ``AsyncioError`` (`ValueError`) for an empty array;
+///   ``CancelledError``.
+nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], timeout: Double? = nil,
+                                                     returnWhen: ReturnWhen = .allCompleted) async throws
+    -> (done: [Future<T>], pending: [Future<T>]) {
+    let pointers = futures.map { UnsafeMutableRawPointer($0.unsafeRaw) as UnsafeMutableRawPointer? }
+    let coro = pointers.withUnsafeBufferPointer {
+        ca_wait($0.baseAddress, $0.count, timeoutSeconds(timeout), returnWhen.raw)
+    }
+    var v = try await Await.coroutine(coro, loop: futures.first?.unsafeRaw.pointee.fut_loop)
+    defer { ca_value_clear(&v) }
+    let sets = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
+    var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
+    for f in futures { byPointer[f.unsafeRaw] = f }
+    let done = (0..<sets.pointee.ndone).map { byPointer[ca_wait_sets_done(sets, $0)]! }
+    let pending = (0..<sets.pointee.npending).map { byPointer[ca_wait_sets_pending(sets, $0)]! }
+    return (done, pending)
+}
+
+// MARK: - wait_for
+
+/// `asyncio.wait_for(future, timeout)`: the future's result, or
+/// ``TimeoutError`` once `timeout` seconds pass — the future is then
+/// cancelled. `nil` waits forever; `timeout <= 0` checks once.
+///
+/// - Throws: ``TimeoutError``; the future's error; ``CancelledError``.
+nonisolated(nonsending) public func waitFor<T: Sendable>(_ future: Future<T>, timeout: Double?) async throws -> T {
+    let coro = ca_wait_for(UnsafeMutableRawPointer(future.unsafeRaw), timeoutSeconds(timeout))
+    var v = try await Await.coroutine(coro, loop: future.unsafeRaw.pointee.fut_loop)
+    defer { withExtendedLifetime(future) {} }
+    return try ValueCodec<T>.take(&v)
+}
+
+/// `asyncio.wait_for(body(), timeout)` for a Swift `async` body: runs it
+/// inline in the calling task under a ``timeout(_:_:)`` scope.
+///
+/// - Throws: ``TimeoutError`` when the deadline passes; what `body` throws.
+nonisolated(nonsending) public func waitFor<T>(timeout delay: Double?,
+                                              _ body: nonisolated(nonsending) () async throws -> T) async throws
+    -> T {
+    try await timeout(delay, body)
+}
+
+// MARK: - shield
+
+/// `asyncio.shield(future)`: a future that follows `future`, whose
+/// cancellation does not cancel `future` (while cancelling `future`
+/// cancels it). A done future is returned as is.
+///
+/// ```swift
+/// let result = try await shield(task).value
+/// ```
+public func shield<T: Sendable>(_ future: Future<T>) throws -> Future<T> {
+    var out: UnsafeMutablePointer<ca_future>?
+    try ErrorBridge.check(ca_shield(UnsafeMutableRawPointer(future.unsafeRaw), &out))
+    if out == future.unsafeRaw {
+        ca_decref(UnsafeMutableRawPointer(out))
+        return future
+    }
+    return Future(unsafeTakingOwnershipOf: out!)
+}
+
+// MARK: - as_completed
+
+/// `asyncio.as_completed(futures, timeout=)`: the futures in the order
+/// they complete, as an `AsyncSequence` (3.13's `async for`).
+///
+/// ```swift
+/// for try await done in asCompleted(tasks) {
+///     print(try done.result())
+/// }
+/// ```
+///
+/// After `timeout` seconds every further step throws ``TimeoutError``.
+/// - Throws: ``AsyncioError`` (`RuntimeError`) without a running loop.
+public func asCompleted<T: Sendable>(_ futures: [Future<T>], timeout: Double? = nil) throws -> AsCompleted<T> {
+    try AsCompleted(futures, timeout: timeout)
+}
+
+/// The sequence ``asCompleted(_:timeout:)`` returns: each element is one of
+/// the input futures, done.
+///
+/// Safety of `@unchecked Sendable`: the C iterator is confined to its
+/// loop's thread (its steps run there) and released there.
+public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable {
+    /// Each element is an input future, once done.
+    public typealias Element = Future<T>
+    /// Steps throw ``TimeoutError`` or ``CancelledError``.
+    public typealias Failure = any Error
+
+    let iterator: OpaquePointer
+    let byPointer: [UnsafeMutablePointer<ca_future>: Future<T>]
+    let loop: OpaquePointer?
+
+    init(_ futures: [Future<T>], timeout: Double?) throws {
+        var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
+        for f in futures { byPointer[f.unsafeRaw] = f }
+        self.byPointer = byPointer
+        let pointers = futures.map { UnsafeMutableRawPointer($0.unsafeRaw) as UnsafeMutableRawPointer? }
+        let loop = ca_get_running_loop() ?? futures.first?.unsafeRaw.pointee.fut_loop
+        self.loop = loop
+        var out: OpaquePointer?
+        try ErrorBridge.check(pointers.withUnsafeBufferPointer {
+            ca_as_completed(loop, $0.baseAddress, $0.count, timeoutSeconds(timeout), &out)
+        })
+        iterator = out!
+    }
+
+    deinit {
+        releaseOnLoop(UnsafeMutableRawPointer(iterator), loop: loop)
+    }
+
+    /// How many futures are still to come.
+    public var remaining: Int { ca_as_completed_remaining(iterator) }
+
+    /// The iterator.
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
+
+    /// Steps through the futures as they complete.
+    public struct Iterator: AsyncIteratorProtocol {
+        let sequence: AsCompleted<T>
+
+        /// The next future to complete, or `nil` when all came.
+        nonisolated(nonsending) public mutating func next() async throws -> Future<T>? {
+            let coro = ca_as_completed_anext(sequence.iterator)
+            var v: ca_value
+            do {
+                v = try await Await.coroutine(coro, loop: sequence.loop)
+            } catch let e as AsyncioError where e.typeName == "StopAsyncIteration" {
+                return nil
+            }
+            defer { ca_value_clear(&v) }
+            let f = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_future.self)
+            return sequence.byPointer[f] ?? Future(unsafeRetaining: f)
+        }
+
+        /// `next()` from any isolation (`for try await` calls this).
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> Future<T>? {
+            try await next()
+        }
+    }
+}

@@ -1,0 +1,249 @@
+// asyncio.Future with a typed result: a Swift face for a C `ca_future`.
+
+import CAsyncio
+import CAsyncioShim
+
+/// A typed `asyncio.Future`: a result of type `Value` (or an error) that
+/// becomes available later, on one event loop.
+///
+/// `Future` wraps a C `ca_future`; a ``LoopTask`` is a `Future` too, as a
+/// Task is a Future in asyncio. Awaiting ``value`` suspends until the
+/// future is done and returns its result or throws its error
+/// (``CancelledError`` when it was cancelled).
+///
+/// Results of type `Int`, `Int64`, `Int32`, `Bool`, `Double` and `Void` are
+/// stored inline in the C future; other types are boxed.
+///
+/// A future belongs to its loop's thread: call its synchronous methods from
+/// code running on the loop (task bodies, loop callbacks) or while the loop
+/// is not running. `value` may be awaited from anywhere.
+///
+/// Safety of `@unchecked Sendable`: the wrapper's only stored property is
+/// an immutable pointer. The C future it points to is confined to the loop
+/// thread: the mutating methods check that they run there (or that the
+/// loop is not running), awaiting from another thread goes through
+/// `call_soon_threadsafe`, and `deinit` releases the C reference on the loop
+/// thread (see `releaseOnLoop`).
+public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStringConvertible {
+    /// The C future (this wrapper owns one reference).
+    public let unsafeRaw: UnsafeMutablePointer<ca_future>
+
+    /// Wraps a C future, taking over the caller's reference.
+    public init(unsafeTakingOwnershipOf raw: UnsafeMutablePointer<ca_future>) {
+        unsafeRaw = raw
+    }
+
+    /// Wraps a C future, taking a new reference to it (call on its loop's
+    /// thread, or while its loop is not running).
+    public convenience init(unsafeRetaining raw: UnsafeMutablePointer<ca_future>) {
+        ca_incref(UnsafeMutableRawPointer(raw))
+        self.init(unsafeTakingOwnershipOf: raw)
+    }
+
+    /// Creates a pending future on `loop` (`loop.create_future()`).
+    public convenience init(loop: EventLoop) {
+        guard let f = ca_future_new(loop.core.loop) else { fatalError("out of memory creating a future") }
+        self.init(unsafeTakingOwnershipOf: f)
+    }
+
+    deinit {
+        releaseOnLoop(UnsafeMutableRawPointer(unsafeRaw), loop: unsafeRaw.pointee.fut_loop)
+    }
+
+    // MARK: Awaiting
+
+    /// The result, once the future is done: suspends until then.
+    ///
+    /// Throws the future's error, or ``CancelledError`` if it was cancelled.
+    /// Inside a task body this is `await future` in asyncio: the task waits
+    /// for the future through its C step (and cancelling the task cancels
+    /// the future).
+    nonisolated(nonsending) public final var value: Value {
+        get async throws {
+            if let c = Await.ownCoroutine {
+                if unsafeRaw.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
+                    try await Await.suspend(c, on: unsafeRaw)
+                }
+                return try readResult()
+            }
+            return try await Await.viaCallback(unsafeRaw) { f in
+                try Future.readResult(f)
+            }
+        }
+    }
+
+    // MARK: State
+
+    /// The three states of a future.
+    public enum State: String, Sendable {
+        /// Not done yet.
+        case pending = "PENDING"
+        /// Cancelled.
+        case cancelled = "CANCELLED"
+        /// Done with a result or an error.
+        case finished = "FINISHED"
+    }
+
+    /// The current state.
+    public final var state: State {
+        switch Int32(unsafeRaw.pointee.fut_state) {
+        case Int32(CA_FUTURE_PENDING.rawValue): return .pending
+        case Int32(CA_FUTURE_CANCELLED.rawValue): return .cancelled
+        default: return .finished
+        }
+    }
+
+    /// `done()`: finished with a result or an error, or cancelled.
+    public final var isDone: Bool { ca_future_done(unsafeRaw) }
+
+    /// `cancelled()`.
+    public final var isCancelled: Bool { ca_future_cancelled(unsafeRaw) }
+
+    /// `result()`: the result of a done future, without waiting.
+    ///
+    /// Throws the stored error, ``CancelledError`` when cancelled, or
+    /// ``InvalidStateError`` ("Result is not set.") while pending.
+    public final func result() throws -> Value {
+        try readResult()
+    }
+
+    /// `exception()`: the error of a done future (`nil` when it has a
+    /// result). Throws ``CancelledError`` when cancelled, or
+    /// ``InvalidStateError`` while pending.
+    public final func exception() throws -> (any Error)? {
+        var e: UnsafeMutablePointer<ca_error>?
+        try ErrorBridge.check(ca_future_exception(unsafeRaw, &e))
+        return e.map { ErrorBridge.take($0) }
+    }
+
+    // MARK: Completing
+
+    /// `set_result(value)`: marks the future done and schedules its
+    /// callbacks. Throws ``InvalidStateError`` when it is already done.
+    public final func setResult(_ value: Value) throws {
+        checkLoopThread()
+        try ErrorBridge.check(ca_future_set_result(unsafeRaw, ValueCodec<Value>.encode(value)))
+    }
+
+    /// `set_exception(error)`: marks the future done with `error`, which
+    /// comes back out of ``value`` as the same Swift error. Throws
+    /// ``InvalidStateError`` when it is already done.
+    public final func setException(_ error: any Error) throws {
+        checkLoopThread()
+        let e = ErrorBridge.cError(error)
+        defer { ca_decref(UnsafeMutableRawPointer(e)) }
+        try ErrorBridge.check(ca_future_set_exception(unsafeRaw, e))
+    }
+
+    /// `cancel(msg)`: cancels a pending future (for a task: requests its
+    /// cancellation). Returns `false` when it was already done.
+    @discardableResult
+    public final func cancel(message: String? = nil) -> Bool {
+        checkLoopThread()
+        return ca_future_cancel(unsafeRaw, message)
+    }
+
+    /// `add_done_callback(fn)`: calls `callback` with this future on the
+    /// loop (through `call_soon`) once it is done; at once (next iteration)
+    /// if it is done already.
+    public final func addDoneCallback(_ callback: @escaping @Sendable (Future<Value>) -> Void) {
+        checkLoopThread()
+        let box = Unmanaged<DoneCallbackBox>.passRetained(TypedDoneCallbackBox(callback))
+        if let err = ca_future_add_done_callback(unsafeRaw, doneCallbackTrampoline, box.toOpaque(),
+                                                 releaseDoneCallback, nil) {
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
+    }
+
+    // MARK: Identity
+
+    /// Two wrappers are equal when they wrap the same C future.
+    public static func == (a: Future, b: Future) -> Bool { a.unsafeRaw == b.unsafeRaw }
+
+    /// Hashes the C future's address.
+    public func hash(into hasher: inout Hasher) { hasher.combine(unsafeRaw) }
+
+    /// `repr(future)`: `<Future pending>`, `<Future finished result=4>`, ...
+    public var description: String {
+        reprString { ca_future_repr(unsafeRaw, $0, $1) }
+    }
+
+    // MARK: Internals
+
+    @inline(__always)
+    final func readResult() throws -> Value {
+        try Future.readResult(unsafeRaw)
+    }
+
+    @inline(__always)
+    static func readResult(_ f: UnsafeMutablePointer<ca_future>) throws -> Value {
+        var v = ca_value()
+        if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
+        return try ValueCodec<Value>.decode(&v)
+    }
+
+    @inline(__always)
+    final func checkLoopThread() {
+        checkConfined(loop: unsafeRaw.pointee.fut_loop)
+    }
+}
+
+// MARK: - Done callbacks
+
+/// A Swift done callback, retained by the C future until it is dropped.
+class DoneCallbackBox {
+    func call(_ f: UnsafeMutablePointer<ca_future>) {}
+}
+
+/// The done callback of a `Future<Value>`: called with a new wrapper of the
+/// future (the caller's wrapper is not kept, so a pending future that nobody
+/// references does not keep itself alive through its callback).
+final class TypedDoneCallbackBox<Value: Sendable>: DoneCallbackBox {
+    let callback: @Sendable (Future<Value>) -> Void
+    init(_ callback: @escaping @Sendable (Future<Value>) -> Void) { self.callback = callback }
+    override func call(_ f: UnsafeMutablePointer<ca_future>) { callback(Future(unsafeRetaining: f)) }
+}
+
+private func doneCallbackTrampoline(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
+    Unmanaged<DoneCallbackBox>.fromOpaque(arg!).takeUnretainedValue().call(f!)
+}
+
+private func releaseDoneCallback(_ arg: UnsafeMutableRawPointer?) {
+    Unmanaged<DoneCallbackBox>.fromOpaque(arg!).release()
+}
+
+// MARK: - Loop confinement
+
+/// Traps unless the caller runs on the thread running `loop`, or `loop` is
+/// not running (then nothing else can touch it). The check reads the
+/// loop's `running` flag, written only by the thread that runs it.
+@inline(__always)
+func checkConfined(loop: OpaquePointer?) {
+    guard let loop else { return }
+    if cas_tls_get().pointee.loop == loop { return }
+    precondition(ca_get_running_loop() == loop || !ca_loop_is_running(loop),
+                 "asyncio object used off its event loop's thread; use callSoonThreadsafe")
+}
+
+/// Drops a reference to a core object owned by `loop` where that is safe:
+/// at once on the loop's thread or when the loop is idle, else through
+/// `call_soon_threadsafe` (core reference counts are not atomic).
+func releaseOnLoop(_ object: UnsafeMutableRawPointer, loop: OpaquePointer?) {
+    if let loop, cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
+        guard let err = ca_loop_call_soon_threadsafe(loop, { ca_decref($0) }, object, nil) else { return }
+        // Closed meanwhile: nothing runs the loop any more.
+        ca_decref(UnsafeMutableRawPointer(err))
+    }
+    ca_decref(object)
+}
+
+/// A repr-style C string function's output as a Swift string.
+func reprString(_ fill: (UnsafeMutablePointer<CChar>, Int) -> Int) -> String {
+    var buf = [CChar](repeating: 0, count: 512)
+    let needed = buf.withUnsafeMutableBufferPointer { fill($0.baseAddress!, $0.count) }
+    if needed >= buf.count {
+        buf = [CChar](repeating: 0, count: needed + 1)
+        _ = buf.withUnsafeMutableBufferPointer { fill($0.baseAddress!, $0.count) }
+    }
+    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}

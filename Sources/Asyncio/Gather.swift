@@ -1,0 +1,106 @@
+// asyncio.gather, typed: over a parameter pack and over arrays.
+
+import CAsyncio
+import CAsyncioShim
+
+/// `asyncio.gather(*futures)`: waits for every future (or task) and returns
+/// their results in argument order, typed.
+///
+/// ```swift
+/// let (user, count) = try await gather(fetchUser, countItems)
+/// ```
+///
+/// The first error (or cancellation) of a child is thrown; the other children
+/// keep running. Cancelling the gather (cancelling the awaiting task)
+/// cancels every child.
+///
+/// - Throws: the first child's error; ``CancelledError``.
+nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat Future<each T>) async throws
+    -> (repeat each T) {
+    var children: [UnsafeMutableRawPointer?] = []
+    for f in repeat each futures { children.append(UnsafeMutableRawPointer(f.unsafeRaw)) }
+    let gathering = try startGather(children, returnExceptions: false)
+    defer { withExtendedLifetime((repeat each futures)) {} }
+    return try await Await.done(gathering.unsafeRaw) { f in
+        let list = ca_result_list_of(f)!
+        var i = 0
+        return (repeat try resultItem(list, &i, as: (each T).self))
+    }
+}
+
+/// `asyncio.gather(*futures)` over an array: the results in array order.
+///
+/// - Throws: the first child's error; ``CancelledError``.
+nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) async throws -> [T] {
+    let gathering = try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: false)
+    defer { withExtendedLifetime(futures) {} }
+    return try await Await.done(gathering.unsafeRaw) { f in
+        let list = ca_result_list_of(f)!
+        var results: [T] = []
+        results.reserveCapacity(list.pointee.len)
+        var i = 0
+        while i < list.pointee.len {
+            results.append(try resultItem(list, &i, as: T.self))
+        }
+        return results
+    }
+}
+
+/// `asyncio.gather(*futures, return_exceptions=True)`: every child's outcome
+/// in array order; an error (a cancelled child gives ``CancelledError``)
+/// takes its place instead of being thrown.
+///
+/// - Throws: ``CancelledError`` when the gather itself is cancelled.
+nonisolated(nonsending) public func gatherReturningExceptions<T: Sendable>(_ futures: [Future<T>]) async throws
+    -> [Result<T, any Error>] {
+    let gathering = try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: true)
+    defer { withExtendedLifetime(futures) {} }
+    return try await Await.done(gathering.unsafeRaw) { f in
+        let list = ca_result_list_of(f)!
+        return (0..<list.pointee.len).map { i in
+            if let e = ca_result_list_error(list, i) { return .failure(ErrorBridge.swiftError(e)) }
+            return Result { try ValueCodec<T>.decode(ca_result_list_item(list, i)) }
+        }
+    }
+}
+
+/// Starts a gather of `children` on the running loop (else the first
+/// child's loop).
+func startGather(_ children: [UnsafeMutableRawPointer?], returnExceptions: Bool) throws -> Future<Void> {
+    var out: UnsafeMutablePointer<ca_future>?
+    let loop: OpaquePointer? = ca_get_running_loop()
+        ?? children.first.flatMap { $0 }.map { $0.assumingMemoryBound(to: ca_future.self).pointee.fut_loop }
+    try ErrorBridge.check(children.withUnsafeBufferPointer {
+        ca_gather(loop, $0.baseAddress, $0.count, returnExceptions, &out)
+    })
+    return Future(unsafeTakingOwnershipOf: out!)
+}
+
+@inline(__always)
+private func resultItem<U>(_ list: UnsafeMutablePointer<ca_result_list>, _ i: inout Int, as: U.Type) throws -> U {
+    defer { i += 1 }
+    return try ValueCodec<U>.decode(ca_result_list_item(list, i))
+}
+
+extension Await {
+    /// Waits until `f` is done (through the body's C task when there is
+    /// one), then returns `read(f)`, which runs on the loop thread.
+    nonisolated(nonsending) static func done<R: Sendable>(
+        _ f: UnsafeMutablePointer<ca_future>,
+        read: @escaping @Sendable (UnsafeMutablePointer<ca_future>) throws -> R
+    ) async throws -> R {
+        if let c = ownCoroutine {
+            if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
+                try await suspend(c, on: f)
+            }
+            var v = ca_value()
+            if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
+            return try read(f)
+        }
+        return try await viaCallback(f) { f in
+            var v = ca_value()
+            if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
+            return try read(f)
+        }
+    }
+}

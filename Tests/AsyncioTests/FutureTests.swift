@@ -1,0 +1,152 @@
+// Future<Value>: typed results, errors, cancellation, callbacks and states.
+
+@testable import Asyncio
+import CAsyncio
+import CAsyncioShim
+import Testing
+
+struct Point: Sendable, Equatable {
+    var x: Int
+    var y: Int
+}
+
+@Suite("Future")
+struct FutureTests {
+    @Test("value returns the result of every stored kind: inline and boxed")
+    func typedResults() async throws {
+        try await runLoop {
+            let loop = EventLoop.current!
+            let i = loop.createFuture(of: Int.self)
+            let s = loop.createFuture(of: String.self)
+            let d = loop.createFuture(of: Double.self)
+            let b = loop.createFuture(of: Bool.self)
+            let v = loop.createFuture(of: Void.self)
+            let p = loop.createFuture(of: Point.self)
+            let o = loop.createFuture(of: Int?.self)
+            try loop.callSoon {
+                try? i.setResult(-5)
+                try? s.setResult("hello")
+                try? d.setResult(2.5)
+                try? b.setResult(true)
+                try? v.setResult(())
+                try? p.setResult(Point(x: 1, y: 2))
+                try? o.setResult(nil)
+            }
+            #expect(try await i.value == -5)
+            #expect(try await s.value == "hello")
+            #expect(try await d.value == 2.5)
+            #expect(try await b.value == true)
+            try await v.value
+            #expect(try await p.value == Point(x: 1, y: 2))
+            #expect(try await o.value == nil)
+            // Inline kinds cost no box.
+            #expect(i.unsafeRaw.pointee.fut_result.kind == CA_VALUE_INT)
+            #expect(d.unsafeRaw.pointee.fut_result.kind == CA_VALUE_DOUBLE)
+            #expect(v.unsafeRaw.pointee.fut_result.kind == CA_VALUE_NONE)
+            #expect(s.unsafeRaw.pointee.fut_result.kind == CA_VALUE_OBJECT)
+        }
+    }
+
+    @Test("setException: value throws the same Swift error")
+    func exceptions() async throws {
+        let boom = Boom(7)
+        try await runLoop {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: Int.self)
+            try loop.callSoon { try? f.setException(boom) }
+            do {
+                _ = try await f.value
+                Issue.record("no error")
+            } catch let e as Boom {
+                #expect(e === boom)
+            }
+            #expect(try f.exception() as? Boom === boom)
+            let g = loop.createFuture(of: Int.self)
+            try g.setException(Oops(code: 1))
+            #expect(throws: Oops(code: 1)) { try g.result() }
+        }
+    }
+
+    @Test("cancel(message:): value throws CancelledError with the message")
+    func cancel() async throws {
+        try await runLoop {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: Int.self)
+            try loop.callSoon { f.cancel(message: "stop it") }
+            await #expect(throws: CancelledError(message: "stop it")) { try await f.value }
+            #expect(f.isCancelled)
+            #expect(f.state == .cancelled)
+            #expect(!f.cancel())
+        }
+    }
+
+    @Test("states and the errors of illegal transitions")
+    func states() async throws {
+        try await runLoop {
+            let f = EventLoop.current!.createFuture(of: Int.self)
+            #expect(f.state == .pending)
+            #expect(!f.isDone)
+            #expect(throws: InvalidStateError(message: "Result is not set.")) { try f.result() }
+            #expect(throws: InvalidStateError(message: "Exception is not set.")) { try f.exception() }
+            try f.setResult(1)
+            #expect(f.state == .finished)
+            #expect(f.isDone && !f.isCancelled)
+            #expect(throws: InvalidStateError(message: "invalid state")) { try f.setResult(2) }
+            #expect(throws: InvalidStateError.self) { try f.setException(Oops(code: 0)) }
+            #expect(try f.result() == 1)
+            #expect(try f.exception() == nil)
+            #expect(f.description == "<Future finished result=1>")
+        }
+    }
+
+    @Test("addDoneCallback: scheduled with call_soon in registration order, with the future")
+    func doneCallbacks() async throws {
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: Int.self)
+            f.addDoneCallback { g in log.append("first \(try! g.result())") }
+            f.addDoneCallback { g in log.append("second \(g == f)") }
+            try f.setResult(3)
+            log.append("set")
+            try await sleep(0)
+            // Already done: still through call_soon.
+            f.addDoneCallback { _ in log.append("late") }
+            log.append("added late")
+            try await sleep(0)
+        }
+        #expect(log.value == ["set", "first 3", "second true", "added late", "late"])
+    }
+
+    @Test("a future awaited from a Swift task on another thread (the thread-safe path)")
+    func awaitFromAnotherThread() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: String.self)
+            let outside = Task.detached { try await f.value }
+            try await sleep(0.01)
+            try f.setResult("across threads")
+            let done = loop.createFuture(of: String.self)
+            Task.detached {
+                let v = (try? await outside.value) ?? "failed"
+                try? loop.callSoonThreadsafe { try? done.setResult(v) }
+            }
+            #expect(try await done.value == "across threads")
+        }
+    }
+
+    @Test("a C future's result read with the wrong Swift type is a TypeError")
+    func wrongType() async throws {
+        try await runLoop {
+            let raw = ca_future_new(EventLoop.current!.unsafeRaw)!
+            let f = Future<String>(unsafeTakingOwnershipOf: raw)
+            #expect(ca_future_set_result(raw, ca_int(4)) == nil)
+            #expect(throws: AsyncioError(typeName: "TypeError", message: "a int result cannot be read as String")) {
+                try f.result()
+            }
+            let same = Future<Int>(unsafeRetaining: raw)
+            let four = try same.result()
+            #expect(four == 4)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// Helpers for the Swift layer's tests: every test runs its loop on a thread
+// of its own, so loops never block Swift's cooperative pool (which the
+// tests themselves and foreign suspensions such as Task.sleep need).
+
+@testable import Asyncio
+import CAsyncio
+import Glibc
+import Synchronization
+import Testing
+
+/// Runs `body` on a new thread and returns what it returned.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
+        let start = ThreadStart { k.resume(with: Result { try body() }) }
+        var thread = pthread_t()
+        let arg = Unmanaged.passRetained(start).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, arg)
+        precondition(rc == 0, "pthread_create failed")
+        pthread_detach(thread)
+    }
+}
+
+/// Safety of `@unchecked Sendable`: handed from the creating thread to the
+/// new one, and used there only.
+private final class ThreadStart: @unchecked Sendable {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// `EventLoop.run(main)` on a thread of its own (virtual clock by default).
+@discardableResult
+func runLoop<T: Sendable>(virtualClock: Bool = true,
+                          _ main: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await onThread { try EventLoop.run(virtualClock: virtualClock, main) }
+}
+
+/// The calling thread.
+func threadID() -> UInt { UInt(bitPattern: Int(pthread_self())) }
+
+/// A value several closures of one test share, behind a mutex.
+final class Shared<T: Sendable>: Sendable {
+    private let m: Mutex<T>
+    init(_ value: T) { m = Mutex(value) }
+    var value: T {
+        get { m.withLock { $0 } }
+        set { m.withLock { $0 = newValue } }
+    }
+    func update<R>(_ f: (inout T) -> R) -> R { m.withLock { f(&$0) } }
+}
+
+/// A log of events the closures of a test append to, in order.
+typealias Log = Shared<[String]>
+
+extension Shared where T == [String] {
+    convenience init() { self.init([]) }
+    func append(_ s: String) { update { $0.append(s) } }
+}
+
+/// An error type of the tests (a class: identity shows it is the same error).
+final class Boom: Error, CustomStringConvertible {
+    let tag: Int
+    init(_ tag: Int) { self.tag = tag }
+    var description: String { "Boom(\(tag))" }
+}
+
+/// An error struct of the tests.
+struct Oops: Error, Equatable {
+    var code: Int
+}
+
+/// The Python name of the C error type of an error object.
+func cTypeName(_ e: UnsafeMutablePointer<ca_error>) -> String { String(cString: e.pointee.type.pointee.name) }
+
+/// The contents of a text file.
+func readFile(_ path: String) throws -> String {
+    guard let f = fopen(path, "r") else { throw TestFailure("cannot open \(path)") }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n <= 0 { break }
+        bytes += buffer[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
