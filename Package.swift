@@ -71,9 +71,16 @@ let package = Package(
             path: "Sources/CConformance",
             cSettings: strictC
         ),
+        // The `swift` engine: scenario bodies as Swift async functions on the
+        // Swift layer.
+        .target(
+            name: "SwiftConformance",
+            dependencies: ["Asyncio", "CAsyncio", "CConformance"],
+            path: "Sources/SwiftConformance"
+        ),
         .executableTarget(
             name: "asyncio-conformance",
-            dependencies: ["CConformance"],
+            dependencies: ["CConformance", "SwiftConformance"],
             path: "Sources/asyncio-conformance"
         ),
         // C coroutines and helpers the Swift tests drive the C API with.
@@ -102,7 +109,7 @@ let package = Package(
         // The whole public conformance corpus through the `c` engine, in-process.
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["CConformance"],
+            dependencies: ["CConformance", "SwiftConformance"],
             path: "Tests/ConformanceTests"
         ),
     ],

@@ -247,3 +247,40 @@ func reprString(_ fill: (UnsafeMutablePointer<CChar>, Int) -> Int) -> String {
     }
     return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
+
+// MARK: - Done callbacks with an identity
+
+/// A done callback with an identity, like a Python function object:
+/// registering it twice registers it twice, and
+/// ``Future/removeDoneCallback(_:)`` removes every registration of it
+/// (`remove_done_callback(fn)`). Closures have no identity, so a callback
+/// that may be removed is registered through one of these.
+public final class DoneCallback<Value: Sendable>: @unchecked Sendable {
+    let box: TypedDoneCallbackBox<Value>
+
+    /// Wraps `callback`, called with the future once it is done.
+    public init(_ callback: @escaping @Sendable (Future<Value>) -> Void) {
+        box = TypedDoneCallbackBox(callback)
+    }
+}
+
+extension Future {
+    /// `add_done_callback(fn)` for a callback with an identity; as
+    /// ``addDoneCallback(_:)-(Future<Value>)->Void``.
+    public final func addDoneCallback(_ callback: DoneCallback<Value>) {
+        checkLoopThread()
+        let arg = Unmanaged<DoneCallbackBox>.passRetained(callback.box).toOpaque()
+        if let err = ca_future_add_done_callback(unsafeRaw, doneCallbackTrampoline, arg, releaseDoneCallback, nil) {
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
+    }
+
+    /// `remove_done_callback(fn)`: removes every registration of `callback`
+    /// that has not run yet; returns how many were removed.
+    @discardableResult
+    public final func removeDoneCallback(_ callback: DoneCallback<Value>) -> Int {
+        checkLoopThread()
+        let arg = Unmanaged<DoneCallbackBox>.passUnretained(callback.box).toOpaque()
+        return ca_future_remove_done_callback(unsafeRaw, doneCallbackTrampoline, arg)
+    }
+}

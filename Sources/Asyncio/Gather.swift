@@ -104,3 +104,30 @@ extension Await {
         }
     }
 }
+
+// MARK: - gather as a future
+
+/// `asyncio.gather(*futures, return_exceptions=)` as the future itself,
+/// without awaiting it: it can be awaited later, cancelled, or handed to
+/// another combinator. Its outcome is read with
+/// ``gatheredResults(_:as:)`` once it is done.
+///
+/// - Throws: ``AsyncioError`` when the gather cannot be created.
+public func gatherFuture<T: Sendable>(_ futures: [Future<T>], returnExceptions: Bool = false) throws -> Future<Void> {
+    defer { withExtendedLifetime(futures) {} }
+    return try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: returnExceptions)
+}
+
+/// The children's outcomes of a done gather (from ``gatherFuture(_:returnExceptions:)``),
+/// in argument order. Throws the gather's own error (or ``CancelledError``,
+/// ``InvalidStateError`` while pending) as `result()` would.
+public func gatheredResults<T: Sendable, U: Sendable>(_ gathering: Future<U>, as: T.Type = T.self) throws
+    -> [Result<T, any Error>] {
+    var v = ca_value()
+    if let e = ca_future_result(gathering.unsafeRaw, &v) { throw ErrorBridge.take(e) }  // borrowed view
+    guard let list = ca_result_list_of(gathering.unsafeRaw) else { return [] }
+    return (0..<list.pointee.len).map { i in
+        if let e = ca_result_list_error(list, i) { return .failure(ErrorBridge.swiftError(e)) }
+        return Result { try ValueCodec<T>.decode(ca_result_list_item(list, i)) }
+    }
+}

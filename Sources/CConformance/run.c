@@ -414,6 +414,22 @@ int cconf_run_json(const char *text, size_t len, cconf_outcome *out) {
     return status;
 }
 
+int cconf_check_json(const char *text, size_t len, cconf_outcome *out) {
+    memset(out, 0, sizeof *out);
+    char err[512] = "";
+    jv *root = jv_parse(text, len, err, sizeof err);
+    int status = CCONF_INVALID;
+    if (root != NULL) {
+        scenario scn;
+        status = scenario_compile(root, &scn, err, sizeof err);
+        scenario_free(&scn);
+    }
+    out->trace = strdup("");
+    if (status != CCONF_OK) out->message = strdup(err);
+    out->status = status;
+    return status;
+}
+
 int cconf_run_file(const char *path, cconf_outcome *out) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");

@@ -5,6 +5,7 @@
 // lack; diagnostics go to stderr.
 
 import CConformance
+import SwiftConformance
 
 #if canImport(Glibc)
 import Glibc
@@ -12,8 +13,8 @@ import Glibc
 import Musl
 #endif
 
-/// The engines of issue 5: `c` drives the C core directly; `swift` will run
-/// the bodies on the Swift layer.
+/// The engines of issue 5: `c` drives the C core directly; `swift` runs the
+/// bodies as Swift async functions on the Swift layer.
 enum Engine: String {
     case c
     case swift
@@ -70,7 +71,24 @@ guard let path else { fail(usage) }
 
 switch engine {
 case .swift:
-    fail("the swift engine is not implemented yet (it needs the Swift layer); use --engine c")
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { fail("cannot open \(path)") }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    close(fd)
+    let outcome = swiftConformanceRun(bytes: bytes)
+    put(STDOUT_FILENO, outcome.trace)
+    if let message = outcome.message {
+        let prefix = outcome.status == 3 ? "SKIP" : "ERROR"
+        put(STDERR_FILENO, "\(prefix) \(path): \(message)\n")
+    }
+    exit(outcome.status)
 case .c:
     var outcome = cconf_outcome()
     let status = cconf_run_file(path, &outcome)

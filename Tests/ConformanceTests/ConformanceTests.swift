@@ -1,9 +1,11 @@
 // The public conformance corpus (../shared/conformance: scenarios/ and
-// generated/) through the `c` engine, in-process: every scenario's trace
+// generated/) through both engines, in-process (`c`: the C core driven
+// directly; `swift`: the bodies as Swift async functions on the Swift layer): every scenario's trace
 // must equal its .trace file byte for byte (README.md, SPEC.md). A mismatch
 // is reported with a unified diff of expected and actual traces.
 
 import CConformance
+import SwiftConformance
 import Foundation
 import Testing
 
@@ -27,13 +29,25 @@ enum Corpus {
     }
 }
 
+/// The engines of asyncio-conformance.
+enum Engine { case c, swift }
+
 /// What the engine made of one scenario.
 struct Run {
     var status: Int32
     var trace: String
     var message: String?
 
-    init(path: String) {
+    init(path: String, engine: Engine) {
+        if engine == .swift {
+            let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+            let outcome = bytes.map { swiftConformanceRun(bytes: $0) }
+                ?? SwiftOutcome(status: 2, trace: "", message: "\(path): cannot read the file")
+            status = outcome.status
+            trace = outcome.trace
+            message = outcome.message
+            return
+        }
         var outcome = cconf_outcome()
         status = cconf_run_file(path, &outcome)
         trace = outcome.trace.map { String(cString: $0) } ?? ""
@@ -85,7 +99,7 @@ func unifiedDiff(expected: String, actual: String, name: String) -> String {
 
 /// Runs every scenario of a corpus directory; records one issue per scenario
 /// whose run fails or whose trace differs from its .trace file.
-func checkDirectory(_ directory: String) {
+func checkDirectory(_ directory: String, engine: Engine = .c) {
     let scenarios = Corpus.scenarios(in: directory)
     #expect(!scenarios.isEmpty, "no scenarios under \(Corpus.root.path)/\(directory)")
     var failed = 0
@@ -97,7 +111,7 @@ func checkDirectory(_ directory: String) {
             Issue.record("\(scenario): no expected trace \(expectedURL.lastPathComponent)")
             continue
         }
-        let run = Run(path: json.path)
+        let run = Run(path: json.path, engine: engine)
         if run.status != 0 {
             failed += 1
             Issue.record("\(scenario): exit status \(run.status): \(run.message ?? "")")
@@ -107,7 +121,7 @@ func checkDirectory(_ directory: String) {
             Issue.record("\(scenario): the trace differs\n\(diff)")
         }
     }
-    #expect(failed == 0, "\(failed) of \(scenarios.count) scenarios in \(directory) failed")
+    #expect(failed == 0, "\(failed) of \(scenarios.count) scenarios in \(directory) failed (\(engine) engine)")
 }
 
 @Suite("Conformance corpus, c engine")
@@ -117,4 +131,13 @@ struct ConformanceTests {
 
     @Test("every generated scenario gives its expected trace")
     func generated() { checkDirectory("generated") }
+}
+
+@Suite("Conformance corpus, swift engine")
+struct SwiftEngineConformanceTests {
+    @Test("every hand-written scenario gives its expected trace")
+    func handWritten() { checkDirectory("scenarios", engine: .swift) }
+
+    @Test("every generated scenario gives its expected trace")
+    func generated() { checkDirectory("generated", engine: .swift) }
 }

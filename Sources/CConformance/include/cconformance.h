@@ -36,6 +36,14 @@ typedef struct cconf_outcome {
 /** Runs the scenario held in `text` (JSON, `len` bytes). Returns out->status. */
 int cconf_run_json(const char *text, size_t len, cconf_outcome *out);
 
+/**
+ * Checks the scenario held in `text` without running it: the JSON reader and
+ * the validator of the `c` engine (SPEC 1, 2.5 and 5), shared with the
+ * `swift` engine. Returns out->status: CCONF_OK or CCONF_INVALID (with a
+ * message); the trace is empty.
+ */
+int cconf_check_json(const char *text, size_t len, cconf_outcome *out);
+
 /** Reads the scenario file at `path` and runs it. Returns out->status. */
 int cconf_run_file(const char *path, cconf_outcome *out);
 
