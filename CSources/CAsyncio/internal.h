@@ -229,6 +229,7 @@ struct ca_loop {
     const ca_backend_ops *backend_ops;
     ca_backend *backend;
     size_t io_pending;          /* operations in flight in the backend */
+    struct ca_io_loop *io;      /* io.c: per-fd records, fault hook (NULL until first I/O) */
     _Atomic(ca_tsnode *) inbox_head;
     ca_tsnode *inbox_tail;
     ca_tsnode inbox_stub;
@@ -262,6 +263,11 @@ void ca_loop_log(ca_loop *loop, ca_log_level level, const char *fmt, ...)
 
 /** gettid(), cached per thread. */
 uint64_t ca_thread_id(void);
+
+/* MARK: - I/O (io.c) */
+
+/** Releases loop->io once the backend is closed (ca_loop_close). */
+void ca_io_loop_free(ca_loop *loop);
 
 /* MARK: - Futures (future.c) */
 

@@ -765,6 +765,7 @@ ca_error *ca_loop_close(ca_loop *loop) {
         loop->backend_ops->close(loop->backend);
         loop->backend = NULL;
     }
+    ca_io_loop_free(loop);
     ca_decref(loop);
     return NULL;
 }

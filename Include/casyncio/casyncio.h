@@ -16,5 +16,8 @@
 #include "combinators.h"
 #include "timeout.h"
 #include "taskgroup.h"
+#include "io.h"
+#include "transport.h"
+#include "stream.h"
 
 #endif

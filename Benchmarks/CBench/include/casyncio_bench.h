@@ -99,4 +99,8 @@ const cab_workload *cab_workload_find(const char *name);
 #ifdef __cplusplus
 }
 #endif
+
+/* The TCP echo workload, which runs across processes (bench echo). */
+#include "casyncio_echo.h"
+
 #endif

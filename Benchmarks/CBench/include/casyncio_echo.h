@@ -1,0 +1,67 @@
+/*
+ * casyncio_echo.h — the TCP echo workload of ../shared/reference/workloads.md:
+ * echo servers in every style the bench compares (the C core's protocol
+ * and streams servers, and minimal liburing and epoll servers as the
+ * physical-limit references) and the closed-loop load client.
+ */
+#ifndef CASYNCIO_ECHO_H
+#define CASYNCIO_ECHO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Runs the echo server `impl` on 127.0.0.1:`port` (0: any free port) until
+ * the process is killed. impl: "c-protocol" (create_server, data_received →
+ * write), "c-streams" (start_server, read → write → drain per connection),
+ * "raw" (a minimal liburing server: recv → send → recv per connection, one
+ * io_uring_enter per iteration) or "raw-epoll" (epoll, read → write).
+ * Once listening it writes "READY <port>\n" to `report_fd`; on SIGUSR1 it
+ * writes "RUSAGE <user_us> <sys_us>\n" there (its getrusage). Returns only
+ * on a set-up failure: -1 with `err` describing it.
+ */
+int cab_echo_server(const char *impl, uint16_t port, int report_fd, char *err, size_t errsize);
+
+/** Options of the load client. */
+typedef struct cab_echo_client_options {
+    uint16_t port;
+    int connections;
+    size_t size;           /* bytes per message */
+    double warmup_s;       /* before measuring */
+    double duration_s;     /* measured */
+    /* Called as the measured window opens (phase 0) and closes (phase 1). */
+    void (*mark)(void *arg, int phase);
+    void *mark_arg;
+} cab_echo_client_options;
+
+/** What the client measured. Latencies are whole round trips. */
+typedef struct cab_echo_client_result {
+    uint64_t requests;     /* round trips completed in the window */
+    double seconds;        /* the window's length */
+    double rps;
+    double p50_us;
+    double p99_us;
+    double p999_us;
+    double max_us;
+    char error[256];
+} cab_echo_client_result;
+
+/**
+ * The closed-loop client (single-threaded, epoll): `connections` sockets
+ * each send one `size`-byte message, wait for the whole echo, record the
+ * round trip in a histogram and send the next. Checks every echoed byte.
+ * Returns 0, or -1 with result->error set.
+ */
+int cab_echo_client(const cab_echo_client_options *opts, cab_echo_client_result *result);
+
+/** Pins process `pid` (0: the caller) to CPU `cpu`; 0 or -errno. */
+int cab_pin_to_cpu(int pid, int cpu);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,319 @@
+import ArgumentParser
+import CAsyncio
+import CAsyncioBench
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The TCP echo workload of workloads.md: `echo-server`, `echo-client`, and
+// `echo`, which runs a server as a child process, drives it with the client
+// and reports requests/s, latency percentiles and the server's CPU time per
+// request (from the child's getrusage, over the measured window only).
+
+/// The echo servers `bench` can start.
+enum EchoImpl: String, CaseIterable, ExpressibleByArgument {
+    case cProtocol = "c-protocol"
+    case cStreams = "c-streams"
+    case swiftStreams = "swift-streams"
+    case raw
+    case rawEpoll = "raw-epoll"
+}
+
+/// `bench echo-server --impl IMPL --port P`: serves until killed.
+struct EchoServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo-server",
+        abstract: "Runs an echo server on 127.0.0.1 until killed.",
+        discussion: """
+            Prints "READY <port>" once listening, and "RUSAGE <user_us> <sys_us>" on SIGUSR1. \
+            raw is a minimal liburing server and raw-epoll a minimal epoll one: the physical \
+            limits the core's servers are measured against.
+            """
+    )
+
+    @Option(help: "The server: \(EchoImpl.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var impl: EchoImpl = .cProtocol
+
+    @Option(help: "The port (0: any free port).")
+    var port: UInt16 = 0
+
+    func run() throws {
+        if impl == .swiftStreams {
+            printError("error: --impl swift-streams needs the Swift TCP layer, which is not built yet (issue 8)")
+            throw ExitCode(2)
+        }
+        var err = [CChar](repeating: 0, count: 256)
+        _ = cab_echo_server(impl.rawValue, port, 1, &err, err.count)
+        printError("error: echo-server: \(cBufferString(err))")
+        throw ExitCode.failure
+    }
+}
+
+/// The load options `echo-client` and `echo` share.
+struct EchoLoadOptions: ParsableArguments {
+    @Option(help: "Concurrent connections.")
+    var connections: Int = 50
+
+    @Option(help: "Bytes per message.")
+    var size: Int = 64
+
+    @Option(help: "Seconds measured (after --warmup).")
+    var duration: Double = 5
+
+    @Option(help: "Seconds of warm-up before measuring.")
+    var warmup: Double = 1
+
+    func validate() throws {
+        if connections < 1 { throw ValidationError("--connections must be at least 1") }
+        if size < 1 { throw ValidationError("--size must be at least 1") }
+        if duration <= 0 { throw ValidationError("--duration must be positive") }
+        if warmup < 0 { throw ValidationError("--warmup cannot be negative") }
+    }
+}
+
+/// `bench echo-client --port P --connections C --size S --duration D`.
+struct EchoClient: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo-client",
+        abstract: "Drives an echo server on 127.0.0.1 with a closed-loop client and prints its latencies."
+    )
+
+    @Option(help: "The server's port.")
+    var port: UInt16
+
+    @OptionGroup var load: EchoLoadOptions
+
+    @Flag(help: "Print one JSON object instead of a line of text.")
+    var json = false
+
+    func run() throws {
+        let r = try runEchoClient(port: port, load: load, mark: nil, markArg: nil)
+        let m = EchoMeasurement(impl: "external", backend: "-", load: load, client: r, serverCPUMicros: nil,
+                                serverUserMicros: nil)
+        json ? m.printJSON() : m.printLine()
+    }
+}
+
+/// `bench echo --impl IMPL --connections C --size S --duration D [--json]`.
+struct Echo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo",
+        abstract: "Starts an echo server as a child process, drives it, and reports throughput, latency and server CPU.",
+        discussion: """
+            Reports rps, p50_us, p99_us, p999_us and server_cpu_us_per_req, the last from the \
+            child's getrusage over the measured window. With --pin CPU the client and the \
+            server share that CPU (the stable per-round-trip latency figure).
+            """
+    )
+
+    @Option(help: "The server: \(EchoImpl.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var impl: EchoImpl = .cProtocol
+
+    @OptionGroup var load: EchoLoadOptions
+
+    @Option(help: "The core's backend for the c-* servers: uring or epoll (default: the loop's choice).")
+    var backend: String?
+
+    @Option(help: "Pin the client and the server to this CPU.")
+    var pin: Int?
+
+    @Flag(help: "Print one JSON object instead of a line of text.")
+    var json = false
+
+    func run() throws {
+        if impl == .swiftStreams {
+            printError("error: --impl swift-streams needs the Swift TCP layer, which is not built yet (issue 8)")
+            throw ExitCode(2)
+        }
+        let child = try EchoChild(impl: impl, backend: backend, pin: pin)
+        defer { child.stop() }
+        if let pin { try pinSelf(to: pin) }
+        var marks: [(user: UInt64, sys: UInt64)] = []
+        let r = try withUnsafeMutablePointer(to: &marks) { marksPtr -> cab_echo_client_result in
+            let ctx = EchoMarkContext(child: child, marks: marksPtr)
+            return try withExtendedLifetime(ctx) {
+                try runEchoClient(port: child.port, load: load, mark: echoMark,
+                                  markArg: Unmanaged.passUnretained(ctx).toOpaque())
+            }
+        }
+        guard marks.count == 2 else {
+            printError("error: the server did not report its CPU time")
+            throw ExitCode.failure
+        }
+        let user = Double(marks[1].user &- marks[0].user), sys = Double(marks[1].sys &- marks[0].sys)
+        let backendName = impl == .raw ? "io_uring" : impl == .rawEpoll ? "epoll" : (backend ?? "auto")
+        let m = EchoMeasurement(impl: impl.rawValue, backend: backendName, load: load, client: r,
+                                serverCPUMicros: user + sys, serverUserMicros: user)
+        json ? m.printJSON() : m.printLine()
+    }
+}
+
+/// What the window's marks need: the child to ask, and where to put its answers.
+final class EchoMarkContext {
+    let child: EchoChild
+    let marks: UnsafeMutablePointer<[(user: UInt64, sys: UInt64)]>
+    init(child: EchoChild, marks: UnsafeMutablePointer<[(user: UInt64, sys: UInt64)]>) {
+        self.child = child
+        self.marks = marks
+    }
+}
+
+/// Called by the C client as the measured window opens and closes: reads the
+/// server's CPU time (user + system microseconds).
+private let echoMark: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void = { arg, _ in
+    let ctx = Unmanaged<EchoMarkContext>.fromOpaque(arg!).takeUnretainedValue()
+    if let us = ctx.child.cpuMicros() { ctx.marks.pointee.append(us) }
+}
+
+func runEchoClient(port: UInt16, load: EchoLoadOptions,
+                   mark: (@convention(c) (UnsafeMutableRawPointer?, Int32) -> Void)?,
+                   markArg: UnsafeMutableRawPointer?) throws -> cab_echo_client_result {
+    var opts = cab_echo_client_options()
+    opts.port = port
+    opts.connections = Int32(load.connections)
+    opts.size = load.size
+    opts.warmup_s = load.warmup
+    opts.duration_s = load.duration
+    opts.mark = mark
+    opts.mark_arg = markArg
+    var r = cab_echo_client_result()
+    if cab_echo_client(&opts, &r) != 0 {
+        let msg = withUnsafeBytes(of: r.error) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        printError("error: echo-client: \(msg)")
+        throw ExitCode.failure
+    }
+    return r
+}
+
+func pinSelf(to cpu: Int) throws {
+    let rc = cab_pin_to_cpu(0, Int32(cpu))
+    if rc != 0 {
+        printError("error: cannot pin to CPU \(cpu): \(String(cString: strerror(-rc)))")
+        throw ExitCode.failure
+    }
+}
+
+/// A NUL-terminated C string in a buffer, as a String.
+func cBufferString(_ buf: [CChar]) -> String {
+    String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The server child: this executable running `echo-server`, its stdout a pipe.
+final class EchoChild {
+    let pid: pid_t
+    let port: UInt16
+    private let output: UnsafeMutablePointer<FILE>
+
+    init(impl: EchoImpl, backend: String?, pin: Int?) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw ExitCode.failure }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let args = ["bench", "echo-server", "--impl", impl.rawValue, "--port", "0"]
+        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var env: [String] = []
+        var e = environ
+        while let p = e.pointee {
+            let s = String(cString: p)
+            if !s.hasPrefix("ASYNCIO_BACKEND=") { env.append(s) }
+            e += 1
+        }
+        if let backend { env.append("ASYNCIO_BACKEND=\(backend)") }
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, "/proc/self/exe", &actions, nil, &argv, &envp)
+        close(fds[1])
+        guard rc == 0 else {
+            printError("error: cannot start the server: \(String(cString: strerror(rc)))")
+            throw ExitCode.failure
+        }
+        pid = child
+        output = fdopen(fds[0], "r")
+        if let pin { _ = cab_pin_to_cpu(child, Int32(pin)) }
+        guard let line = EchoChild.readLine(output), line.hasPrefix("READY "),
+              let p = UInt16(line.dropFirst(6)) else {
+            kill(child, SIGTERM)
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            printError("error: the server did not start")
+            throw ExitCode.failure
+        }
+        port = p
+    }
+
+    /// The child's user and system CPU time in microseconds (its getrusage).
+    func cpuMicros() -> (user: UInt64, sys: UInt64)? {
+        kill(pid, SIGUSR1)
+        guard let line = EchoChild.readLine(output), line.hasPrefix("RUSAGE ") else { return nil }
+        let parts = line.split(separator: " ")
+        guard parts.count == 3, let u = UInt64(parts[1]), let s = UInt64(parts[2]) else { return nil }
+        return (u, s)
+    }
+
+    func stop() {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        fclose(output)
+    }
+
+    private static func readLine(_ f: UnsafeMutablePointer<FILE>) -> String? {
+        var buf = [CChar](repeating: 0, count: 128)
+        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+        var s = cBufferString(buf)
+        while s.hasSuffix("\n") { s.removeLast() }
+        return s
+    }
+}
+
+/// One echo measurement, printed as a line or as JSON.
+struct EchoMeasurement {
+    var impl: String
+    var backend: String
+    var load: EchoLoadOptions
+    var client: cab_echo_client_result
+    var serverCPUMicros: Double?
+    var serverUserMicros: Double?
+
+    var cpuPerRequest: Double? {
+        guard let cpu = serverCPUMicros, client.requests > 0 else { return nil }
+        return cpu / Double(client.requests)
+    }
+
+    var userPerRequest: Double? {
+        guard let cpu = serverUserMicros, client.requests > 0 else { return nil }
+        return cpu / Double(client.requests)
+    }
+
+    func printLine() {
+        var line = "echo \(impl) (\(backend)) \(load.connections) conn × \(load.size) B: "
+        line += "\(Report.fixed(client.rps, digits: 0)) req/s"
+        line += "  p50 \(Report.fixed(client.p50_us, digits: 1)) µs"
+        line += "  p99 \(Report.fixed(client.p99_us, digits: 1)) µs"
+        line += "  p99.9 \(Report.fixed(client.p999_us, digits: 1)) µs"
+        if let cpu = cpuPerRequest { line += "  server CPU \(Report.fixed(cpu, digits: 2)) µs/req" }
+        if let user = userPerRequest { line += " (user \(Report.fixed(user, digits: 2)))" }
+        print(line)
+        fflush(nil)
+    }
+
+    func printJSON() {
+        var fields: [(String, String)] = [
+            ("workload", "\"echo\""), ("impl", "\"\(impl)\""), ("backend", "\"\(backend)\""),
+            ("connections", String(load.connections)), ("size", String(load.size)),
+            ("duration_s", Report.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
+            ("rps", Report.fixed(client.rps, digits: 1)), ("p50_us", Report.fixed(client.p50_us, digits: 2)),
+            ("p99_us", Report.fixed(client.p99_us, digits: 2)), ("p999_us", Report.fixed(client.p999_us, digits: 2)),
+        ]
+        fields.append(("server_cpu_us_per_req", cpuPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
+        fields.append(("server_user_us_per_req", userPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
+        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+        fflush(nil)
+    }
+}

@@ -1,0 +1,98 @@
+/*
+ * io_internal.h — what io.c, transport.c and stream.c share: the loop's
+ * I/O state, submission through the fault hook, and small helpers.
+ */
+#ifndef CASYNCIO_IO_INTERNAL_H
+#define CASYNCIO_IO_INTERNAL_H
+
+#include "internal.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include <casyncio/io.h>
+#include <casyncio/stream.h>
+#include <casyncio/transport.h>
+
+#define CA_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+typedef struct io_fdinfo io_fdinfo;
+
+/** Per-loop I/O state (loop->io), created by the first I/O call. */
+typedef struct ca_io_loop {
+    io_fdinfo **fds;        /* indexed by fd; NULL until the fd needs a record */
+    size_t nfds;
+    ca_io_fault_fn fault;
+    void *fault_arg;
+    uint64_t race_kept;
+    uint64_t faults;
+    ca_transport *transports; /* open transports (borrowed list heads), for close */
+} ca_io_loop;
+
+/** loop->io, creating it on first use; NULL when out of memory. */
+ca_io_loop *ca_io_loop_get(ca_loop *loop);
+
+/** Applies the fault hook to `op` (the slow path of ca_io_submit). */
+void ca_io_apply_fault(ca_loop *loop, ca_io_op *op);
+
+/** Hands `op` to the backend and counts it in io_pending. The loop must be
+ *  open. The completion comes through op->complete from a later poll. */
+static inline void ca_io_submit(ca_loop *loop, ca_io_op *op) {
+    op->loop = loop;
+    loop->io_pending++;
+    if (CA_UNLIKELY(loop->io != NULL && loop->io->fault != NULL)) ca_io_apply_fault(loop, op);
+    loop->backend_ops->submit(loop->backend, op);
+}
+
+/** Asks the backend to end `op` early (its completion still comes). */
+static inline void ca_io_cancel(ca_loop *loop, ca_io_op *op) {
+    if (op->state == CA_IO_OP_INFLIGHT && loop->backend != NULL) loop->backend_ops->cancel(loop->backend, op);
+}
+
+/** Errors a socket operation retries rather than reports: a signal, a
+ *  spurious wake-up. ENOBUFS/ENOMEM are retried too, after a pause. */
+static inline bool ca_io_transient(int32_t res) { return res == -EINTR || res == -EAGAIN || res == -EWOULDBLOCK; }
+static inline bool ca_io_short_of_memory(int32_t res) { return res == -ENOBUFS || res == -ENOMEM; }
+
+/** The pause before retrying after ENOBUFS/ENOMEM. */
+#define CA_IO_RETRY_DELAY_NS (1000 * 1000)
+
+/** Takes up to `max` bytes kept from a cancelled receive on `fd` (a new
+ *  reference in *out, NULL when none). */
+ca_error *ca_io_stash_take(ca_loop *loop, int fd, size_t max, ca_bytes **out);
+
+/** Keeps `len` bytes received by a cancelled receive on `fd`. */
+void ca_io_stash_put(ca_loop *loop, int fd, const void *data, size_t len);
+
+/** Formats a sockaddr as Python prints addresses: ('127.0.0.1', 8888),
+ *  ('::1', 8888, 0, 0), or the path of a Unix socket. */
+void ca_io_format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+/** Resolves a numeric host (NULL: every local address, "" counted as
+ *  NULL) and port into at most `cap` addresses, IPv4 first. Returns the
+ *  count, or an error (OSError from getaddrinfo; names are not looked up:
+ *  the loop thread never blocks on DNS). */
+ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, struct sockaddr_storage *addrs,
+                                socklen_t *lens, size_t cap, size_t *count);
+
+/* MARK: - Transports (transport.c) */
+
+/** Creates a socket transport on a connected, non-blocking `fd` (taken)
+ *  for `protocol` (taken), schedules connection_made and starts reading.
+ *  `server` (may be NULL) is attached. `waiter` (may be NULL) gets the
+ *  transport as its result once connection_made ran. */
+ca_error *ca_transport_new_socket(ca_loop *loop, int fd, ca_protocol *protocol, ca_server *server,
+                                  ca_future *waiter, ca_transport **out);
+
+/** At loop close, after the backend is drained: closes the sockets of the
+ *  transports still open and drops what they hold (their protocols are
+ *  released; connection_lost is not called on a closed loop). */
+void ca_transports_loop_closed(ca_loop *loop);
+
+/** Server bookkeeping used by transport.c. */
+void ca_server_attach(ca_server *s, ca_transport *t);
+void ca_server_detach(ca_server *s, ca_transport *t);
+/** Makes the server release its factory argument when it is freed. */
+void ca_server_set_factory_release(ca_server *s, ca_release_fn release);
+
+#endif
