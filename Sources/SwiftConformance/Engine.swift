@@ -68,7 +68,7 @@ final class Run: @unchecked Sendable {
         let cb = DoneCallback<V> { [self] fut in callback(tag, fut) }
         doneCallbacks[tag] = cb
         return cb
-    }   // coroutines asyncio wrapped in a task
+    }
     var failure: String?
     var idle = false
     var idleNs: Int64 = 0
@@ -724,7 +724,24 @@ final class Run: @unchecked Sendable {
 
     // MARK: The run
 
+    /// Breaks the reference cycles a run leaves behind (task bodies and
+    /// callbacks capture the run, the run holds the tasks): forgets every
+    /// object, then closes the loop, which destroys the tasks still pending
+    /// so their bodies unwind. The trace is complete by then; the reports of
+    /// those destroyed tasks are not part of it.
+    func teardown() {
+        decls.removeAll()
+        coroTasks.removeAll()
+        doneCallbacks.removeAll()
+        callbacks.removeAll()
+        names.removeAll()
+        gathers.removeAll()
+        ca_loop_set_exception_handler(raw, { _, _, _ in }, nil)
+        try? loop.close()
+    }
+
     func execute() throws -> SwiftOutcome {
+        defer { teardown() }
         if let req = root["requires"]?.list {
             for r in req where r.string != "queue_shutdown" && r.string != "eager_start" {
                 return SwiftOutcome(status: 3, trace: "", message: "requires unknown feature \(fmtJSON(r))")
