@@ -165,6 +165,8 @@ struct ca_handle {
     uint8_t h_cancelled;
     uint8_t h_scheduled;        /* in the timer heap */
     uint8_t h_is_timer;
+    uint32_t h_seq;             /* timers: scheduling order, the tie-break of equal
+                                   deadlines (fills padding; compared modulo 2^32) */
     union {
         ca_callback_fn fn;
         ca_done_fn done_fn;
@@ -179,7 +181,6 @@ struct ca_handle {
 
 typedef struct ca_timer_entry {
     int64_t when;
-    uint64_t seq;
     ca_handle *handle; /* the heap's reference */
 } ca_timer_entry;
 

@@ -47,6 +47,7 @@ static inline ca_handle *handle_alloc(ca_loop *loop) {
     h->h_cancelled = 0;
     h->h_scheduled = 0;
     h->h_is_timer = 0;
+    h->h_seq = 0;
     h->h_fn.fn = NULL;
     h->h_arg = NULL;
     h->h_release = NULL;
@@ -151,7 +152,9 @@ static inline ca_handle *ready_pop(ca_loop *loop) {
 /* MARK: - Timer heap: min-heap on (when, seq) */
 
 static inline bool timer_less(const ca_timer_entry *a, const ca_timer_entry *b) {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    if (a->when != b->when) return a->when < b->when;
+    /* equal deadlines (rare) run in scheduling order */
+    return (int32_t)(a->handle->h_seq - b->handle->h_seq) < 0;
 }
 
 /* A 4-ary heap: half the depth of a binary one, and the four children of a
@@ -322,7 +325,8 @@ ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *
     h->h_when = when;
     h->h_scheduled = 1;
     /* the heap owns the initial reference */
-    loop->heap[loop->heap_len] = (ca_timer_entry){when, loop->timer_seq++, h};
+    h->h_seq = (uint32_t)loop->timer_seq++;
+    loop->heap[loop->heap_len] = (ca_timer_entry){when, h};
     heap_sift_up(loop, loop->heap_len++);
     if (out) *out = ca_incref(h);
     return NULL;
