@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "CAsyncio", targets: ["CAsyncio"]),
         .library(name: "Asyncio", targets: ["Asyncio"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "asyncio-inspect", targets: ["asyncio-inspect"]),
         .executable(name: "asyncio-conformance", targets: ["asyncio-conformance"]),
     ],
     dependencies: [
@@ -111,6 +112,40 @@ let package = Package(
             name: "ConformanceTests",
             dependencies: ["CConformance", "SwiftConformance"],
             path: "Tests/ConformanceTests"
+        ),
+        // asyncio-inspect: lists the tasks of another process from outside, through the
+        // debug offsets table (Include/casyncio/debug.h, docs/debug-offsets.md).
+        .target(
+            name: "CAsyncioInspect",
+            path: "Sources/CAsyncioInspect",
+            cSettings: strictC + [.headerSearchPath("../../Include")]
+        ),
+        .executableTarget(
+            name: "asyncio-inspect",
+            dependencies: [
+                "CAsyncioInspect",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/asyncio-inspect"
+        ),
+        // Known task trees for asyncio-inspect's tests, in a child process or in-process.
+        .target(
+            name: "InspectFixtureSupport",
+            dependencies: ["CAsyncio"],
+            path: "Tests/InspectFixtureSupport",
+            cSettings: strictC
+        ),
+        .executableTarget(
+            name: "inspect-fixture",
+            dependencies: ["InspectFixtureSupport"],
+            path: "Tests/InspectFixture",
+            cSettings: strictC,
+            linkerSettings: [.linkedLibrary("m")]  // a C executable: no Swift runtime pulls libm in
+        ),
+        .testTarget(
+            name: "InspectTests",
+            dependencies: ["CAsyncio", "CAsyncioInspect", "InspectFixtureSupport"],
+            path: "Tests/InspectTests"
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
             With no arguments, runs every workload on the C core and prints one table \
             (median of \(RunOptions.defaultRepetitions) repetitions).
             """,
-        subcommands: [Run.self, Echo.self, EchoServer.self, EchoClient.self]
+        subcommands: [Run.self, Echo.self, EchoServer.self, EchoClient.self, Inspect.self]
     )
 
     func run() throws {

@@ -6,6 +6,7 @@
  * is ready and no I/O is in flight an iteration makes no syscall at all.
  */
 #include "internal.h"
+#include "debug_internal.h"
 
 #include <sched.h>
 #include <stdarg.h>
@@ -745,6 +746,7 @@ ca_error *ca_loop_new(const ca_loop_config *config, ca_loop **out) {
         ca_free(loop);
         return err;
     }
+    ca_debug_register_loop(loop);
     *out = loop;
     return NULL;
 }
@@ -782,6 +784,7 @@ static void loop_dealloc(ca_object *op) {
         ca_decref(err);
         if (--loop->ob_base.ob_refcnt != 0) return;
     }
+    ca_debug_unregister_loop(loop);
     ca_free(loop->ready);
     ca_free(loop->heap);
     ca_free(loop);

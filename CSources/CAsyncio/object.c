@@ -3,6 +3,7 @@
  * per-thread freelists every hot-path object comes from.
  */
 #include "internal.h"
+#include "debug_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -104,6 +105,7 @@ static pthread_once_t small_once = PTHREAD_ONCE_INIT;
 void ca_context_thread_release(void);
 
 static void small_thread_exit(void *unused) {
+    ca_debug_unregister_tstate(&ca_ts);
     ca_context_thread_release();
     ca_freelists_clear();
 }
@@ -192,4 +194,5 @@ void ca_tstate_init(ca_tstate *ts) {
     ts->tasks_head.prev = &ts->tasks_head;
     ts->thread_id = ca_thread_id();
     ts->initialised = true;
+    ca_debug_register_tstate(ts);
 }

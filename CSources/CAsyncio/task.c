@@ -4,6 +4,7 @@
  * eager start, cancellation, and the per-thread list of live tasks.
  */
 #include "internal.h"
+#include "debug_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +32,10 @@ void ca_register_task(ca_task *task) {
 void ca_unregister_task(ca_task *task) {
     ca_llist_node *n = &task->task_node;
     if (n->next == NULL) return;
+    if (CA_UNLIKELY(task->task_tid == 0)) {
+        ca_debug_unlink_orphan(task);
+        return;
+    }
     n->prev->next = n->next;
     n->next->prev = n->prev;
     n->next = n->prev = NULL;

@@ -19,5 +19,7 @@
 #include "io.h"
 #include "transport.h"
 #include "stream.h"
+#include "debug.h"
+#include "graph.h"
 
 #endif
