@@ -135,11 +135,6 @@ ca_context *ca_context_copy_current(void) {
     return cur ? ca_context_copy(cur) : NULL;
 }
 
-bool ca_context_current_is_empty(void) {
-    ca_context *cur = ca_tstate_get()->context;
-    return cur == NULL || cur->map == NULL;
-}
-
 
 size_t ca_context_len(const ca_context *ctx) { return ctx->map ? ctx->map->len : 0; }
 

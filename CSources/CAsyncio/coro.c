@@ -222,8 +222,6 @@ bool ca_cframe_await_coro_begin(ca_cframe *cf, ca_coro *coro, int line, ca_coro_
     return false;
 }
 
-ca_error *ca_cframe_await_coro_end(ca_cframe *cf) { return ca_cframe_take_exc(cf); }
-
 ca_error *ca_cframe_take_exc(ca_cframe *cf) {
     ca_error *e = cf->exc;
     cf->exc = NULL;

@@ -212,7 +212,7 @@ ca_error *ca_future_exception(ca_future *fut, ca_error **out) {
     return NULL;
 }
 
-static ca_error *invalid_state(ca_future *fut) {
+static ca_error *invalid_state(void) {
     return ca_error_new(&ca_InvalidStateError, "invalid state");
 }
 
@@ -223,7 +223,7 @@ ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value) {
     }
     if (fut->fut_state != CA_FUTURE_PENDING) {
         ca_value_clear(&value);
-        return invalid_state(fut);
+        return invalid_state();
     }
     fut->fut_result = value;
     fut->fut_state = CA_FUTURE_FINISHED;
@@ -233,7 +233,7 @@ ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value) {
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc) {
     if (fut->fut_loop == NULL) return not_initialized();
     if (exc == NULL) return ca_error_new(&ca_TypeError, "invalid exception object");
-    if (fut->fut_state != CA_FUTURE_PENDING) return invalid_state(fut);
+    if (fut->fut_state != CA_FUTURE_PENDING) return invalid_state();
     ca_error *stored;
     if (ca_error_matches(exc, &ca_StopIteration)) {
         /* gh-112182: a StopIteration would end the awaiting generator. */
@@ -293,7 +293,6 @@ bool ca_future_cancel(ca_future *fut, const char *msg) {
     return ca_future_cancel_impl(fut, msg);
 }
 
-bool ca_future_cancel_any(ca_future *fut, const char *msg) { return ca_future_cancel(fut, msg); }
 
 const char *ca_future_cancel_message(const ca_future *fut) { return fut->fut_cancel_msg; }
 void ca_future_set_cancel_message(ca_future *fut, const char *msg) { set_cancel_msg(fut, msg); }

@@ -116,10 +116,8 @@ struct ca_context {
     bool entered;
 };
 
-/** True when the current context binds no variable (so a "copy of the
- *  current context" can be represented by NULL). */
-bool ca_context_current_is_empty(void);
-/** Copy of the current context, or NULL when it is empty (see above). */
+/** Copy of the current context, or NULL when it binds no variable (a
+ *  private copy of an empty context needs no object). */
 static inline ca_context *ca_context_copy_current_or_null(void) {
     ca_context *cur = ca_ts.context;
     if (CA_LIKELY(cur == NULL || cur->map == NULL)) return NULL;
@@ -242,12 +240,6 @@ struct ca_loop {
     struct ca_loop *registry_next;
 };
 
-/** Queues `h` (a new reference is taken) on the ready queue. */
-ca_error *ca_loop_ready_push(ca_loop *loop, ca_handle *h);
-
-/** Allocates a plain handle (refcount 1) bound to `loop`. */
-ca_handle *ca_handle_alloc(ca_loop *loop);
-
 /** call_soon for a done callback: done_fn(fut, arg) in ctx (ctx and the
  *  release duty are taken). */
 ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
@@ -290,8 +282,6 @@ void ca_future_init_head(ca_future *fut, ca_loop *loop);
 void ca_future_clear_head(ca_future *fut);
 /** Logs "<Class> exception was never retrieved" if needed (dealloc path). */
 void ca_future_finalize(ca_future *fut);
-/** Cancels `fut`, dispatching to Task.cancel for tasks. */
-bool ca_future_cancel_any(ca_future *fut, const char *msg);
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);

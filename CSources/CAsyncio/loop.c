@@ -59,7 +59,6 @@ static inline ca_handle *handle_alloc(ca_loop *loop) {
     return h;
 }
 
-ca_handle *ca_handle_alloc(ca_loop *loop) { return handle_alloc(loop); }
 
 /* Drops the callback and what it holds (Handle.cancel / after _run). */
 static inline void handle_clear_payload(ca_handle *h) {
@@ -141,7 +140,6 @@ static inline ca_error *ready_push_steal(ca_loop *loop, ca_handle *h) {
     return NULL;
 }
 
-ca_error *ca_loop_ready_push(ca_loop *loop, ca_handle *h) { return ready_push_steal(loop, ca_incref(h)); }
 
 static inline ca_handle *ready_pop(ca_loop *loop) {
     ca_handle *h = loop->ready[loop->ready_head];
@@ -375,29 +373,35 @@ static ca_tsnode *inbox_pop(ca_loop *loop) {
     return NULL;
 }
 
-static atomic_int *inflight_of(ca_loop *loop);
+/* A foreign thread's visit: `ts_inflight` counts it so close() waits for it
+ * to leave before tearing the backend down. Returns false (visit over) when
+ * the loop is closed. */
+static bool threadsafe_enter(ca_loop *loop) {
+    atomic_fetch_add_explicit(&loop->ts_inflight, 1, memory_order_acq_rel);
+    if (!atomic_load_explicit(&loop->closed_atomic, memory_order_acquire)) return true;
+    atomic_fetch_sub_explicit(&loop->ts_inflight, 1, memory_order_release);
+    return false;
+}
+
+/* Wakes the loop unless a wake-up is already pending, and ends the visit. */
+static void threadsafe_wake_and_leave(ca_loop *loop) {
+    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0)
+        loop->backend_ops->wake(loop->backend);
+    atomic_fetch_sub_explicit(&loop->ts_inflight, 1, memory_order_release);
+}
 
 ca_error *ca_loop_call_soon_threadsafe(ca_loop *loop, ca_callback_fn fn, void *arg, ca_release_fn release) {
-    atomic_int *inflight = inflight_of(loop);
-    atomic_fetch_add_explicit(inflight, 1, memory_order_acq_rel);
-    if (atomic_load_explicit(&loop->closed_atomic, memory_order_acquire)) {
-        atomic_fetch_sub_explicit(inflight, 1, memory_order_release);
-        if (release) release(arg);
-        return closed_error();
-    }
     ca_tsnode *n = ca_malloc(sizeof *n);
-    if (n == NULL) {
-        atomic_fetch_sub_explicit(inflight, 1, memory_order_release);
+    if (n == NULL || !threadsafe_enter(loop)) {
+        ca_free(n);
         if (release) release(arg);
-        return ca_error_new(&ca_MemoryError, NULL);
+        return n == NULL ? ca_error_new(&ca_MemoryError, NULL) : closed_error();
     }
     n->fn = fn;
     n->arg = arg;
     n->release = release;
     inbox_push(loop, n);
-    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0)
-        loop->backend_ops->wake(loop->backend);
-    atomic_fetch_sub_explicit(inflight, 1, memory_order_release);
+    threadsafe_wake_and_leave(loop);
     return NULL;
 }
 
@@ -436,18 +440,10 @@ static void inbox_discard(ca_loop *loop) {
 ca_error *ca_loop_stop_threadsafe(ca_loop *loop) {
     /* An atomic request rather than a queued callback: a foreign thread
      * must not touch the loop's plain reference count. */
-    atomic_int *inflight = inflight_of(loop);
-    atomic_fetch_add_explicit(inflight, 1, memory_order_acq_rel);
-    ca_error *err = NULL;
-    if (atomic_load_explicit(&loop->closed_atomic, memory_order_acquire)) {
-        err = closed_error();
-    } else {
-        atomic_store_explicit(&loop->stop_requested, true, memory_order_release);
-        if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0)
-            loop->backend_ops->wake(loop->backend);
-    }
-    atomic_fetch_sub_explicit(inflight, 1, memory_order_release);
-    return err;
+    if (!threadsafe_enter(loop)) return closed_error();
+    atomic_store_explicit(&loop->stop_requested, true, memory_order_release);
+    threadsafe_wake_and_leave(loop);
+    return NULL;
 }
 
 /* MARK: - Exception handler and logging */
@@ -720,8 +716,6 @@ ca_error *ca_get_running_loop_checked(ca_loop **out) {
 
 /* MARK: - Lifecycle */
 
-static atomic_int *inflight_of(ca_loop *loop) { return &loop->ts_inflight; }
-
 ca_error *ca_loop_new(const ca_loop_config *config, ca_loop **out) {
     *out = NULL;
     ca_loop_config cfg = config ? *config : (ca_loop_config){0};
@@ -756,7 +750,7 @@ ca_error *ca_loop_close(ca_loop *loop) {
     if (loop->closed) return NULL;
     loop->closed = true;
     atomic_store_explicit(&loop->closed_atomic, true, memory_order_release);
-    while (atomic_load_explicit(inflight_of(loop), memory_order_acquire) != 0) sched_yield();
+    while (atomic_load_explicit(&loop->ts_inflight, memory_order_acquire) != 0) sched_yield();
     ca_incref(loop);
     while (loop->ready_len > 0) ca_decref(ready_pop(loop));
     while (loop->heap_len > 0) {

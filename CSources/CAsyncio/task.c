@@ -377,7 +377,6 @@ ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts,
         return ca_error_new(&ca_MemoryError, NULL);
     }
     t->task_log_destroy_pending = 1;
-    t->task_eager = o.eager_start > 0;
 
     ca_error *err;
     if (o.eager_start > 0 && loop->running && ca_tstate_get()->running_loop == loop) {

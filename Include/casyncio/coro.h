@@ -152,7 +152,6 @@ void ca_cframe_close(ca_coro *self);
 bool ca_cframe_await_begin(ca_cframe *cf, ca_future *fut, int line, ca_coro_result *res);
 struct ca_error *ca_cframe_await_end(ca_cframe *cf);
 bool ca_cframe_await_coro_begin(ca_cframe *cf, ca_coro *coro, int line, ca_coro_result *res);
-struct ca_error *ca_cframe_await_coro_end(ca_cframe *cf);
 struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
 #define CA__FALLTHROUGH __attribute__((fallthrough))
@@ -224,7 +223,7 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
         }                                                                        \
         CA__FALLTHROUGH;                                                         \
     case (ca__id):                                                               \
-        (err_out) = ca_cframe_await_coro_end(ca__cf);                            \
+        (err_out) = ca_cframe_take_exc(ca__cf);                            \
     } while (0)
 #define CA_AWAIT_CORO_TRY(coro_expr, err_out) CA__AWAIT_CORO_TRY(coro_expr, err_out, __COUNTER__ + 1)
 

@@ -21,7 +21,6 @@ struct ca_task {
     CA_FUTURE_HEAD(task);
     uint8_t task_must_cancel : 1;
     uint8_t task_log_destroy_pending : 1;
-    uint8_t task_eager : 1;           /* created with eager start requested */
     int32_t task_num_cancels_requested;
     ca_future *task_fut_waiter;       /* what the task is blocked on (owned) */
     ca_coro *task_coro;               /* owned; dropped after an eager task ends */
