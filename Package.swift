@@ -142,6 +142,12 @@ let package = Package(
             cSettings: strictC,
             linkerSettings: [.linkedLibrary("m")]  // a C executable: no Swift runtime pulls libm in
         ),
+        // The same tree with Swift-bodied tasks (LoopTask) beside C ones.
+        .executableTarget(
+            name: "inspect-fixture-swift",
+            dependencies: ["Asyncio", "CAsyncio", "InspectFixtureSupport"],
+            path: "Tests/InspectFixtureSwift"
+        ),
         .testTarget(
             name: "InspectTests",
             dependencies: ["CAsyncio", "CAsyncioInspect", "InspectFixtureSupport"],

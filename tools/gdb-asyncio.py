@@ -183,6 +183,8 @@ class Walker:
             name = u64_at(blob, co["name"])
             fname = u64_at(blob, co["filename"])
             lineno = struct.unpack_from("<i", blob, co["lineno"])[0]
+            if lineno == 0:  # no await line recorded (a Swift body): its first line
+                lineno = struct.unpack_from("<i", blob, co["firstlineno"])[0]
             out.append((self.mem.cstring(name, "coroutine name") if name else "",
                         self.mem.cstring(fname, "coroutine file name") if fname else "",
                         lineno))

@@ -309,7 +309,8 @@ static cai_status load_table(walk *w, uint64_t addr) {
               (t->task.node_prev == 0 || t->task.node_prev == 8) && t->task.node_next != t->task.node_prev &&
               FIELD_OK(t->task.num_cancels_requested, 4, t->task.size) && FIELD_OK(t->task.flags, 1, t->task.size) &&
               FIELD_OK(t->coro.name, 8, t->coro.size) && FIELD_OK(t->coro.filename, 8, t->coro.size) &&
-              FIELD_OK(t->coro.lineno, 4, t->coro.size) && FIELD_OK(t->coro.awaiting, 8, t->coro.size) &&
+              FIELD_OK(t->coro.firstlineno, 4, t->coro.size) && FIELD_OK(t->coro.lineno, 4, t->coro.size) &&
+              FIELD_OK(t->coro.awaiting, 8, t->coro.size) &&
               FIELD_OK(t->coro.state, 1, t->coro.size) && FIELD_OK(t->loop.thread_id, 8, t->loop.size) &&
               FIELD_OK(t->loop.current_task, 8, t->loop.size) && FIELD_OK(t->loop.ready_len, 8, t->loop.size) &&
               FIELD_OK(t->loop.timer_count, 8, t->loop.size) && FIELD_OK(t->loop.iterations, 8, t->loop.size) &&
@@ -351,7 +352,11 @@ static cai_status coro_chain(walk *w, uint64_t coro, uint32_t *start, uint32_t *
             return cai_fail(w->err, w->errlen, CAI_ERR_CORRUPT, "0x%llx is not a coroutine",
                             (unsigned long long)coro);
         if (w->obj2[co->state] == 3 /* closed: nothing left to show */) break;
-        cai_frame f = {CAI_NO_STRING, CAI_NO_STRING, (int32_t)get_u32(w->obj2, co->lineno)};
+        /* A coroutine that records no await line (a Swift body: its awaits
+         * have none to give) shows its first line, as reprs do. */
+        int32_t line = (int32_t)get_u32(w->obj2, co->lineno);
+        if (line == 0) line = (int32_t)get_u32(w->obj2, co->firstlineno);
+        cai_frame f = {CAI_NO_STRING, CAI_NO_STRING, line};
         uint64_t name = get_u64(w->obj2, co->name), file = get_u64(w->obj2, co->filename);
         uint64_t next = get_u64(w->obj2, co->awaiting);
         if (name != 0 && (st = intern_remote(w, name, &f.name, "coroutine name")) != CAI_OK) return st;

@@ -454,7 +454,7 @@ void if_print_report(FILE *out, const if_scenario *sc) {
             json_string(out, c->co_name);
             fputc(',', out);
             json_string(out, c->co_filename);
-            fprintf(out, ",%d]", c->co_lineno);
+            fprintf(out, ",%d]", c->co_lineno != 0 ? c->co_lineno : c->co_firstlineno);
         }
         fputs("]}", out);
     }

@@ -1,37 +1,73 @@
 // `asyncio-inspect ps` / `pstree` against a child process with a known task
-// tree (inspect-fixture), an await cycle, and a core dump of the child;
-// output compared with CPython 3.14's `python -m asyncio ps|pstree` format
-// (Lib/asyncio/tools.py, notes §4.6). The tasks are C tasks; Swift-bodied
-// tasks join the tree when the Swift layer lands (issue 4).
+// tree, an await cycle, and a core dump of the child; output compared with
+// CPython 3.14's `python -m asyncio ps|pstree` format (Lib/asyncio/tools.py,
+// notes §4.6). The tree comes in two builds of the same shape: C tasks only
+// (inspect-fixture) and Swift-bodied tasks beside C ones
+// (inspect-fixture-swift).
 
 import Foundation
 import Testing
 
-/// The tree's tasks in list order: role, function names innermost first,
-/// and the role of the task awaiting it.
-private let treeSpec: [(role: String, stack: [String], awaiter: String?)] = [
-    ("main", ["taskgroup_aexit", "main_body"], nil),
-    ("reporter", ["reporter"], nil),
-    ("alpha", ["alpha_body"], "main"),
-    ("beta", ["beta_inner", "beta_body"], "main"),
-    ("delta", ["delta_body"], "alpha"),
-    ("gathered", ["gamma_body"], "alpha"),
-    ("epsilon", ["epsilon_body"], "gathered"),
-    ("remote-main", ["remote_main"], nil),
-    ("remote-child", ["remote_child"], "remote-main"),
-]
+/// A fixture executable that builds the tree, and what its tasks show.
+struct TreeFixture: Sendable, CustomTestStringConvertible {
+    /// The tree's tasks in list order: role, function names innermost
+    /// first, and the role of the task awaiting it.
+    typealias Spec = [(role: String, stack: [String], awaiter: String?)]
+
+    var label: String
+    var executable: String
+    var spec: Spec
+
+    var testDescription: String { label }
+
+    /// inspect-fixture: every task a C coroutine of the kit.
+    static let c = TreeFixture(label: "C tasks", executable: fixturePath, spec: [
+        ("main", ["taskgroup_aexit", "main_body"], nil),
+        ("reporter", ["reporter"], nil),
+        ("alpha", ["alpha_body"], "main"),
+        ("beta", ["beta_inner", "beta_body"], "main"),
+        ("delta", ["delta_body"], "alpha"),
+        ("gathered", ["gamma_body"], "alpha"),
+        ("epsilon", ["epsilon_body"], "gathered"),
+        ("remote-main", ["remote_main"], nil),
+        ("remote-child", ["remote_child"], "remote-main"),
+    ])
+
+    /// inspect-fixture-swift: Swift bodies (named by the `function:` their
+    /// task was created with) awaiting C tasks, delegating to a C coroutine
+    /// (the task group's exit) and awaited by C tasks' awaiters.
+    static let swift = TreeFixture(label: "Swift and C tasks", executable: swiftFixturePath, spec: [
+        ("main", ["taskgroup_aexit", "mainBody()"], nil),
+        ("reporter", ["reporter()"], nil),
+        ("alpha", ["alpha()"], "main"),
+        ("beta", ["c_waiter", "c_nested"], "main"),
+        ("delta", ["delta()"], "alpha"),
+        ("gathered", ["gathered()"], "alpha"),
+        ("epsilon", ["c_waiter"], "gathered"),
+        ("remote-main", ["remoteMain()"], nil),
+        ("remote-child", ["c_waiter"], "remote-main"),
+    ])
+
+    static let all = [c, swift]
+
+    /// Why this fixture cannot run, or nil.
+    var skipReason: String? {
+        subprocessSkipReason
+            ?? (FileManager.default.isExecutableFile(atPath: executable) ? nil : "\(executable) is not built")
+    }
+}
 
 /// The expected `ps` text, built from the spec and the addresses, names and
 /// thread ids the fixture reported.
-private func expectedTable(_ r: FixtureReport) throws -> String {
+private func expectedTable(_ r: FixtureReport, _ fixture: TreeFixture) throws -> String {
     var out = "tid        task id              task name            coroutine stack                                    awaiter chain                                      awaiter name    awaiter id     \n"
     out += String(repeating: "-", count: 180) + "\n"
-    for (role, stack, awaiter) in treeSpec {
+    for (role, stack, awaiter) in fixture.spec {
         let t = try r.role(role)
         var cells = ["\(t.thread)", hex(t.addr), t.name, stack.joined(separator: " -> ")]
         if let awaiter {
             let a = try r.role(awaiter)
-            let chain = treeSpec.first { $0.role == awaiter }!.stack.joined(separator: " -> ")
+            let chain = fixture.spec.first { $0.role == awaiter }!.stack.joined(separator: " -> ")
             cells += [chain, a.name, hex(a.addr)]
         } else {
             cells += ["", "", "0x0"]
@@ -43,7 +79,7 @@ private func expectedTable(_ r: FixtureReport) throws -> String {
 
 /// The expected `pstree` text: `{role.N}` is frame N (outermost first) of
 /// that role's stack as "name file:line".
-private func expectedTree(_ r: FixtureReport) throws -> String {
+private func expectedTree(_ r: FixtureReport, _ fixture: TreeFixture) throws -> String {
     let template = """
         └── (T) main
             └──  {main.0}
@@ -68,7 +104,7 @@ private func expectedTree(_ r: FixtureReport) throws -> String {
 
         """
     var out = template
-    for (role, stack, _) in treeSpec {
+    for (role, stack, _) in fixture.spec {
         let t = try r.role(role)
         for i in stack.indices {
             let f = t.frames[i]
@@ -78,22 +114,38 @@ private func expectedTree(_ r: FixtureReport) throws -> String {
     return out
 }
 
+/// The source line a frame points at. A kit coroutine's file is the path
+/// the compiler saw; a Swift body's is a `#fileID` ("module/File.swift").
+private func sourceLine(_ f: (name: String, file: String, line: Int)) -> Substring? {
+    var path = f.file
+    if !path.hasPrefix("/"), path.hasPrefix("inspect_fixture_swift/") {
+        path = packageRoot.path + "/Tests/InspectFixtureSwift/" + path.dropFirst("inspect_fixture_swift/".count)
+    }
+    let lines = readFile(path).split(separator: "\n", omittingEmptySubsequences: false)
+    return f.line > 0 && f.line <= lines.count ? lines[f.line - 1] : nil
+}
+
 /// Checks the fixture's own view of the tree before comparing the
-/// inspector with it: names, stacks, threads, and await lines that really
-/// hold an await.
-private func checkReport(_ r: FixtureReport) throws {
+/// inspector with it: names, stacks, threads, and lines that are what they
+/// claim: a C coroutine's the await it is suspended at, a Swift body's the
+/// creation of its task.
+private func checkReport(_ r: FixtureReport, _ fixture: TreeFixture) throws {
     #expect(r.otherThread != 0 && r.otherThread != r.mainThread)
     #expect(try r.role("gathered").name == "Task-1")
     #expect(try r.role("beta").waitingOn == r.shared)
     #expect(try r.role("delta").waitingOn == r.shared)
-    for (role, stack, _) in treeSpec {
+    for (role, stack, _) in fixture.spec {
         let t = try r.role(role)
         #expect(t.frames.map(\.name) == stack.reversed(), "stack of \(role)")
         #expect(t.thread == (role.hasPrefix("remote") ? r.otherThread : r.mainThread), "thread of \(role)")
-        for f in t.frames where role != "reporter" {
-            let lines = readFile(f.file).split(separator: "\n", omittingEmptySubsequences: false)
-            #expect(f.line > 0 && f.line <= lines.count && lines[f.line - 1].contains("CA_AWAIT"),
-                    "\(f.name) is suspended at \(f.file):\(f.line)")
+        for f in t.frames {
+            let line = sourceLine(f) ?? ""
+            if f.name.hasSuffix("()") {
+                #expect(line.contains("createTask(") && line.contains("function: \"\(f.name)\""),
+                        "\(f.name) was created at \(f.file):\(f.line)")
+            } else if role != "reporter" {
+                #expect(line.contains("CA_AWAIT"), "\(f.name) is suspended at \(f.file):\(f.line)")
+            }
         }
     }
 }
@@ -101,31 +153,33 @@ private func checkReport(_ r: FixtureReport) throws {
 @Suite("asyncio-inspect", .serialized)
 struct InspectCommandTests {
 
-    @Test("ps lists every task of both threads in CPython's columns",
-          .enabled(if: skipNote(subprocessSkipReason)))
-    func psOfTree() throws {
-        let fx = try FixtureProcess(["tree"])
-        try checkReport(fx.report)
+    @Test("ps lists every task of both threads in CPython's columns", arguments: TreeFixture.all)
+    func psOfTree(_ fixture: TreeFixture) throws {
+        guard skipNote(fixture.skipReason) else { return }
+        let fx = try FixtureProcess(["tree"], executable: fixture.executable)
+        try checkReport(fx.report, fixture)
         let ps = try run(inspectorPath, ["ps", "\(fx.pid)"])
         #expect(ps.status == 0, "stderr: \(ps.stderr)")
-        #expect(ps.stdout == (try expectedTable(fx.report)))
+        #expect(ps.stdout == (try expectedTable(fx.report, fixture)))
         #expect(fx.finish() == 0)
     }
 
     @Test("pstree draws the await tree with each task under its awaiter's frames",
-          .enabled(if: skipNote(subprocessSkipReason)))
-    func pstreeOfTree() throws {
-        let fx = try FixtureProcess(["tree"])
+          arguments: TreeFixture.all)
+    func pstreeOfTree(_ fixture: TreeFixture) throws {
+        guard skipNote(fixture.skipReason) else { return }
+        let fx = try FixtureProcess(["tree"], executable: fixture.executable)
         let tree = try run(inspectorPath, ["pstree", "\(fx.pid)"])
         #expect(tree.status == 0, "stderr: \(tree.stderr)")
-        #expect(tree.stdout == (try expectedTree(fx.report)))
+        #expect(tree.stdout == (try expectedTree(fx.report, fixture)))
         #expect(fx.finish() == 0)
     }
 
     @Test("--json gives threads, tasks with stacks and awaiters, running task and loops",
-          .enabled(if: skipNote(subprocessSkipReason)))
-    func jsonOfTree() throws {
-        let fx = try FixtureProcess(["tree"])
+          arguments: TreeFixture.all)
+    func jsonOfTree(_ fixture: TreeFixture) throws {
+        guard skipNote(fixture.skipReason) else { return }
+        let fx = try FixtureProcess(["tree"], executable: fixture.executable)
         let r = fx.report!
         let ps = try run(inspectorPath, ["ps", "--json", "\(fx.pid)"])
         #expect(ps.status == 0)
@@ -184,14 +238,14 @@ struct InspectCommandTests {
         #expect(fx.finish() == 0)
     }
 
-    @Test("a core dump of the child reads the same as the live process",
-          .enabled(if: skipNote(subprocessSkipReason)))
-    func coreDump() throws {
+    @Test("a core dump of the child reads the same as the live process", arguments: TreeFixture.all)
+    func coreDump(_ fixture: TreeFixture) throws {
+        guard skipNote(fixture.skipReason) else { return }
         guard let gdb = gdbPath else {
             print("skipped: gdb (for gcore) is not installed")
             return
         }
-        let fx = try FixtureProcess(["tree"])
+        let fx = try FixtureProcess(["tree"], executable: fixture.executable)
         if let reason = debuggerSkipReason(fx.pid) {
             print("skipped: \(reason)")
             _ = fx.finish()
@@ -213,12 +267,12 @@ struct InspectCommandTests {
         let report = fx.report!
         #expect(fx.finish() == 0)  // the process is gone: only the core is read below
 
-        let ps = try run(inspectorPath, ["ps", "--core", corePath, "--exe", fixturePath])
+        let ps = try run(inspectorPath, ["ps", "--core", corePath, "--exe", fixture.executable])
         #expect(ps.status == 0, "stderr: \(ps.stderr) stdout: \(ps.stdout)")
-        #expect(ps.stdout == (try expectedTable(report)))
-        let tree = try run(inspectorPath, ["pstree", "--core", corePath, "--exe", fixturePath])
+        #expect(ps.stdout == (try expectedTable(report, fixture)))
+        let tree = try run(inspectorPath, ["pstree", "--core", corePath, "--exe", fixture.executable])
         #expect(tree.status == 0)
-        #expect(tree.stdout == (try expectedTree(report)))
+        #expect(tree.stdout == (try expectedTree(report, fixture)))
         // the core's file notes name the executable: --exe is optional
         let bare = try run(inspectorPath, ["ps", "--core", corePath])
         #expect(bare.stdout == ps.stdout)
@@ -253,14 +307,14 @@ struct InspectCommandTests {
         let fx = try FixtureProcess(["tree"], executable: exe)
         let tree = try run(inspectorPath, ["pstree", "\(fx.pid)"])
         #expect(tree.status == 0, "\(tree.stdout)\(tree.stderr)")
-        #expect(tree.stdout == (try expectedTree(fx.report)))
+        #expect(tree.stdout == (try expectedTree(fx.report, .c)))
         #expect(fx.finish() == 0)
     }
 
-    @Test("tools/gdb-asyncio.py prints the same tree and table inside gdb",
-          .enabled(if: skipNote(subprocessSkipReason ?? (gdbPath == nil ? "gdb is not installed" : nil))))
-    func gdbScript() throws {
-        let fx = try FixtureProcess(["tree"])
+    @Test("tools/gdb-asyncio.py prints the same tree and table inside gdb", arguments: TreeFixture.all)
+    func gdbScript(_ fixture: TreeFixture) throws {
+        guard skipNote(fixture.skipReason ?? (gdbPath == nil ? "gdb is not installed" : nil)) else { return }
+        let fx = try FixtureProcess(["tree"], executable: fixture.executable)
         if let reason = debuggerSkipReason(fx.pid) {
             print("skipped: \(reason)")
             _ = fx.finish()
@@ -282,8 +336,8 @@ struct InspectCommandTests {
             let start = out.stdout.range(of: a + "\n")!.upperBound
             return String(out.stdout[start..<out.stdout.range(of: b + "\n")!.lowerBound])
         }
-        #expect(between("@@tree", "@@table") == (try expectedTree(report)))
-        #expect(between("@@table", "@@end") == (try expectedTable(report)))
+        #expect(between("@@tree", "@@table") == (try expectedTree(report, fixture)))
+        #expect(between("@@table", "@@end") == (try expectedTable(report, fixture)))
     }
 
     @Test("errors are reported as CPython does: a message and exit status 1")

@@ -17,6 +17,7 @@ let productsDirectory: URL = {
 
 let inspectorPath = productsDirectory.appendingPathComponent("asyncio-inspect").path
 let fixturePath = productsDirectory.appendingPathComponent("inspect-fixture").path
+let swiftFixturePath = productsDirectory.appendingPathComponent("inspect-fixture-swift").path
 
 /// The package root (for reading the fixture's source).
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

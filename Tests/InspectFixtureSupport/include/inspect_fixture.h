@@ -64,9 +64,27 @@ int if_run_many(size_t n, if_at_rest_fn at_rest, void *arg);
 /**
  * The scenario as one JSON line: pid, thread ids, and per role the task's
  * address, the name the inspector should show, its thread and its
- * coroutine stack outermost first ([name, file, line] read in-process).
+ * coroutine stack outermost first ([name, file, line] read in-process; the
+ * line is the first line when the coroutine records no await line, as for a
+ * Swift body).
  */
 void if_print_report(FILE *out, const if_scenario *sc);
+
+/* MARK: - Parts of the Swift fixture (parts.c) */
+
+/** A kit coroutine "c_waiter" awaiting `fut` (the frame keeps a reference).
+ *  New reference; NULL when out of memory. */
+ca_coro *if_waiter_new(ca_future *fut);
+
+/** A kit coroutine "c_nested" awaiting the coroutine c_waiter(fut). New
+ *  reference; NULL when out of memory. */
+ca_coro *if_nested_waiter_new(ca_future *fut);
+
+/** Appends a role (`role` must outlive the scenario; `task` is borrowed). */
+void if_scenario_add_role(if_scenario *sc, const char *role, ca_task *task);
+
+/** if_print_report to stdout, then waits for a line or EOF on stdin. */
+void if_report_and_wait(const if_scenario *sc);
 
 /* MARK: - Layout probes and orphans (probes.c) */
 
