@@ -284,7 +284,10 @@ static void render_level(dynbuf *b, const ca_future_call_graph *g, int level) {
             for (int i = 0; i < level; i++) db_append(b, "    ", 4);
             db_append(b, "  |   File ", 11);
             db_repr(b, e->filename ? e->filename : "");
-            db_printf(b, ", line %d, in async %s()", (int)e->lineno, e->name ? e->name : "");
+            /* a Swift body's name is its #function, which has its parentheses */
+            const char *name = e->name ? e->name : "";
+            size_t n = strlen(name);
+            db_printf(b, ", line %d, in async %s%s", (int)e->lineno, name, n > 0 && name[n - 1] == ')' ? "" : "()");
         }
     }
     if (g->awaited_by_len > 0) {

@@ -73,6 +73,9 @@ void ca_future_call_graph_free(ca_future_call_graph *graph);
  *       + Awaited by:
  *           * Task(name='outer', id=0x55d0c0a8e5a0)
  *
+ * A name that ends in ')' (a Swift body's #function, "main()") is shown
+ * as it is; others get "()".
+ *
  * Stores a NUL-terminated string to release with ca_free in *out.
  * Errors: ca_capture_call_graph's.
  */
