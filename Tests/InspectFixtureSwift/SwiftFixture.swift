@@ -25,11 +25,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// The tasks by role, from both threads.
-///
-/// Safety of `@unchecked Sendable`: `roles` is behind a Mutex; the rest is
-/// written once before the threads that read it start, or is atomic.
-final class Tree: @unchecked Sendable {
+/// The tasks by role, from both threads, and what the threads share.
+final class Tree: Sendable {
     private let roles = Mutex<[(role: StaticString, task: UInt)]>([])
     let otherReady = Atomic<Bool>(false)
     let otherThread = Atomic<UInt64>(0)
@@ -38,7 +35,6 @@ final class Tree: @unchecked Sendable {
     let mainThread = if_gettid()
     let shared: Future<Void>
     let gate: Future<Void>
-    private(set) var failures = 0
 
     init(shared: Future<Void>, gate: Future<Void>) {
         self.shared = shared
