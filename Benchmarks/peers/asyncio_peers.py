@@ -133,10 +133,20 @@ def task_spawn(loop, n):
     return elapsed
 
 
+def _eager_factory_for_uvloop(loop, coro, *, eager_start=None, **kwargs):
+    """asyncio.eager_task_factory's work for uvloop, whose create_task()
+    passes eager_start= to the factory on Python 3.13+, which the asyncio one
+    does not accept there."""
+    return asyncio.Task(coro, loop=loop, eager_start=True, **kwargs)
+
+
 def task_spawn_eager(loop, n):
     """task_spawn with the eager task factory: each child runs to completion
     inside create_task()."""
-    loop.set_task_factory(asyncio.eager_task_factory)
+    if isinstance(loop, asyncio.BaseEventLoop):
+        loop.set_task_factory(asyncio.eager_task_factory)
+    else:
+        loop.set_task_factory(_eager_factory_for_uvloop)
     try:
         return task_spawn(loop, n)
     finally:

@@ -112,6 +112,11 @@ struct Peers: ParsableCommand {
             return
         }
         let chosen = workload == "all" ? offered : offered.filter { $0.workload == workload }
+        if workload == "all" {
+            for name in Self.allWorkloads where !offered.contains(where: { $0.workload == name }) {
+                printError("skipping \(name): no fair \(impl.rawValue) analogue")
+            }
+        }
         if chosen.isEmpty {
             printError("\(workload) has no fair \(impl.rawValue) analogue here; `peers --impl \(impl.rawValue) --list` tells which do")
             throw ExitCode(Status.unavailable)
