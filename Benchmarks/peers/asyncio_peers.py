@@ -338,8 +338,8 @@ def run_workload(impl, name, runs, n):
         fn(loop, max(BATCH, n // 10))
         per_op = []
         for r in range(runs):
-            # A collection inside a run would be charged to whichever run it
-            # fell in: start each run with the garbage collected, as pyperf does.
+            # Every run starts with the garbage of the previous one collected;
+            # the collector stays on during the run, as in real programs.
             gc.collect()
             per_op.append(fn(loop, n) / n)
             print(f"{impl} {name}: run {r + 1}/{runs}: {per_op[-1]:.0f} ns/op", file=sys.stderr)
