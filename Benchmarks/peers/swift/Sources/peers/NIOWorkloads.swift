@@ -5,8 +5,13 @@
 // figure. On-loop code uses NIO's isolated API (`assumeIsolated()`), which is
 // what NIO offers code that runs on its loop under Swift 6.
 
+import Dispatch
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum NIOWorkloads {
     /// The one loop every NIO run uses, started once.
@@ -26,6 +31,8 @@ enum NIOWorkloads {
                 api: "promise-backed queues; each wake-up an EventLoop.execute", defaultN: 200_000, run: pingPong),
         Variant(workload: "timers", variant: nil,
                 api: "EventLoop.scheduleTask(in:) + Scheduled.cancel()", defaultN: 200_000, run: timers),
+        Variant(workload: "wakeup_latency", variant: nil,
+                api: "EventLoop.execute from another thread, idle loop", defaultN: 5_000, latency: wakeupLatency),
     ]
 
     /// Runs `body` on the loop, handing it a promise for the measured
@@ -297,5 +304,35 @@ enum NIOWorkloads {
                 st.handles[i].cancel()
             }
         }
+    }
+
+    // MARK: - wakeup_latency
+
+    /// The latencies of one run, written on the loop thread; the sender reads
+    /// them only after the semaphore the loop signals last.
+    private final class Samples: @unchecked Sendable {
+        var ns: [UInt64] = []
+    }
+
+    /// Another thread submits a closure carrying its send time every 200 µs
+    /// to the idle loop, one at a time (asyncio's call_soon_threadsafe); the
+    /// closure records now − sent.
+    static func wakeupLatency(_ n: Int) throws(WorkloadError) -> [UInt64] {
+        let loop = self.loop
+        let samples = Samples()
+        samples.ns.reserveCapacity(n)
+        let ran = DispatchSemaphore(value: 0)
+        for _ in 0..<n {
+            usleep(200)
+            let sent = nowNs()
+            loop.execute {
+                samples.ns.append(nowNs() - sent)
+                ran.signal()
+            }
+            if ran.wait(timeout: .now() + .seconds(5)) == .timedOut {
+                throw WorkloadError("\(samples.ns.count) of \(n) wake-ups arrived")
+            }
+        }
+        return samples.ns
     }
 }

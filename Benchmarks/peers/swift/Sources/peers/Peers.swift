@@ -40,6 +40,29 @@ struct Variant: Sendable {
     let defaultN: Int
     /// Runs `n` operations; returns the nanoseconds the measured part took.
     let run: @Sendable (Int) throws(WorkloadError) -> UInt64
+    /// For a latency workload (unit "us"): runs `n` samples and returns each
+    /// one's latency in nanoseconds; `run` is then unused.
+    let latency: (@Sendable (Int) throws(WorkloadError) -> [UInt64])?
+
+    init(workload: String, variant: String?, api: String, defaultN: Int,
+         run: @escaping @Sendable (Int) throws(WorkloadError) -> UInt64) {
+        self.workload = workload
+        self.variant = variant
+        self.api = api
+        self.defaultN = defaultN
+        self.run = run
+        self.latency = nil
+    }
+
+    init(workload: String, variant: String?, api: String, defaultN: Int,
+         latency: @escaping @Sendable (Int) throws(WorkloadError) -> [UInt64]) {
+        self.workload = workload
+        self.variant = variant
+        self.api = api
+        self.defaultN = defaultN
+        self.run = { _ throws(WorkloadError) in throw WorkloadError("a latency workload has no throughput run") }
+        self.latency = latency
+    }
 }
 
 /// A run that did not do the work it had to: a lost callback, a wrong sum.
@@ -85,6 +108,7 @@ struct Peers: ParsableCommand {
     /// Every workload name either implementation knows, in workloads.md order.
     static let allWorkloads = [
         "future_callback", "call_soon", "task_spawn", "task_spawn_eager", "sleep0", "ping_pong", "timers",
+        "wakeup_latency",
     ]
 
     static func variants(of impl: Impl) -> [Variant] {
@@ -102,8 +126,9 @@ struct Peers: ParsableCommand {
             for name in seen {
                 if json {
                     let names = offered.filter { $0.workload == name }.map { $0.variant ?? "default" }
+                    let unit = offered.first { $0.workload == name }!.latency == nil ? "ns/op" : "us"
                     printLine(JSONObject()
-                        .add("impl", impl.rawValue).add("workload", name).add("unit", "ns/op")
+                        .add("impl", impl.rawValue).add("workload", name).add("unit", unit)
                         .add("variants", names).text)
                 } else {
                     printLine(name)
@@ -136,6 +161,20 @@ struct Peers: ParsableCommand {
     private func measure(_ v: Variant) throws(WorkloadError) -> Summary {
         let n = self.n ?? v.defaultN
         let label = "\(impl.rawValue) \(v.workload)\(v.variant.map { " (\($0))" } ?? "")"
+        if let latency = v.latency {
+            // Warm-up: a tenth of the samples, at least 100.
+            _ = try latency(max(100, n / 10))
+            var p50: [Double] = [], p99: [Double] = [], p999: [Double] = []
+            for r in 0..<runs {
+                let sorted = try latency(n).sorted()
+                p50.append(percentile(sorted, 50) / 1000)
+                p99.append(percentile(sorted, 99) / 1000)
+                p999.append(percentile(sorted, 99.9) / 1000)
+                printError("\(label): run \(r + 1)/\(runs): p50 \(round1(p50.last!)) µs, p99 \(round1(p99.last!)) µs")
+            }
+            return Summary(impl: impl, variant: v, n: n, runsNs: p50.map { $0 * 1000 },
+                           latencyUs: (median(p50), median(p99), median(p999)))
+        }
         // Warm-up: a tenth of the work, at least one batch.
         _ = try v.run(max(1000, n / 10))
         var perOp: [Double] = []
@@ -170,25 +209,46 @@ extension Peers {
     }
 }
 
+/// The median of a non-empty list.
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// The nearest-rank percentile of an ascending, non-empty list.
+func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
+    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+    return Double(sorted[min(sorted.count - 1, max(0, rank - 1))])
+}
+
 struct Summary {
     let impl: Impl
     let variant: Variant
     let n: Int
+    /// Nanoseconds per operation of each run; for a latency workload, each
+    /// run's p50 in nanoseconds.
     let runsNs: [Double]
+    /// Medians over the runs of p50, p99 and p99.9, in µs.
+    var latencyUs: (p50: Double, p99: Double, p999: Double)?
 
     var sorted: [Double] { runsNs.sorted() }
-    var median: Double {
-        let s = sorted
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
+    /// In the workload's unit: ns/op, or µs for a latency workload.
+    var scale: Double { latencyUs == nil ? 1 : 1.0 / 1000 }
+    var median: Double { peers.median(runsNs) * scale }
+    var minimum: Double { sorted.first! * scale }
+    var maximum: Double { sorted.last! * scale }
+    var unit: String { latencyUs == nil ? "ns/op" : "us" }
 
     var json: String {
         var o = JSONObject().add("impl", impl.rawValue).add("workload", variant.workload)
         if let name = variant.variant { o = o.add("variant", name) }
-        return o.add("unit", "ns/op").add("n", n)
+        o = o.add("unit", unit).add("n", n)
             .add("runs_ns", runsNs.map(round1))
-            .add("median", round1(median)).add("min", round1(sorted.first!)).add("max", round1(sorted.last!))
-            .add("api", variant.api)
+            .add("median", round2(median)).add("min", round2(minimum)).add("max", round2(maximum))
+        if let l = latencyUs {
+            o = o.add("p50_us", round2(l.p50)).add("p99_us", round2(l.p99)).add("p999_us", round2(l.p999))
+        }
+        return o.add("api", variant.api)
             .add("swift", Versions.swift)
             .add("impl_version", impl == .nio ? Versions.nio : Versions.swift)
             .text
@@ -196,11 +256,14 @@ struct Summary {
 
     var text: String {
         let name = variant.workload + (variant.variant.map { " (\($0))" } ?? "")
-        return "\(impl.rawValue) \(name): median \(round1(median)) ns/op (min \(round1(sorted.first!)), max \(round1(sorted.last!))) — \(variant.api)"
+        var line = "\(impl.rawValue) \(name): median \(round2(median)) \(unit) (min \(round2(minimum)), max \(round2(maximum)))"
+        if let l = latencyUs { line += " p99 \(round2(l.p99)) µs, p99.9 \(round2(l.p999)) µs" }
+        return line + " — \(variant.api)"
     }
 }
 
 private func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
+private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
 
 /// A JSON object written by hand, keys in the order added.
 struct JSONObject {
