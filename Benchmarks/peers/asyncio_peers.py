@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import platform
 import statistics
 import sys
@@ -314,7 +315,7 @@ def percentile(sorted_values, p):
     """The nearest-rank percentile of an ascending list."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values) - 1e-9) - 1))
     return sorted_values[k]
 
 
