@@ -100,16 +100,12 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: the error the connection was lost with (``OSError``, e.g.
     ///   `.connectionReset`); ``CancelledError``; ``AsyncioError``
     ///   (`RuntimeError`) while another read waits.
+    @inlinable
     nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
-        try checkException()
-        guard buffer.count > 0 else { return 0 }
-        try await waitForData("read")
-        var len = 0
-        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0 else { return 0 }
-        let n = min(len, buffer.count)
-        buffer.baseAddress!.copyMemory(from: data, byteCount: n)
-        ca_stream_reader_consume(unsafeRawReader, n)
-        return n
+        // Inlinable, and only the wait out of line: each async call costs a
+        // frame from the task allocator, and this is the per-request path.
+        if try !isReadable(wanting: buffer.count) { try await waitUntilReadable() }
+        return copyBuffered(into: buffer)
     }
 
     /// `read(n)`: waits until data is buffered (or the stream ended) and
@@ -258,11 +254,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: the error the connection was lost with; ``OSError``
     ///   (`.connectionReset`, "Connection lost") once it is gone;
     ///   ``CancelledError``.
+    @inlinable
     nonisolated(nonsending) public func drain() async throws {
-        checkConfined(loop: loop)
-        if ca_stream_writer_drain_ready(unsafeRawWriter) { return }
-        var v = try await Await.coroutine(ca_stream_writer_drain(unsafeRawWriter), loop: loop)
-        ca_value_clear(&v)
+        // Inlinable with the wait out of line, as read(into:).
+        if !isDrained { try await drainSlowly() }
     }
 
     /// `write_eof()`: shuts down the sending side once the write buffer is
@@ -336,6 +331,47 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     // MARK: Internals
 
+    /// True when a read of `count` bytes can go on without waiting: data
+    /// is buffered, the stream ended, or `count` is 0. Throws the error the
+    /// connection was lost with.
+    @usableFromInline
+    func isReadable(wanting count: Int) throws -> Bool {
+        try checkException()
+        return count == 0 || ca_stream_reader_buffered(unsafeRawReader) > 0 || ca_stream_reader_at_eof(unsafeRawReader)
+    }
+
+    /// Waits until data is buffered or the stream ended.
+    @usableFromInline
+    nonisolated(nonsending) func waitUntilReadable() async throws {
+        try await waitForData("read")
+    }
+
+    /// Copies up to `buffer.count` buffered bytes into `buffer` and
+    /// consumes them; returns how many.
+    @usableFromInline
+    func copyBuffered(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var len = 0
+        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0, buffer.count > 0 else { return 0 }
+        let n = Swift.min(len, buffer.count)
+        buffer.baseAddress!.copyMemory(from: data, byteCount: n)
+        ca_stream_reader_consume(unsafeRawReader, n)
+        return n
+    }
+
+    /// drain() would return at once.
+    @usableFromInline
+    var isDrained: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_writer_drain_ready(unsafeRawWriter)
+    }
+
+    /// drain()'s coroutine, for when it may wait or fail.
+    @usableFromInline
+    nonisolated(nonsending) func drainSlowly() async throws {
+        var v = try await Await.coroutine(ca_stream_writer_drain(unsafeRawWriter), loop: loop)
+        ca_value_clear(&v)
+    }
+
     /// Throws the error the reader holds (the connection's loss), if any.
     @inline(__always)
     private func checkException() throws {
@@ -366,7 +402,9 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    /// One `await self._wait_for_data(name)`.
+    /// One `await self._wait_for_data(name)`. Inlined: an async call costs
+    /// a frame from the task allocator, and this runs once per read that waits.
+    @inline(__always)
     nonisolated(nonsending) private func waitOnce(_ name: StaticString) async throws {
         var out: UnsafeMutablePointer<ca_future>?
         try ErrorBridge.check(ca_stream_reader_wait_for_data(unsafeRawReader, staticCString(name), &out))

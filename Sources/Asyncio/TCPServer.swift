@@ -15,7 +15,9 @@ import Glibc
 /// let server = try await loop.startServer(host: "127.0.0.1", port: 8888)
 /// for try await conn in server {
 ///     try loop.createTask {
-///         while case let bytes = try await conn.read(), !bytes.isEmpty {
+///         while true {
+///             let bytes = try await conn.read()
+///             if bytes.isEmpty { break }
 ///             try conn.write(bytes)
 ///             try await conn.drain()
 ///         }
