@@ -364,6 +364,34 @@ struct TCPTests {
         #expect(rest == Array("ef".utf8))
     }
 
+    @Test("a dropped server releases the queue its C callback held, once its last connection is gone",
+          arguments: StreamBackend.allCases)
+    func serverReleasesState(backend: StreamBackend) async throws {
+        let released = try await runStreams(backend) { () async throws -> Bool in
+            let loop = EventLoop.current!
+            weak var state: ServerState?
+            do {
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+                state = server.state
+                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                let peer = try await server.accept()!
+                conn.close()
+                peer.close()
+                try await conn.waitClosed()
+                try await peer.waitClosed()
+                server.close()
+            }
+            // The listening socket's cancelled accept ends within an iteration or two.
+            var iterations = 0
+            while state != nil && iterations < 1000 {
+                try await sleep(0)
+                iterations += 1
+            }
+            return state == nil
+        }
+        #expect(released)
+    }
+
     @Test("write after writeEOF throws RuntimeError")
     func writeAfterEOF() async throws {
         let error = try await runStreams(.epoll) { () async throws -> AsyncioError? in
