@@ -99,7 +99,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     ///
     /// - Parameters:
     ///   - debug: asyncio's debug mode.
-    ///   - virtualClock: see ``init(virtualClock:debug:)``.
+    ///   - virtualClock: see ``init(virtualClock:debug:backend:)``.
     ///   - function: the name the coroutine gets in reprs and the inspector
     ///     (default: the calling function).
     ///   - file: the file reprs show for it (default: the caller's).
