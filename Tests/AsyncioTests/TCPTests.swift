@@ -110,6 +110,55 @@ struct TCPTests {
         #expect(e.operation == "recv")
     }
 
+    @Test("after a reset, writes are dropped and drain throws the reset", arguments: StreamBackend.allCases)
+    func drainAfterReset(backend: StreamBackend) async throws {
+        let error = try await runStreams(backend) { () async throws -> OSError? in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            #expect(setsockopt(peer.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger,
+                               socklen_t(MemoryLayout<Glibc.linger>.size)) == 0)
+            peer.abort()
+            await #expect(throws: OSError.self) { try await conn.read() }
+            try conn.write(Array("into the void".utf8))
+            do {
+                try await conn.drain()
+                return nil
+            } catch let e as OSError {
+                return e
+            }
+        }
+        let e = try #require(error)
+        #expect(e.kind == .connectionReset)
+    }
+
+    @Test("a second read while one waits throws RuntimeError; the first still gets the data",
+          arguments: StreamBackend.allCases)
+    func concurrentReads(backend: StreamBackend) async throws {
+        let (second, first) = try await runStreams(backend) { () async throws -> (AsyncioError?, [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            let waiting = try loop.createTask { try await conn.read() }
+            try await sleep(0)
+            var second: AsyncioError?
+            do {
+                _ = try await conn.readExactly(1)
+            } catch let e as AsyncioError {
+                second = e
+            }
+            try peer.write(Array("data".utf8))
+            return (second, try await waiting.value)
+        }
+        #expect(second == AsyncioError(
+            typeName: "RuntimeError",
+            message: "readexactly() called while another coroutine is already waiting for incoming data"))
+        #expect(first == Array("data".utf8))
+    }
+
     @Test("cancelling a read whose data arrived in the race loses no byte: the next read gets it",
           arguments: StreamBackend.allCases)
     func cancelledReadKeepsData(backend: StreamBackend) async throws {
