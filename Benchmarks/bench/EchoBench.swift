@@ -40,8 +40,8 @@ struct EchoServer: ParsableCommand {
 
     func run() throws {
         if impl == .swiftStreams {
-            printError("error: --impl swift-streams needs the Swift TCP layer, which is not built yet (issue 8)")
-            throw ExitCode(2)
+            try runSwiftEchoServer(port: port)
+            throw ExitCode.failure
         }
         var err = [CChar](repeating: 0, count: 256)
         _ = cab_echo_server(impl.rawValue, port, 1, &err, err.count)
@@ -122,10 +122,6 @@ struct Echo: ParsableCommand {
     var json = false
 
     func run() throws {
-        if impl == .swiftStreams {
-            printError("error: --impl swift-streams needs the Swift TCP layer, which is not built yet (issue 8)")
-            throw ExitCode(2)
-        }
         let child = try EchoChild(impl: impl, backend: backend, pin: pin)
         defer { child.stop() }
         if let pin { try pinSelf(to: pin) }

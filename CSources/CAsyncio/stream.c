@@ -131,6 +131,7 @@ void ca_stream_reader_set_exception(ca_stream_reader *r, ca_error *exc) {
 
 ca_error *ca_stream_reader_exception(const ca_stream_reader *r) { return r->exception; }
 bool ca_stream_reader_at_eof(const ca_stream_reader *r) { return r->eof && r->len == 0; }
+bool ca_stream_reader_eof_received(const ca_stream_reader *r) { return r->eof; }
 size_t ca_stream_reader_buffered(const ca_stream_reader *r) { return r->len; }
 void ca_stream_reader_set_transport(ca_stream_reader *r, ca_transport *t) { r->transport = t; }
 
@@ -150,6 +151,24 @@ static ca_error *reader_wait_begin(ca_stream_reader *r, const char *func_name, c
     r->waiter = ca_incref(w);
     *out = w;
     return NULL;
+}
+
+const uint8_t *ca_stream_reader_peek(const ca_stream_reader *r, size_t *len) {
+    *len = r->len;
+    return r->buf != NULL ? reader_data(r) : NULL;
+}
+
+void ca_stream_reader_consume(ca_stream_reader *r, size_t n) {
+    reader_consume(r, n < r->len ? n : r->len);
+    reader_maybe_resume_transport(r);
+}
+
+ca_error *ca_stream_reader_wait_for_data(ca_stream_reader *r, const char *func_name, ca_future **out) {
+    return reader_wait_begin(r, func_name, out);
+}
+
+void ca_stream_reader_wait_done(ca_stream_reader *r, ca_future *waiter) {
+    if (r->waiter != NULL && r->waiter == waiter) CA_CLEAR(r->waiter);
 }
 
 /* The frame shared by the read coroutines. */
@@ -430,6 +449,7 @@ typedef struct stream_server_ctx {
     ca_loop *loop;          /* strong */
     ca_stream_client_cb cb;
     void *arg;
+    ca_release_fn arg_release; /* runs on `arg` with the server's end (may be NULL) */
     size_t limit;
 } stream_server_ctx;
 
@@ -683,6 +703,12 @@ static ca_error *drain_waiter_add(stream_protocol *p, ca_future *w) {
     return NULL;
 }
 
+bool ca_stream_writer_drain_ready(const ca_stream_writer *w) {
+    const stream_protocol *p = w->protocol;
+    return !p->paused && !p->connection_lost && !ca_transport_is_closing(w->transport) &&
+           (w->reader == NULL || w->reader->exception == NULL);
+}
+
 CA_CORO_TYPE(stream_drain_type, writer_frame, stream_drain, writer_frame_finalize);
 
 CA_CORO_BODY(stream_drain, writer_frame) {
@@ -847,17 +873,21 @@ static ca_protocol *server_stream_factory(void *arg) {
 
 static void server_ctx_release(void *arg) {
     stream_server_ctx *ctx = arg;
+    if (ctx->arg_release != NULL) ctx->arg_release(ctx->arg);
     ca_decref(ctx->loop);
     ca_free(ctx);
 }
 
-static ca_error *start_server_common(ca_loop *loop, ca_stream_client_cb cb, void *arg, const char *host,
-                                     uint16_t port, const char *path, size_t limit, const ca_server_options *opts,
-                                     ca_server **out) {
+static ca_error *start_server_common(ca_loop *loop, ca_stream_client_cb cb, void *arg, ca_release_fn release,
+                                     const char *host, uint16_t port, const char *path, size_t limit,
+                                     const ca_server_options *opts, ca_server **out) {
     *out = NULL;
     stream_server_ctx *ctx = ca_malloc(sizeof *ctx);
-    if (ctx == NULL) return ca_error_new(&ca_MemoryError, NULL);
-    *ctx = (stream_server_ctx){ca_incref(loop), cb, arg, limit};
+    if (ctx == NULL) {
+        if (release != NULL) release(arg);
+        return ca_error_new(&ca_MemoryError, NULL);
+    }
+    *ctx = (stream_server_ctx){ca_incref(loop), cb, arg, release, limit};
     ca_error *err = path != NULL
                         ? ca_loop_create_unix_server(loop, server_stream_factory, ctx, path, opts, out)
                         : ca_loop_create_server(loop, server_stream_factory, ctx, host, port, opts, out);
@@ -871,10 +901,22 @@ static ca_error *start_server_common(ca_loop *loop, ca_stream_client_cb cb, void
 
 ca_error *ca_start_server(ca_loop *loop, ca_stream_client_cb cb, void *arg, const char *host, uint16_t port,
                           size_t limit, const ca_server_options *opts, ca_server **out) {
-    return start_server_common(loop, cb, arg, host, port, NULL, limit, opts, out);
+    return start_server_common(loop, cb, arg, NULL, host, port, NULL, limit, opts, out);
 }
 
 ca_error *ca_start_unix_server(ca_loop *loop, ca_stream_client_cb cb, void *arg, const char *path, size_t limit,
                                const ca_server_options *opts, ca_server **out) {
-    return start_server_common(loop, cb, arg, NULL, 0, path, limit, opts, out);
+    return start_server_common(loop, cb, arg, NULL, NULL, 0, path, limit, opts, out);
+}
+
+ca_error *ca_start_server_owning(ca_loop *loop, ca_stream_client_cb cb, void *arg, ca_release_fn release,
+                                 const char *host, uint16_t port, size_t limit, const ca_server_options *opts,
+                                 ca_server **out) {
+    return start_server_common(loop, cb, arg, release, host, port, NULL, limit, opts, out);
+}
+
+ca_error *ca_start_unix_server_owning(ca_loop *loop, ca_stream_client_cb cb, void *arg, ca_release_fn release,
+                                      const char *path, size_t limit, const ca_server_options *opts,
+                                      ca_server **out) {
+    return start_server_common(loop, cb, arg, release, NULL, 0, path, limit, opts, out);
 }

@@ -47,6 +47,10 @@ struct ca_error *ca_stream_reader_exception(const ca_stream_reader *r);
 /** at_eof(): EOF was fed and the buffer is empty. */
 bool ca_stream_reader_at_eof(const ca_stream_reader *r);
 
+/** feed_eof() was called (reader._eof): no more data will come, though
+ *  some may still be buffered. */
+bool ca_stream_reader_eof_received(const ca_stream_reader *r);
+
 /** The number of bytes buffered (len(reader._buffer)). */
 size_t ca_stream_reader_buffered(const ca_stream_reader *r);
 
@@ -79,6 +83,37 @@ ca_coro *ca_stream_reader_readexactly(ca_stream_reader *r, int64_t n);
  */
 ca_coro *ca_stream_reader_readuntil(ca_stream_reader *r, const void *separator, size_t seplen);
 
+/* MARK: Reading without a coroutine
+ *
+ * The pieces the read coroutines are made of, for callers that await
+ * futures themselves (the Swift layer): look at the buffer, take from it,
+ * and wait for more. Nothing is allocated but the waiter, and data never
+ * leaves the reader until it is consumed, so a wait that is cancelled
+ * loses nothing. */
+
+/** The buffered bytes in place: *len of them at the returned address
+ *  (borrowed; valid until the next feed_data or consume). */
+const uint8_t *ca_stream_reader_peek(const ca_stream_reader *r, size_t *len);
+
+/** Drops the first `n` buffered bytes (at most what is buffered), resuming
+ *  the transport's reading once the buffer is back under the limit. */
+void ca_stream_reader_consume(ca_stream_reader *r, size_t n);
+
+/**
+ * _wait_for_data(func_name) up to its await: a future (new reference in
+ * *out) that resolves to None once data or EOF is fed, or to the reader's
+ * exception. Resumes a paused transport first (waiting on a paused one
+ * would never end). When the future is done, or when the caller gives up
+ * on it (cancels it), call ca_stream_reader_wait_done. Errors: RuntimeError
+ * "<func_name>() called while another coroutine is already waiting for
+ * incoming data", MemoryError.
+ */
+struct ca_error *ca_stream_reader_wait_for_data(ca_stream_reader *r, const char *func_name, ca_future **out);
+
+/** The `finally: self._waiter = None` of _wait_for_data: forgets `waiter`
+ *  (borrowed) if it is still the reader's. */
+void ca_stream_reader_wait_done(ca_stream_reader *r, ca_future *waiter);
+
 /* MARK: - StreamWriter */
 
 /** write(data): transport.write. */
@@ -105,6 +140,11 @@ bool ca_stream_writer_is_closing(const ca_stream_writer *w);
  * ConnectionResetError "Connection lost" once the connection is gone.
  */
 ca_coro *ca_stream_writer_drain(ca_stream_writer *w);
+
+/** True when drain() would return at once without an error: the
+ *  transport is open and not paused for writing, and the reader holds no
+ *  exception. A caller may then skip the coroutine. */
+bool ca_stream_writer_drain_ready(const ca_stream_writer *w);
 
 /** wait_closed(): waits until the connection is lost; raises the error it
  *  was lost with, if any. */
@@ -146,6 +186,23 @@ struct ca_error *ca_start_server(ca_loop *loop, ca_stream_client_cb cb, void *ar
 /** start_unix_server(client_connected_cb, path, limit=). */
 struct ca_error *ca_start_unix_server(ca_loop *loop, ca_stream_client_cb cb, void *arg, const char *path,
                                       size_t limit, const ca_server_options *opts, ca_server **out);
+
+/**
+ * start_server for a callback whose `arg` the server owns: as
+ * ca_start_server, and `release(arg)` (may be NULL) runs once the server no
+ * longer needs it — when the server object is freed (it is closed, its
+ * last connection is gone and the last reference dropped), or before an
+ * error is returned. Connections hold their server, so `arg` outlives
+ * every client_connected_cb call.
+ */
+struct ca_error *ca_start_server_owning(ca_loop *loop, ca_stream_client_cb cb, void *arg, ca_release_fn release,
+                                        const char *host, uint16_t port, size_t limit,
+                                        const ca_server_options *opts, ca_server **out);
+
+/** start_unix_server with an owned `arg`, as ca_start_server_owning. */
+struct ca_error *ca_start_unix_server_owning(ca_loop *loop, ca_stream_client_cb cb, void *arg, ca_release_fn release,
+                                             const char *path, size_t limit, const ca_server_options *opts,
+                                             ca_server **out);
 
 #ifdef __cplusplus
 }

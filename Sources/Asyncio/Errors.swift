@@ -186,6 +186,9 @@ enum ErrorBridge {
             }
             for c in children { ca_decref(UnsafeMutableRawPointer(c)) }
         case let x as AsyncioError: e = ca_error_new(errorType(named: x.typeName) ?? cas_Exception(), x.message)
+        case let x as any CErrorConvertible:
+            e = x.makeCError()
+            keepPayload = false
         default: e = ca_error_new(cas_SwiftErrorType(), String(describing: error))
         }
         if keepPayload {
@@ -218,6 +221,7 @@ enum ErrorBridge {
         if ca_error_matches(e, cas_OSError()) {
             return OSError(errno: e.pointee.err_no, message: message, typeName: typeName(e))
         }
+        if let stream = streamError(e, message: message) { return stream }
         return AsyncioError(typeName: typeName(e), message: message)
     }
 

@@ -1,0 +1,164 @@
+// The loop's stream API for Swift: start_server / open_connection for TCP
+// and Unix sockets, and the choice of I/O backend.
+
+import CAsyncio
+import CAsyncioShim
+
+extension EventLoop {
+    /// The I/O backend a loop polls with (``init(virtualClock:debug:backend:)``).
+    public enum Backend: Sendable, Equatable {
+        /// io_uring when the kernel allows it (`io_uring_setup` is refused
+        /// in some sandboxes), else epoll; the `ASYNCIO_BACKEND` environment
+        /// variable (`uring` or `epoll`) overrides.
+        case automatic
+        /// io_uring: completion-based, one system call per busy iteration.
+        case ioUring
+        /// epoll: readiness-based, with non-blocking sockets.
+        case epoll
+
+        var kind: ca_backend_kind {
+            switch self {
+            case .automatic: return CA_BACKEND_AUTO
+            case .ioUring: return CA_BACKEND_URING
+            case .epoll: return CA_BACKEND_EPOLL
+            }
+        }
+    }
+
+    /// The backend in use: `"io_uring"` or `"epoll"`.
+    public nonisolated var backendName: String { String(cString: ca_loop_backend_name(core.loop)) }
+
+    // MARK: Servers
+
+    /// `asyncio.start_server(host=, port=)`: listens on `host`:`port` and
+    /// returns the server, whose accepted connections are an `AsyncSequence`
+    /// of ``TCPConnection``.
+    ///
+    /// - Parameters:
+    ///   - host: a numeric IPv4 or IPv6 address (`"127.0.0.1"`, `"::1"`);
+    ///     `nil` listens on every interface, IPv4 and IPv6. Names are not
+    ///     looked up: the loop's thread never waits for DNS.
+    ///   - port: the port; 0 lets the system pick one (``TCPServer/port``).
+    ///   - backlog: the listen queue's length.
+    ///   - reuseAddress: `SO_REUSEADDR`, on by default as in asyncio.
+    ///   - reusePort: `SO_REUSEPORT`.
+    ///   - limit: each connection's buffer limit (asyncio's `limit`, 64 KiB):
+    ///     reading pauses past twice as much unread data, and
+    ///     ``TCPConnection/readUntil(_:)`` fails past it.
+    /// - Throws: ``OSError`` from socket, bind or listen (`"[Errno 98]
+    ///   Address already in use: ..."`); ``AsyncioError`` (`ValueError`) for
+    ///   a host name or a bad argument, (`RuntimeError`) when the loop is
+    ///   closed.
+    nonisolated(nonsending) public func startServer(host: String? = nil, port: UInt16 = 0, backlog: Int = 100,
+                                                    reuseAddress: Bool = true, reusePort: Bool = false,
+                                                    limit: Int = 65536) async throws -> TCPServer {
+        try startStreamServer(host: host, port: port, path: nil, backlog: backlog, reuseAddress: reuseAddress,
+                              reusePort: reusePort, limit: limit)
+    }
+
+    /// `asyncio.start_unix_server(path=)`: as
+    /// ``startServer(host:port:backlog:reuseAddress:reusePort:limit:)`` on a
+    /// Unix-domain stream socket bound to `path` (a stale socket file there
+    /// is removed first; closing the server removes it).
+    ///
+    /// - Throws: ``OSError`` from socket, bind or listen; ``AsyncioError``
+    ///   (`ValueError`) for an empty or too long path.
+    nonisolated(nonsending) public func startUnixServer(path: String, backlog: Int = 100,
+                                                        limit: Int = 65536) async throws -> TCPServer {
+        try startStreamServer(host: nil, port: 0, path: path, backlog: backlog, reuseAddress: true, reusePort: false,
+                              limit: limit)
+    }
+
+    // MARK: Clients
+
+    /// `asyncio.open_connection(host, port)`: connects and returns the
+    /// connection.
+    ///
+    /// - Parameters:
+    ///   - host: a numeric IPv4 or IPv6 address (names are not looked up).
+    ///   - port: the port.
+    ///   - limit: the connection's buffer limit (see
+    ///     ``startServer(host:port:backlog:reuseAddress:reusePort:limit:)``).
+    /// - Throws: ``OSError`` (`.connectionRefused` when nothing listens,
+    ///   with the address in the message); ``CancelledError`` (cancelling
+    ///   the task cancels the connect); ``AsyncioError`` (`ValueError`) for a
+    ///   host name.
+    nonisolated(nonsending) public func openConnection(host: String, port: UInt16,
+                                                       limit: Int = 65536) async throws -> TCPConnection {
+        let limit = try checkedLimit(limit)
+        checkConfined(loop: core.loop)
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(host.withCString { ca_open_connection(core.loop, $0, port, limit, &out) })
+        return try await EventLoop.connection(of: out!)
+    }
+
+    /// `asyncio.open_unix_connection(path)`: connects to a Unix-domain
+    /// stream socket.
+    ///
+    /// - Throws: ``OSError`` (`.fileNotFound` when there is no socket at
+    ///   `path`, `.connectionRefused` when nothing listens on it);
+    ///   ``CancelledError``; ``AsyncioError`` (`ValueError`) for an empty
+    ///   or too long path.
+    nonisolated(nonsending) public func openUnixConnection(path: String,
+                                                           limit: Int = 65536) async throws -> TCPConnection {
+        let limit = try checkedLimit(limit)
+        checkConfined(loop: core.loop)
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(path.withCString { ca_open_unix_connection(core.loop, $0, limit, &out) })
+        return try await EventLoop.connection(of: out!)
+    }
+
+    // MARK: Internals
+
+    private nonisolated func startStreamServer(host: String?, port: UInt16, path: String?, backlog: Int,
+                                               reuseAddress: Bool, reusePort: Bool, limit: Int) throws -> TCPServer {
+        let limit = try checkedLimit(limit)
+        guard backlog > 0, backlog <= Int(Int32.max) else {
+            throw AsyncioError(typeName: "ValueError", message: "backlog must be positive")
+        }
+        checkConfined(loop: core.loop)
+        var opts = ca_server_options()
+        opts.backlog = Int32(backlog)
+        opts.no_reuse_address = !reuseAddress
+        opts.reuse_port = reusePort
+        let state = ServerState()
+        let arg = Unmanaged.passRetained(state).toOpaque()
+        var out: OpaquePointer?
+        let loop = core.loop
+        // On an error, releaseServerState has already run.
+        let err: UnsafeMutablePointer<ca_error>?
+        if let path {
+            err = path.withCString {
+                ca_start_unix_server_owning(loop, serverConnectionMade, arg, releaseServerState, $0, limit, &opts, &out)
+            }
+        } else if let host {
+            err = host.withCString {
+                ca_start_server_owning(loop, serverConnectionMade, arg, releaseServerState, $0, port, limit, &opts,
+                                       &out)
+            }
+        } else {
+            err = ca_start_server_owning(loop, serverConnectionMade, arg, releaseServerState, nil, port, limit, &opts,
+                                         &out)
+        }
+        try ErrorBridge.check(err)
+        return TCPServer(unsafeTakingOwnershipOf: out!, state: state, loop: loop)
+    }
+
+    /// Waits for an open_connection future (taken) and wraps its writer.
+    nonisolated(nonsending) private static func connection(of f: UnsafeMutablePointer<ca_future>) async throws
+        -> TCPConnection {
+        defer { ca_decref(UnsafeMutableRawPointer(f)) }
+        try await Await.untilDone(f)
+        var v = ca_value()
+        try ErrorBridge.check(ca_future_result(f, &v))
+        let writer = UnsafeMutableRawPointer(v.u.obj!)
+        ca_incref(writer)
+        return TCPConnection(unsafeTakingOwnershipOf: OpaquePointer(writer))
+    }
+}
+
+/// A stream limit as the C API takes it.
+private func checkedLimit(_ limit: Int) throws -> Int {
+    guard limit > 0 else { throw AsyncioError(typeName: "ValueError", message: "limit must be positive") }
+    return limit
+}

@@ -1,0 +1,464 @@
+// A stream connection (TCP or Unix socket) for Swift: asyncio's StreamReader
+// and StreamWriter pair over one C transport, with reads that copy straight
+// from the reader's buffer and waits that allocate nothing but a loop future.
+
+import CAsyncio
+import CAsyncioShim
+
+/// A connected stream socket, TCP or Unix-domain: asyncio's
+/// `(StreamReader, StreamWriter)` pair as one object.
+///
+/// Get one from a ``TCPServer`` (iterate it) or from
+/// ``EventLoop/openConnection(host:port:limit:)`` /
+/// ``EventLoop/openUnixConnection(path:limit:)``:
+///
+/// ```swift
+/// let conn = try await loop.openConnection(host: "127.0.0.1", port: 8888)
+/// try conn.write(Array("ping\n".utf8))
+/// try await conn.drain()
+/// let line = try await conn.readLine()
+/// conn.close()
+/// try await conn.waitClosed()
+/// ```
+///
+/// The loop's transport reads the socket as data comes and buffers it in
+/// the connection's reader (up to twice its limit, then reading pauses);
+/// the `read` methods take from that buffer and wait only while it is
+/// empty. Writes are buffered by the transport and never wait: call
+/// ``drain()`` after writing to wait while the transport's write buffer is
+/// above its high-water mark (flow control).
+///
+/// Cancelling a task while it waits in a read loses nothing: bytes that
+/// arrived meanwhile stay buffered for the next read.
+///
+/// A connection belongs to its loop's thread: use it from task bodies and
+/// callbacks of that loop. Dropping the last reference closes it.
+///
+/// Errors are the core's, bridged: ``OSError`` (see ``OSError/kind`` —
+/// `.connectionReset` for a reset peer), ``IncompleteReadError``,
+/// ``LimitOverrunError``, ``CancelledError``, ``AsyncioError``
+/// (`RuntimeError` for two reads waiting at once or a write after
+/// ``writeEOF()``, `ValueError` for bad arguments).
+///
+/// Safety of `@unchecked Sendable`: the stored properties are immutable;
+/// the C objects they point to are confined to the loop's thread (every
+/// method checks it runs there, or that the loop is not running), and
+/// `deinit` closes and releases them on that thread.
+public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
+    /// The C StreamWriter (this object owns one reference). Its transport
+    /// is ``unsafeRawTransport``, its reader ``unsafeRawReader``.
+    public let unsafeRawWriter: OpaquePointer
+    /// The C StreamReader (borrowed from the writer, which holds it).
+    public let unsafeRawReader: OpaquePointer
+    /// The loop the connection belongs to.
+    let loop: OpaquePointer
+
+    /// The local address (`get_extra_info('sockname')`), read when the
+    /// connection was handed out; `nil` if the socket was already closed.
+    public let localAddress: SocketAddress?
+    /// The peer's address (`get_extra_info('peername')`), read when the
+    /// connection was handed out; `nil` if the socket was already closed.
+    public let peerAddress: SocketAddress?
+
+    /// Wraps a C StreamWriter made with a reader, taking over the caller's
+    /// reference (call on the loop's thread).
+    public init(unsafeTakingOwnershipOf writer: OpaquePointer) {
+        unsafeRawWriter = writer
+        guard let reader = ca_stream_writer_reader(writer) else {
+            preconditionFailure("a TCPConnection needs a StreamWriter made with its reader")
+        }
+        unsafeRawReader = reader
+        let t = ca_stream_writer_transport(writer)!
+        loop = ca_transport_get_loop(t)!
+        localAddress = SocketAddress.read { ca_transport_get_sockname(t, $0, $1) }
+        peerAddress = SocketAddress.read { ca_transport_get_peername(t, $0, $1) }
+    }
+
+    deinit {
+        let w = UnsafeMutableRawPointer(unsafeRawWriter)
+        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
+            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseWriter, w, nil) else { return }
+            // Closed meanwhile: nothing runs the loop any more.
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
+        closeAndReleaseWriter(w)
+    }
+
+    /// The C transport (borrowed: valid while this object lives).
+    public var unsafeRawTransport: OpaquePointer { ca_stream_writer_transport(unsafeRawWriter)! }
+
+    // MARK: Reading
+
+    /// `read(n)`: waits until data is buffered (or the stream ended) and
+    /// copies up to `buffer.count` bytes into `buffer`.
+    ///
+    /// The allocation-free read: the bytes go from the reader's buffer
+    /// straight into yours.
+    ///
+    /// - Returns: the number of bytes copied; 0 at the end of the stream
+    ///   (or for an empty `buffer`).
+    /// - Throws: the error the connection was lost with (``OSError``, e.g.
+    ///   `.connectionReset`); ``CancelledError``; ``AsyncioError``
+    ///   (`RuntimeError`) while another read waits.
+    @inlinable
+    nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        // Inlinable, and only the wait out of line: each async call costs a
+        // frame from the task allocator, and this is the per-request path.
+        if try !isReadable(wanting: buffer.count) { try await waitUntilReadable() }
+        return copyBuffered(into: buffer)
+    }
+
+    /// `read(n)`: waits until data is buffered (or the stream ended) and
+    /// returns up to `maxBytes` bytes.
+    ///
+    /// - Returns: the bytes; empty at the end of the stream (or when
+    ///   `maxBytes` is 0).
+    /// - Throws: as ``read(into:)``; ``AsyncioError`` (`ValueError`) for a
+    ///   negative `maxBytes`.
+    nonisolated(nonsending) public func read(maxBytes: Int = 65536) async throws -> [UInt8] {
+        guard maxBytes >= 0 else {
+            throw AsyncioError(typeName: "ValueError", message: "maxBytes must not be negative")
+        }
+        try checkException()
+        guard maxBytes > 0 else { return [] }
+        try await waitForData("read")
+        return take(upTo: maxBytes)
+    }
+
+    /// Waits until data is buffered (or the stream ended), then calls `body`
+    /// with up to `maxBytes` of the buffered bytes in place, and consumes
+    /// them once `body` returns.
+    ///
+    /// No copy at all: an echo server can write what it read without an
+    /// intermediate buffer (`try await conn.readInPlace { try conn.write($0) }`).
+    /// The bytes are valid during the call only, and `body` must not read
+    /// from this connection. If `body` throws, nothing is consumed.
+    ///
+    /// - Parameters:
+    ///   - maxBytes: the most bytes `body` is shown.
+    ///   - body: called once, with the bytes (empty at the end of the stream).
+    /// - Returns: what `body` returns.
+    /// - Throws: what `body` throws; as ``read(into:)``.
+    nonisolated(nonsending) public func readInPlace<R>(maxBytes: Int = 65536,
+                                                       _ body: (UnsafeRawBufferPointer) throws -> R)
+        async throws -> R {
+        guard maxBytes >= 0 else {
+            throw AsyncioError(typeName: "ValueError", message: "maxBytes must not be negative")
+        }
+        try checkException()
+        if maxBytes > 0 { try await waitForData("read") }
+        var len = 0
+        let data = ca_stream_reader_peek(unsafeRawReader, &len)
+        let n = min(len, maxBytes)
+        let result = try body(UnsafeRawBufferPointer(start: n > 0 ? data : nil, count: n))
+        if n > 0 { ca_stream_reader_consume(unsafeRawReader, n) }
+        return result
+    }
+
+    /// `read(-1)`: every byte until the end of the stream.
+    ///
+    /// - Throws: as ``read(into:)``.
+    nonisolated(nonsending) public func readToEnd() async throws -> [UInt8] {
+        checkConfined(loop: loop)
+        return try await bytesResult(ca_stream_reader_read(unsafeRawReader, -1))
+    }
+
+    /// `readexactly(n)`: exactly `count` bytes, waiting for as many as needed.
+    ///
+    /// - Throws: ``IncompleteReadError`` when the stream ends first (its
+    ///   ``IncompleteReadError/partial`` holds the bytes that came, which are
+    ///   consumed); ``AsyncioError`` (`ValueError`) for a negative count; as
+    ///   ``read(into:)``.
+    nonisolated(nonsending) public func readExactly(_ count: Int) async throws -> [UInt8] {
+        guard count >= 0 else {
+            throw AsyncioError(typeName: "ValueError", message: "readexactly size can not be less than zero")
+        }
+        try await waitForExactly(count)
+        return take(upTo: count)
+    }
+
+    /// `readexactly(n)` into `buffer`: fills all of it.
+    ///
+    /// - Throws: as ``readExactly(_:)``; nothing of `buffer` is meaningful
+    ///   then.
+    nonisolated(nonsending) public func readExactly(into buffer: UnsafeMutableRawBufferPointer) async throws {
+        try await waitForExactly(buffer.count)
+        guard buffer.count > 0 else { return }
+        var len = 0
+        let data = ca_stream_reader_peek(unsafeRawReader, &len)!
+        buffer.baseAddress!.copyMemory(from: data, byteCount: buffer.count)
+        ca_stream_reader_consume(unsafeRawReader, buffer.count)
+    }
+
+    /// `readuntil(separator)`: the bytes up to and including `separator`.
+    ///
+    /// - Throws: ``IncompleteReadError`` at the end of the stream (with the
+    ///   bytes that came, consumed); ``LimitOverrunError`` when no separator
+    ///   shows up within the limit (the bytes stay buffered);
+    ///   ``AsyncioError`` (`ValueError`) for an empty separator; as
+    ///   ``read(into:)``.
+    nonisolated(nonsending) public func readUntil(_ separator: [UInt8] = [0x0A]) async throws -> [UInt8] {
+        checkConfined(loop: loop)
+        let coro = separator.withUnsafeBytes {
+            ca_stream_reader_readuntil(unsafeRawReader, $0.baseAddress, $0.count)
+        }
+        return try await bytesResult(coro)
+    }
+
+    /// `readline()`: the bytes up to and including `"\n"`, or what is left
+    /// at the end of the stream (empty once it is all read).
+    ///
+    /// - Throws: ``AsyncioError`` (`ValueError`) for a line longer than the
+    ///   limit (its bytes are dropped); as ``read(into:)``.
+    nonisolated(nonsending) public func readLine() async throws -> [UInt8] {
+        checkConfined(loop: loop)
+        return try await bytesResult(ca_stream_reader_readline(unsafeRawReader))
+    }
+
+    /// `at_eof()`: the stream ended and every byte was read.
+    public var isAtEOF: Bool { ca_stream_reader_at_eof(unsafeRawReader) }
+
+    /// How many bytes are buffered, ready to be read without waiting.
+    public var bufferedByteCount: Int { ca_stream_reader_buffered(unsafeRawReader) }
+
+    // MARK: Writing
+
+    /// `write(data)`: queues a copy of `bytes` on the transport; never waits.
+    ///
+    /// Writes after the connection is lost are dropped, as asyncio does
+    /// (``drain()`` reports the loss). Follow a run of writes with
+    /// ``drain()`` so a peer that does not read cannot make the buffer grow
+    /// without bound.
+    ///
+    /// - Throws: ``AsyncioError`` (`RuntimeError`) after ``writeEOF()``,
+    ///   (`MemoryError`) when the buffer cannot grow.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        checkConfined(loop: loop)
+        guard bytes.count > 0 else { return }
+        try ErrorBridge.check(ca_stream_writer_write(unsafeRawWriter, bytes.baseAddress, bytes.count))
+    }
+
+    /// `write(data)` for any byte sequence (`[UInt8]`, a slice,
+    /// `String.UTF8View`, ...); as ``write(_:)-(UnsafeRawBufferPointer)``.
+    public func write<Bytes: Sequence>(_ bytes: Bytes) throws where Bytes.Element == UInt8 {
+        if let done: Void = try bytes.withContiguousStorageIfAvailable({ try write(UnsafeRawBufferPointer($0)) }) {
+            return done
+        }
+        try Array(bytes).withUnsafeBytes { try write($0) }
+    }
+
+    /// `drain()`: waits while the transport's write buffer is above its
+    /// high-water mark, until it is back to the low-water mark; returns at
+    /// once otherwise.
+    ///
+    /// - Throws: the error the connection was lost with; ``OSError``
+    ///   (`.connectionReset`, "Connection lost") once it is gone;
+    ///   ``CancelledError``.
+    @inlinable
+    nonisolated(nonsending) public func drain() async throws {
+        // Inlinable with the wait out of line, as read(into:).
+        if !isDrained { try await drainSlowly() }
+    }
+
+    /// `write_eof()`: shuts down the sending side once the write buffer is
+    /// flushed (a half-close); the connection can still be read.
+    ///
+    /// - Throws: ``OSError`` from `shutdown(2)`.
+    public func writeEOF() throws {
+        checkConfined(loop: loop)
+        try ErrorBridge.check(ca_stream_writer_write_eof(unsafeRawWriter))
+    }
+
+    /// The bytes written and not yet taken by the kernel
+    /// (`transport.get_write_buffer_size()`).
+    public var writeBufferSize: Int { ca_transport_get_write_buffer_size(unsafeRawTransport) }
+
+    /// The transport's write-buffer limits (`get_write_buffer_limits()`).
+    public var writeBufferLimits: (low: Int, high: Int) {
+        var low = 0, high = 0
+        ca_transport_get_write_buffer_limits(unsafeRawTransport, &low, &high)
+        return (low, high)
+    }
+
+    /// `set_write_buffer_limits(high, low)`: ``drain()`` waits once more
+    /// than `high` bytes are buffered, until at most `low` are. `nil`
+    /// means asyncio's default (64 KiB high; low a quarter of high).
+    ///
+    /// - Throws: ``AsyncioError`` (`ValueError`) unless high ≥ low ≥ 0.
+    public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
+        checkConfined(loop: loop)
+        try ErrorBridge.check(ca_transport_set_write_buffer_limits(unsafeRawTransport, Int64(high ?? -1),
+                                                                   Int64(low ?? -1)))
+    }
+
+    // MARK: Closing
+
+    /// `close()`: stops reading, sends what is buffered, then closes the
+    /// socket. Idempotent; ``waitClosed()`` waits for the end.
+    public func close() {
+        checkConfined(loop: loop)
+        ca_stream_writer_close(unsafeRawWriter)
+    }
+
+    /// `transport.abort()`: closes at once, dropping buffered data.
+    public func abort() {
+        checkConfined(loop: loop)
+        ca_transport_abort(unsafeRawTransport)
+    }
+
+    /// `is_closing()`: ``close()`` or ``abort()`` was called, or the
+    /// connection was lost.
+    public var isClosing: Bool { ca_stream_writer_is_closing(unsafeRawWriter) }
+
+    /// `wait_closed()`: waits until the connection is gone.
+    ///
+    /// - Throws: the error it was lost with, if any; ``CancelledError``.
+    nonisolated(nonsending) public func waitClosed() async throws {
+        checkConfined(loop: loop)
+        var v = try await Await.coroutine(ca_stream_writer_wait_closed(unsafeRawWriter), loop: loop)
+        ca_value_clear(&v)
+    }
+
+    /// The socket (`get_extra_info('socket').fileno()`), for socket
+    /// options; -1 once closed. Do not read, write or close it.
+    public var fileDescriptor: Int32 { ca_transport_get_fd(unsafeRawTransport) }
+
+    /// `<TCPConnection ('127.0.0.1', 50000) -> ('127.0.0.1', 8888)>`.
+    public var description: String {
+        "<TCPConnection \(localAddress.map(String.init(describing:)) ?? "?") -> "
+            + "\(peerAddress.map(String.init(describing:)) ?? "?")\(isClosing ? " closing" : "")>"
+    }
+
+    // MARK: Internals
+
+    /// True when a read of `count` bytes can go on without waiting: data
+    /// is buffered, the stream ended, or `count` is 0. Throws the error the
+    /// connection was lost with.
+    @usableFromInline
+    func isReadable(wanting count: Int) throws -> Bool {
+        try checkException()
+        return count == 0 || ca_stream_reader_buffered(unsafeRawReader) > 0 || ca_stream_reader_at_eof(unsafeRawReader)
+    }
+
+    /// Waits until data is buffered or the stream ended.
+    @usableFromInline
+    nonisolated(nonsending) func waitUntilReadable() async throws {
+        try await waitForData("read")
+    }
+
+    /// Copies up to `buffer.count` buffered bytes into `buffer` and
+    /// consumes them; returns how many.
+    @usableFromInline
+    func copyBuffered(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var len = 0
+        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0, buffer.count > 0 else { return 0 }
+        let n = Swift.min(len, buffer.count)
+        buffer.baseAddress!.copyMemory(from: data, byteCount: n)
+        ca_stream_reader_consume(unsafeRawReader, n)
+        return n
+    }
+
+    /// drain() would return at once.
+    @usableFromInline
+    var isDrained: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_writer_drain_ready(unsafeRawWriter)
+    }
+
+    /// drain()'s coroutine, for when it may wait or fail.
+    @usableFromInline
+    nonisolated(nonsending) func drainSlowly() async throws {
+        var v = try await Await.coroutine(ca_stream_writer_drain(unsafeRawWriter), loop: loop)
+        ca_value_clear(&v)
+    }
+
+    /// Throws the error the reader holds (the connection's loss), if any.
+    @inline(__always)
+    private func checkException() throws {
+        checkConfined(loop: loop)
+        if let e = ca_stream_reader_exception(unsafeRawReader) { throw ErrorBridge.swiftError(e) }
+    }
+
+    /// Returns once data is buffered or the stream ended; `_wait_for_data`
+    /// as often as needed.
+    @inline(__always)
+    nonisolated(nonsending) private func waitForData(_ name: StaticString) async throws {
+        while ca_stream_reader_buffered(unsafeRawReader) == 0 && !ca_stream_reader_at_eof(unsafeRawReader) {
+            try await waitOnce(name)
+            try checkException()
+        }
+    }
+
+    /// Returns once `count` bytes are buffered; at the end of the stream
+    /// first, throws IncompleteReadError with what is buffered (taken).
+    nonisolated(nonsending) private func waitForExactly(_ count: Int) async throws {
+        try checkException()
+        while ca_stream_reader_buffered(unsafeRawReader) < count {
+            if ca_stream_reader_eof_received(unsafeRawReader) {
+                throw IncompleteReadError(partial: take(upTo: Int.max), expected: count)
+            }
+            try await waitOnce("readexactly")
+            try checkException()
+        }
+    }
+
+    /// One `await self._wait_for_data(name)`. Inlined: an async call costs
+    /// a frame from the task allocator, and this runs once per read that waits.
+    @inline(__always)
+    nonisolated(nonsending) private func waitOnce(_ name: StaticString) async throws {
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_stream_reader_wait_for_data(unsafeRawReader, staticCString(name), &out))
+        let waiter = out!
+        defer {
+            ca_stream_reader_wait_done(unsafeRawReader, waiter)
+            ca_decref(UnsafeMutableRawPointer(waiter))
+        }
+        try await Await.untilDone(waiter)
+    }
+
+    /// Takes up to `max` buffered bytes as an array.
+    private func take(upTo max: Int) -> [UInt8] {
+        var len = 0
+        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0 else { return [] }
+        let n = Swift.min(len, max)
+        let bytes = Array(UnsafeBufferPointer(start: data, count: n))
+        ca_stream_reader_consume(unsafeRawReader, n)
+        return bytes
+    }
+
+    /// Runs a read coroutine of the C reader (taken) and returns its bytes.
+    nonisolated(nonsending) private func bytesResult(_ coro: UnsafeMutablePointer<ca_coro>?) async throws -> [UInt8] {
+        var v = try await Await.coroutine(coro, loop: loop)
+        defer { ca_value_clear(&v) }
+        guard v.kind == CA_VALUE_OBJECT, let obj = v.u.obj, ca_bytes_check(obj) else { return [] }
+        let b = UnsafeMutableRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
+        return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
+    }
+}
+
+/// Closes a StreamWriter's transport and drops a reference to it (loop thread).
+private func closeAndReleaseWriter(_ arg: UnsafeMutableRawPointer?) {
+    ca_stream_writer_close(OpaquePointer(arg!))
+    ca_decref(arg)
+}
+
+// MARK: - Awaiting a raw future
+
+extension Await {
+    /// Waits until `f` (borrowed: the caller keeps it alive) is done, then
+    /// throws its error, or ``CancelledError`` when it was cancelled. Inside
+    /// the body's own task this is a plain await of its C step (nothing
+    /// allocated); elsewhere a done callback.
+    @inline(__always)
+    nonisolated(nonsending) static func untilDone(_ f: UnsafeMutablePointer<ca_future>) async throws {
+        if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
+            if let c = ownCoroutine {
+                try await suspend(c, on: f)
+            } else {
+                try await viaCallback(f) { _ in () }
+            }
+        }
+        var v = ca_value()
+        if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
+    }
+}

@@ -1,0 +1,461 @@
+// TCP and Unix stream sockets on the Swift layer: TCPServer as an
+// AsyncSequence, TCPConnection's reads, writes and flow control, and the
+// errors a peer can cause. Every test runs on both backends.
+
+@testable import Asyncio
+import CAsyncio
+import Glibc
+import Testing
+
+@Suite("Streams: TCP and Unix sockets")
+struct TCPTests {
+    @Test("an echo round trip returns every byte, for messages of 1 B to 1 MiB", arguments: StreamBackend.allCases)
+    func echoSizes(backend: StreamBackend) async throws {
+        try await runStreams(backend) {
+            let loop = EventLoop.current!
+            let server = try await startEchoServer(loop)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            for (i, size) in [1, 2, 64, 1000, 4096, 65535, 65536, 65537, 300_000, 1 << 20].enumerated() {
+                let message = pattern(size, seed: i)
+                // Writing and reading at once: a 1 MiB message does not fit
+                // in the buffers between the two ends.
+                let writer = try loop.createTask {
+                    try conn.write(message)
+                    try await conn.drain()
+                }
+                let back = try await conn.readExactly(size)
+                try await writer.value
+                #expect(back == message, "size \(size)")
+            }
+            conn.close()
+            try await conn.waitClosed()
+        }
+    }
+
+    @Test("200 concurrent connections each get their own bytes back", arguments: StreamBackend.allCases)
+    func manyConnections(backend: StreamBackend) async throws {
+        let count = 200
+        let ok = try await runStreams(backend) {
+            let loop = EventLoop.current!
+            let server = try await startEchoServer(loop)
+            var clients: [LoopTask<Bool>] = []
+            for i in 0..<count {
+                clients.append(try loop.createTask {
+                    let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                    let message = pattern(100 + i * 37, seed: i)
+                    try conn.write(message)
+                    try await conn.drain()
+                    let back = try await conn.readExactly(message.count)
+                    conn.close()
+                    try await conn.waitClosed()
+                    return back == message
+                })
+            }
+            return try await gather(clients)
+        }
+        #expect(ok.count == count)
+        #expect(ok.allSatisfy { $0 })
+    }
+
+    @Test("half-close: after writeEOF the peer reads to EOF and can still answer", arguments: StreamBackend.allCases)
+    func halfClose(backend: StreamBackend) async throws {
+        let (request, answer) = try await runStreams(backend) { () async throws -> ([UInt8], [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let handler = try loop.createTask { () async throws -> [UInt8] in
+                let conn = try await server.accept()!
+                let request = try await conn.readToEnd()
+                #expect(conn.isAtEOF)
+                try conn.write(Array("got ".utf8) + request)
+                conn.close()
+                return request
+            }
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            try conn.write(Array("hello".utf8))
+            try conn.writeEOF()
+            let answer = try await conn.readToEnd()
+            return (try await handler.value, answer)
+        }
+        #expect(request == Array("hello".utf8))
+        #expect(answer == Array("got hello".utf8))
+    }
+
+    @Test("a peer that resets mid-stream makes the pending read throw connectionReset", arguments: StreamBackend.allCases)
+    func resetMidStream(backend: StreamBackend) async throws {
+        let error = try await runStreams(backend) { () async throws -> OSError? in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            try conn.write(Array("ping".utf8))
+            #expect(try await peer.readExactly(4) == Array("ping".utf8))
+            // SO_LINGER 0: closing sends RST instead of FIN.
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            #expect(setsockopt(peer.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger,
+                               socklen_t(MemoryLayout<Glibc.linger>.size)) == 0)
+            let reader = try loop.createTask { try await conn.read() }
+            try await sleep(0)
+            peer.abort()
+            do {
+                let got = try await reader.value
+                Issue.record("the read returned \(got.count) bytes instead of failing")
+                return nil
+            } catch let e as OSError {
+                return e
+            }
+        }
+        let e = try #require(error)
+        #expect(e.kind == .connectionReset)
+        #expect(e.errno == ECONNRESET)
+        #expect(e.operation == "recv")
+    }
+
+    @Test("after a reset, writes are dropped and drain throws the reset", arguments: StreamBackend.allCases)
+    func drainAfterReset(backend: StreamBackend) async throws {
+        let error = try await runStreams(backend) { () async throws -> OSError? in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            #expect(setsockopt(peer.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger,
+                               socklen_t(MemoryLayout<Glibc.linger>.size)) == 0)
+            peer.abort()
+            await #expect(throws: OSError.self) { try await conn.read() }
+            try conn.write(Array("into the void".utf8))
+            do {
+                try await conn.drain()
+                return nil
+            } catch let e as OSError {
+                return e
+            }
+        }
+        let e = try #require(error)
+        #expect(e.kind == .connectionReset)
+    }
+
+    @Test("a second read while one waits throws RuntimeError; the first still gets the data",
+          arguments: StreamBackend.allCases)
+    func concurrentReads(backend: StreamBackend) async throws {
+        let (second, first) = try await runStreams(backend) { () async throws -> (AsyncioError?, [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            let waiting = try loop.createTask { try await conn.read() }
+            try await sleep(0)
+            var second: AsyncioError?
+            do {
+                _ = try await conn.readExactly(1)
+            } catch let e as AsyncioError {
+                second = e
+            }
+            try peer.write(Array("data".utf8))
+            return (second, try await waiting.value)
+        }
+        #expect(second == AsyncioError(
+            typeName: "RuntimeError",
+            message: "readexactly() called while another coroutine is already waiting for incoming data"))
+        #expect(first == Array("data".utf8))
+    }
+
+    @Test("cancelling a read whose data arrived in the race loses no byte: the next read gets it",
+          arguments: StreamBackend.allCases)
+    func cancelledReadKeepsData(backend: StreamBackend) async throws {
+        try backend.requireAvailable()
+        try await onThread {
+            let loop = try makeStreamLoop(backend)
+            defer {
+                loop.cancelAllTasks()
+                try? loop.close()
+            }
+            let (server, conn, peer) = try loop.runUntilComplete { () async throws -> (TCPServer, TCPConnection, TCPConnection) in
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                return (server, conn, try await server.accept()!)
+            }
+            let reading = try loop.createTask { try await conn.read(maxBytes: 100) }
+            try loop.runOnce()
+            #expect(!reading.isDone)
+            try peer.write(Array("hello".utf8))
+            // Step until the bytes are buffered: the read's waiter is done
+            // and its task is scheduled, but it has not run yet.
+            var steps = 0
+            while conn.bufferedByteCount == 0 && steps < 1_000_000 {
+                try loop.runOnce()
+                steps += 1
+            }
+            #expect(conn.bufferedByteCount == 5)
+            #expect(!reading.isDone)
+            reading.cancel()
+            #expect(throws: CancelledError.self) { try loop.runUntilComplete(reading) }
+            let next = try loop.runUntilComplete { try await conn.read(maxBytes: 100) }
+            #expect(next == Array("hello".utf8))
+            conn.close()
+            peer.close()
+            server.close()
+        }
+    }
+
+    @Test("backpressure: drain waits while the peer does not read, and returns once it has read",
+          arguments: StreamBackend.allCases)
+    func drainWaitsForSlowReader(backend: StreamBackend) async throws {
+        let total = 4 << 20
+        let (received, bufferAtDrain, low) = try await runStreams(backend) { () async throws -> ([UInt8], Int, Int) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            // A small reader limit and small kernel buffers: the path
+            // between the two ends holds far less than `total`.
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port, limit: 4096)
+            setSocketOption(conn.fileDescriptor, SOL_SOCKET, SO_RCVBUF, 16384)
+            let peer = try await server.accept()!
+            setSocketOption(peer.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 16384)
+            let message = pattern(total)
+            let drained = Shared(false)
+            let writer = try loop.createTask { () async throws -> Int in
+                try peer.write(message)
+                try await peer.drain()
+                drained.value = true
+                return peer.writeBufferSize
+            }
+            for _ in 0..<20 { try await sleep(0.005) }
+            #expect(!drained.value)
+            #expect(peer.writeBufferSize > peer.writeBufferLimits.high)
+            var received: [UInt8] = []
+            received.reserveCapacity(total)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+            defer { buffer.deallocate() }
+            while received.count < total {
+                let n = try await conn.read(into: buffer)
+                if n == 0 { break }
+                received.append(contentsOf: buffer[..<n])
+            }
+            let atDrain = try await writer.value
+            return (received, atDrain, peer.writeBufferLimits.low)
+        }
+        #expect(received == pattern(total))
+        #expect(bufferAtDrain <= low)
+    }
+
+    @Test("readExactly at EOF throws IncompleteReadError carrying the partial bytes", arguments: StreamBackend.allCases)
+    func readExactlyAtEOF(backend: StreamBackend) async throws {
+        let error = try await runStreams(backend) { () async throws -> IncompleteReadError? in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            try peer.write(Array("abc".utf8))
+            peer.close()
+            do {
+                _ = try await conn.readExactly(10)
+                return nil
+            } catch let e as IncompleteReadError {
+                #expect(conn.isAtEOF)
+                return e
+            }
+        }
+        let e = try #require(error)
+        #expect(e.partial == Array("abc".utf8))
+        #expect(e.expected == 10)
+        #expect(e.message == "3 bytes read on a total of 10 expected bytes")
+    }
+
+    @Test("a Unix socket server echoes over a Unix connection; closing it removes the socket file",
+          arguments: StreamBackend.allCases)
+    func unixRoundTrip(backend: StreamBackend) async throws {
+        let path = uniqueSocketPath("unix-echo")
+        let (back, peerAddress) = try await runStreams(backend) { () async throws -> ([UInt8], SocketAddress?) in
+            let loop = EventLoop.current!
+            let server = try await loop.startUnixServer(path: path)
+            let handler = try loop.createTask { try await echo(server.accept()!) }
+            let conn = try await loop.openUnixConnection(path: path)
+            try conn.write(Array("over a unix socket".utf8))
+            try conn.writeEOF()
+            let back = try await conn.readToEnd()
+            try await handler.value
+            server.close()
+            #expect(access(path, F_OK) != 0)
+            return (back, conn.peerAddress)
+        }
+        #expect(back == Array("over a unix socket".utf8))
+        #expect(peerAddress == .unix(path: path))
+    }
+
+    @Test("connecting where nothing listens throws connectionRefused with errno", arguments: StreamBackend.allCases)
+    func connectionRefused(backend: StreamBackend) async throws {
+        // A bound socket that does not listen: its port refuses
+        // connections, and nobody else can take it meanwhile.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        #expect(bound)
+        let port = UInt16(bigEndian: addr.sin_port)
+        let error = try await runStreams(backend) { () async throws -> OSError? in
+            do {
+                _ = try await EventLoop.current!.openConnection(host: "127.0.0.1", port: port)
+                return nil
+            } catch let e as OSError {
+                return e
+            }
+        }
+        let e = try #require(error)
+        #expect(e.kind == .connectionRefused)
+        #expect(e.errno == ECONNREFUSED)
+    }
+
+    @Test("closing the server ends its sequence and closes the connections nobody took",
+          arguments: StreamBackend.allCases)
+    func closeEndsSequence(backend: StreamBackend) async throws {
+        let (taken, leftover) = try await runStreams(backend) { () async throws -> (Int, [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let first = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let iterating = try loop.createTask { () async throws -> [TCPConnection] in
+                var taken: [TCPConnection] = []
+                for try await conn in server {
+                    taken.append(conn)
+                    if taken.count == 1 { break }
+                }
+                return taken
+            }
+            let taken = try await iterating.value
+            // Accepted, but nobody takes it before the server closes.
+            let second = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            while server.connectionCount < 2 { try await sleep(0.001) }
+            server.close()
+            #expect(try await server.accept() == nil)
+            #expect(!taken[0].isClosing)
+            first.close()
+            return (taken.count, try await second.readToEnd())
+        }
+        #expect(taken == 1)
+        #expect(leftover.isEmpty)
+    }
+
+    @Test("both ends report their addresses: the client's peer is the server's port", arguments: StreamBackend.allCases)
+    func addresses(backend: StreamBackend) async throws {
+        try await runStreams(backend) {
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            #expect(server.addresses == [.ipv4(host: "127.0.0.1", port: server.port)])
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            #expect(conn.peerAddress == .ipv4(host: "127.0.0.1", port: server.port))
+            #expect(peer.localAddress == conn.peerAddress)
+            #expect(peer.peerAddress == conn.localAddress)
+            conn.close()
+            peer.close()
+        }
+    }
+
+    @Test("readLine and readUntil split the stream at the separator; the last line comes without one",
+          arguments: StreamBackend.allCases)
+    func lines(backend: StreamBackend) async throws {
+        let parts = try await runStreams(backend) { () async throws -> [[UInt8]] in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            try peer.write(Array("one\ntwo\r\nthree".utf8))
+            peer.close()
+            return [try await conn.readLine(), try await conn.readUntil(Array("\r\n".utf8)),
+                    try await conn.readLine(), try await conn.readLine()]
+        }
+        #expect(parts == [Array("one\n".utf8), Array("two\r\n".utf8), Array("three".utf8), []])
+    }
+
+    @Test("readUntil past the limit throws LimitOverrunError and keeps the data", arguments: StreamBackend.allCases)
+    func limitOverrun(backend: StreamBackend) async throws {
+        let (error, rest) = try await runStreams(backend) { () async throws -> (LimitOverrunError?, [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port, limit: 16)
+            let peer = try await server.accept()!
+            let long = Array(repeating: UInt8(ascii: "x"), count: 40)
+            try peer.write(long)
+            peer.close()
+            var error: LimitOverrunError?
+            do {
+                _ = try await conn.readUntil([UInt8(ascii: "\n")])
+            } catch let e as LimitOverrunError {
+                error = e
+            }
+            return (error, try await conn.readToEnd())
+        }
+        let e = try #require(error)
+        #expect(e.message == "Separator is not found, and chunk exceed the limit")
+        #expect(rest.count == 40)
+    }
+
+    @Test("readInPlace shows the buffered bytes without copying and consumes what it showed",
+          arguments: StreamBackend.allCases)
+    func readInPlace(backend: StreamBackend) async throws {
+        let (first, rest) = try await runStreams(backend) { () async throws -> ([UInt8], [UInt8]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            try peer.write(Array("abcdef".utf8))
+            peer.close()
+            while conn.bufferedByteCount < 6 { try await sleep(0.001) }
+            let first = try await conn.readInPlace(maxBytes: 4) { Array($0) }
+            return (first, try await conn.readToEnd())
+        }
+        #expect(first == Array("abcd".utf8))
+        #expect(rest == Array("ef".utf8))
+    }
+
+    @Test("a dropped server releases the queue its C callback held, once its last connection is gone",
+          arguments: StreamBackend.allCases)
+    func serverReleasesState(backend: StreamBackend) async throws {
+        let released = try await runStreams(backend) { () async throws -> Bool in
+            let loop = EventLoop.current!
+            weak var state: ServerState?
+            do {
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+                state = server.state
+                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                let peer = try await server.accept()!
+                conn.close()
+                peer.close()
+                try await conn.waitClosed()
+                try await peer.waitClosed()
+                server.close()
+            }
+            // The listening socket's cancelled accept ends within an iteration or two.
+            var iterations = 0
+            while state != nil && iterations < 1000 {
+                try await sleep(0)
+                iterations += 1
+            }
+            return state == nil
+        }
+        #expect(released)
+    }
+
+    @Test("write after writeEOF throws RuntimeError")
+    func writeAfterEOF() async throws {
+        let error = try await runStreams(.epoll) { () async throws -> AsyncioError? in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            try conn.writeEOF()
+            defer { conn.close() }
+            do {
+                try conn.write(Array("late".utf8))
+                return nil
+            } catch let e as AsyncioError {
+                return e
+            }
+        }
+        #expect(error == AsyncioError(typeName: "RuntimeError", message: "Cannot call write() after write_eof()"))
+    }
+}
