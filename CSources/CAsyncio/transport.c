@@ -964,6 +964,10 @@ static void listener_close_fd(listener *l) {
     ca_server *s = l->server;
     if (l->fd < 0) return;
     if (l->op.state != CA_IO_OP_IDLE) {
+        /* The fd stays open until the in-flight accept completes, but the
+         * socket must stop listening now: shutdown moves it out of LISTEN,
+         * so connects are refused and the pending accept fails. */
+        (void)shutdown(l->fd, SHUT_RDWR);
         l->close_pending = 1;
         return;
     }

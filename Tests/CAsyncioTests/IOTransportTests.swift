@@ -357,6 +357,30 @@ struct IOTransportTests {
         }
     }
 
+    @Test("Server.close refuses new connections at once, before the loop runs again",
+          arguments: IOBackend.allCases)
+    func serverCloseRefusesAtOnce(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            let srv = try TestServer(l, mode: TS_SERVER_PAUSED_SINK)
+            l.runFor(0.01) // the accept is in flight on io_uring
+            ca_server_close(srv.server)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = srv.port.bigEndian
+            sin.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            let rc = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            let err = errno
+            #expect(rc == -1 && err == ECONNREFUSED, "connect after close: rc \(rc), errno \(err)")
+        }
+    }
+
     @Test("create_server on a port in use raises OSError EADDRINUSE naming the address")
     func addressInUse() throws {
         try withIOLoop(.epoll) { l in
