@@ -18,6 +18,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Latency percentiles in `bench` (wakeup_latency, timer_lateness, echo).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The C core: futures, tasks, the event loop and the I/O backends.
@@ -61,6 +63,7 @@ let package = Package(
             dependencies: [
                 "CAsyncio", "CAsyncioBench", "Asyncio",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/bench"
         ),

@@ -52,4 +52,7 @@ static inline size_t cab_batch_size(uint64_t done, uint64_t n) {
     return left < CAB_BATCH ? (size_t)left : CAB_BATCH;
 }
 
+/** The c-protocol echo server's protocol factory (echo.c): data_received -> write. */
+ca_protocol *cab_echo_protocol_factory(void *arg);
+
 #endif

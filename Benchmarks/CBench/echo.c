@@ -7,6 +7,7 @@
  * way. The core's servers must come close to them in CPU per request.
  */
 #include "casyncio_echo.h"
+#include "cab_internal.h"
 
 #include <casyncio/casyncio.h>
 
@@ -104,7 +105,7 @@ static const ca_protocol_ops echo_protocol_ops = {
     .release = ep_release,
 };
 
-static ca_protocol *echo_protocol_factory(void *arg) {
+ca_protocol *cab_echo_protocol_factory(void *arg) {
     echo_protocol *p = calloc(1, sizeof *p);
     if (p == NULL) return NULL;
     p->proto.ops = &echo_protocol_ops;
@@ -161,7 +162,7 @@ static int core_server(bool streams, uint16_t port, char *err, size_t errsize) {
     ca_server_options opts = {.backlog = 1024};
     ca_server *server = NULL;
     e = streams ? ca_start_server(loop, stream_echo_cb, NULL, "127.0.0.1", port, 0, &opts, &server)
-                : ca_loop_create_server(loop, echo_protocol_factory, NULL, "127.0.0.1", port, &opts, &server);
+                : ca_loop_create_server(loop, cab_echo_protocol_factory, NULL, "127.0.0.1", port, &opts, &server);
     if (e != NULL) return fail(err, errsize, "create_server", e);
     report_ready(ca_server_get_port(server));
     e = ca_loop_run_forever(loop);

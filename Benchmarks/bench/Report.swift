@@ -18,18 +18,7 @@ enum Report {
                 allocs(s.allocsPerOp),
             ]
         }
-        let widths = header.indices.map { column in
-            ([header] + rows).map { $0[column].count }.max()!
-        }
-        // Names left-aligned, numbers right-aligned.
-        func line(_ cells: [String]) -> String {
-            cells.indices.map { i in
-                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
-                return i < 2 ? cells[i] + pad : pad + cells[i]
-            }.joined(separator: "  ")
-        }
-        print(line(header))
-        for row in rows { print(line(row)) }
+        printAligned(header: header, rows: rows, leftColumns: 2)
         let backends = Set(summaries.map(\.backend)).sorted().joined(separator: ", ")
         let impls = Set(summaries.map(\.impl))
         let legend = [impls.contains(.c) ? "c = the C core" : nil,
@@ -53,13 +42,37 @@ enum Report {
             ("unit", quoted(s.workload.unit)),
             ("backend", quoted(s.backend)),
         ]
+        printJSONObject(fields)
+    }
+
+    /// Prints `fields` (values already JSON) as one object on one line.
+    static func printJSONObject(_ fields: [(String, String)]) {
         print("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}")
         fflush(nil)
     }
 
+    /// Prints a table with aligned columns: the first `leftColumns` and those
+    /// from `leftAfter` on are left-aligned (names, notes), the rest right-aligned (numbers).
+    static func printAligned(header: [String], rows: [[String]], leftColumns: Int, leftAfter: Int = .max) {
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max()!
+        }
+        func line(_ cells: [String]) -> String {
+            let text = cells.indices.map { i in
+                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
+                return i < leftColumns || i >= leftAfter ? cells[i] + pad : pad + cells[i]
+            }.joined(separator: "  ")
+            var end = text.endIndex
+            while end > text.startIndex && text[text.index(before: end)] == " " { end = text.index(before: end) }
+            return String(text[..<end])
+        }
+        print(line(header))
+        for row in rows { print(line(row)) }
+    }
+
     /// Allocations per op: exact when whole, else six decimals (1 per batch
     /// of 1000 shows as 0.001000).
-    private static func allocs(_ x: Double) -> String {
+    static func allocs(_ x: Double) -> String {
         x == x.rounded() ? String(Int64(x)) : fixed(x, digits: 6)
     }
 
@@ -76,7 +89,7 @@ enum Report {
 
     /// A JSON string literal (our names are plain ASCII; quotes and
     /// backslashes are escaped all the same).
-    private static func quoted(_ s: String) -> String {
+    static func quoted(_ s: String) -> String {
         var out = "\""
         for ch in s.unicodeScalars {
             switch ch {
@@ -94,6 +107,14 @@ enum Report {
 func printError(_ message: String) {
     var line = message + "\n"
     line.withUTF8 { bytes in
+        _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// Writes `text` to stderr as it is (no newline): the progress line.
+func printErrorRaw(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
         _ = write(2, bytes.baseAddress, bytes.count)
     }
 }

@@ -19,7 +19,8 @@ struct SwiftWorkload: Sendable {
     static let all: [SwiftWorkload] = [
         SwiftWorkload(name: "future_callback", run: futureCallback),
         SwiftWorkload(name: "call_soon", run: callSoon),
-        SwiftWorkload(name: "task_spawn", run: taskSpawn),
+        SwiftWorkload(name: "task_spawn", run: { n throws(WorkloadFailure) in try taskSpawn(n, eager: false) }),
+        SwiftWorkload(name: "task_spawn_eager", run: { n throws(WorkloadFailure) in try taskSpawn(n, eager: true) }),
         SwiftWorkload(name: "sleep0", run: sleep0),
         SwiftWorkload(name: "timers", run: timers),
         SwiftWorkload(name: "ping_pong", run: pingPong),
@@ -161,8 +162,11 @@ private func callSoon(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
 
 // MARK: - task_spawn
 
-private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
-    try withLoop("task_spawn") { loop in
+/// `eager`: every task starts with `eagerStart: true` (the Swift layer's
+/// spelling of asyncio's eager_task_factory), as task_spawn_eager.
+private func taskSpawn(_ n: UInt64, eager: Bool) throws(WorkloadFailure) -> cab_result {
+    let name = eager ? "task_spawn_eager" : "task_spawn"
+    return try withLoop(name) { loop in
         /// A main task spawning `count` tasks that return i, in batches
         /// awaited with gather; returns the sum of the results.
         func spawn(_ count: UInt64) throws -> Int {
@@ -171,7 +175,7 @@ private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
                 for size in batches(count) {
                     var tasks: [Future<Int>] = []
                     tasks.reserveCapacity(size)
-                    for i in 0..<size { tasks.append(try createTask { i }) }
+                    for i in 0..<size { tasks.append(try createTask(eagerStart: eager) { i }) }
                     for r in try await gather(tasks) { sum += r }
                 }
                 return sum
@@ -184,7 +188,7 @@ private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
         let sum = try spawn(n)
         let result = meter.stop(n: n, loop: loop)
         if sum != expected(n) {
-            throw WorkloadFailure(workload: "task_spawn", message: "sum of results \(sum), expected \(expected(n))")
+            throw WorkloadFailure(workload: name, message: "sum of results \(sum), expected \(expected(n))")
         }
         return result
     }
