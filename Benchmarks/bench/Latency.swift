@@ -249,3 +249,24 @@ private func swiftWakeupLatency(samples: UInt64, busy: Bool) throws(WorkloadFail
         throw WorkloadFailure(workload: name, message: "\(error)")
     }
 }
+
+// MARK: - The echo client's round trips
+
+/// Records the echo client's round trips (nanoseconds) in an HdrHistogram
+/// and fills in the client result's percentiles. Used on the client's
+/// thread only.
+final class LatencyRecorder {
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+
+    static let record: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { arg, ns in
+        let recorder = Unmanaged<LatencyRecorder>.fromOpaque(arg!).takeUnretainedValue()
+        _ = recorder.histogram.record(max(ns, 1))
+    }
+
+    func fill(_ r: inout cab_echo_client_result) {
+        r.p50_us = Double(histogram.valueAtPercentile(50)) / 1000
+        r.p99_us = Double(histogram.valueAtPercentile(99)) / 1000
+        r.p999_us = Double(histogram.valueAtPercentile(99.9)) / 1000
+        r.max_us = Double(histogram.max) / 1000
+    }
+}

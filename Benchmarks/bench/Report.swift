@@ -1,3 +1,4 @@
+import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -116,5 +117,55 @@ func printErrorRaw(_ text: String) {
     var text = text
     text.withUTF8 { bytes in
         _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// `echo-server --json`: a pipe the server's report lines ("READY <port>",
+/// "RUSAGE <user_us> <sys_us>") go to, and a thread that prints each as one
+/// JSON object on stdout. Returns the pipe's write end.
+func jsonReportFD(impl: String) throws -> Int32 {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else {
+        printError("error: pipe: \(String(cString: strerror(errno)))")
+        throw ExitCode.failure
+    }
+    let context = Unmanaged.passRetained(JSONRelay(fd: fds[0], impl: impl)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        let relay = Unmanaged<JSONRelay>.fromOpaque(raw!).takeRetainedValue()
+        relay.run()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<JSONRelay>.fromOpaque(context).release()
+        printError("error: pthread_create: \(String(cString: strerror(rc)))")
+        throw ExitCode.failure
+    }
+    pthread_detach(thread)
+    return fds[1]
+}
+
+/// Reads report lines from a pipe and prints them as JSON (its own thread only).
+private final class JSONRelay {
+    let file: UnsafeMutablePointer<FILE>?
+    let impl: String
+
+    init(fd: Int32, impl: String) {
+        file = fdopen(fd, "r")
+        self.impl = impl
+    }
+
+    func run() {
+        guard let file else { return }
+        var buf = [CChar](repeating: 0, count: 128)
+        while fgets(&buf, Int32(buf.count), file) != nil {
+            let parts = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if parts.count == 2, parts[0] == "READY", let port = UInt16(parts[1]) {
+                Report.printJSONObject([("event", "\"ready\""), ("impl", Report.quoted(impl)), ("port", String(port))])
+            } else if parts.count == 3, parts[0] == "RUSAGE", let u = UInt64(parts[1]), let s = UInt64(parts[2]) {
+                Report.printJSONObject([("event", "\"rusage\""), ("user_us", String(u)), ("sys_us", String(s))])
+            }
+        }
     }
 }
