@@ -58,10 +58,17 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"]),
             ]
         ),
+        // Counting malloc wrappers for the bench process: allocations per op
+        // of the Swift layer, whose runtime allocates with malloc.
+        .target(
+            name: "CBenchMalloc",
+            path: "Benchmarks/CBenchMalloc",
+            cSettings: strictC
+        ),
         .executableTarget(
             name: "bench",
             dependencies: [
-                "CAsyncio", "CAsyncioBench", "Asyncio",
+                "CAsyncio", "CAsyncioBench", "Asyncio", "CBenchMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

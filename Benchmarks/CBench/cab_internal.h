@@ -13,6 +13,7 @@
 typedef struct cab_meter {
     uint64_t t0;
     ca_alloc_stats a0;
+    uint64_t m0;
 } cab_meter;
 
 uint64_t cab_now_ns(void);

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBenchMalloc
 
 /// `bench`: runs the workloads of `../shared/reference/workloads.md` and
 /// prints nanoseconds and allocations per operation.

@@ -81,6 +81,8 @@ struct MicroRow {
     var runsNs: [Double] = []
     /// Core allocations per op (ours only; the largest over the rounds).
     var allocsPerOp: Double?
+    /// Every malloc of the measuring thread per op (ours, when counted).
+    var mallocsPerOp: Double?
     var n: UInt64?
     var variant: String?
     var version: String?
@@ -148,6 +150,7 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
                     var row = ours[impl] ?? MicroRow(workload: name, impl: impl.rawValue)
                     row.runsNs.append(s.medianNsPerOp)
                     row.allocsPerOp = Swift.max(row.allocsPerOp ?? 0, s.allocsPerOp)
+                    if let m = s.mallocsPerOp { row.mallocsPerOp = Swift.max(row.mallocsPerOp ?? 0, m) }
                     row.n = s.n
                     ours[impl] = row
                 } catch {
@@ -253,7 +256,7 @@ private func cab_now_ns_swift() -> UInt64 {
 extension Report {
     /// The suite's table: one row per workload × implementation.
     static func printCompareTable(_ rows: [MicroRow], rounds: Int, peersMissing: Bool) {
-        let header = ["workload", "impl", "median ns/op", "min–max ns/op", "allocs/op", "vs best peer", "bar"]
+        let header = ["workload", "impl", "median ns/op", "min–max ns/op", "allocs/op", "mallocs/op", "vs best peer", "bar"]
         var cells: [[String]] = []
         var failures: [String] = []
         for workload in uniqueInOrder(rows.map(\.workload)) {
@@ -279,14 +282,15 @@ extension Report {
                 }
                 cells.append([workload, row.impl, fixed(row.median, digits: 1),
                               "\(fixed(row.min, digits: 1))–\(fixed(row.max, digits: 1))",
-                              row.allocsPerOp.map { allocs($0) } ?? "—", ratio, bar])
+                              row.allocsPerOp.map { allocs($0) } ?? "—", row.mallocsPerOp.map { allocs($0) } ?? "—",
+                              ratio, bar])
             }
         }
-        printAligned(header: header, rows: cells, leftColumns: 2, leftAfter: 5)
+        printAligned(header: header, rows: cells, leftColumns: 2, leftAfter: 6)
         print("c = the C core, swift = the Swift layer (module Asyncio); median of \(rounds) round(s), "
               + "each round one run of every implementation (interleaved); ×r = peer median / ours.")
-        print("allocs/op: the core's allocator (ca_alloc_stats); the Swift layer's own Swift-runtime "
-              + "allocations are not counted. Peers' rows: their ratio to c and swift, and their variant.")
+        print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring "
+              + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their variant.")
         if peersMissing {
             print("No peer figures: set the peers up with `scripts/peers-setup`, then run `swift run -c release bench compare`.")
         } else if failures.isEmpty {
@@ -304,6 +308,7 @@ extension Report {
             ("median", fixed(row.median, digits: 3)), ("min", fixed(row.min, digits: 3)),
             ("max", fixed(row.max, digits: 3)),
             ("allocs_per_op", row.allocsPerOp.map { allocs($0) } ?? "null"),
+            ("mallocs_per_op", row.mallocsPerOp.map { allocs($0) } ?? "null"),
         ]
         if let n = row.n { fields.append(("n", String(n))) }
         if let v = row.variant { fields.append(("variant", quoted(v))) }

@@ -8,7 +8,7 @@ import Darwin
 /// Output: the table for people, JSON lines for tools.
 enum Report {
     static func printTable(_ summaries: [Summary], repetitions: Int) {
-        let header = ["workload", "impl", "N", "median ns/op", "min–max ns/op", "allocs/op"]
+        let header = ["workload", "impl", "N", "median ns/op", "min–max ns/op", "allocs/op", "mallocs/op"]
         let rows = summaries.map { s in
             [
                 s.workload.name,
@@ -17,6 +17,7 @@ enum Report {
                 fixed(s.medianNsPerOp, digits: 1),
                 "\(fixed(s.minNsPerOp, digits: 1))–\(fixed(s.maxNsPerOp, digits: 1))",
                 allocs(s.allocsPerOp),
+                s.mallocsPerOp.map { allocs($0) } ?? "—",
             ]
         }
         printAligned(header: header, rows: rows, leftColumns: 2)
@@ -26,6 +27,7 @@ enum Report {
                       impls.contains(.swift) ? "swift = the Swift layer (module Asyncio)" : nil]
             .compactMap { $0 }.joined(separator: ", ")
         print("\(legend) (\(backends) backend); median of \(repetitions) run(s) after a warm-up each.")
+        print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring thread, the Swift runtime's included.")
         fflush(nil)
     }
 
@@ -39,6 +41,7 @@ enum Report {
             ("min_ns_per_op", fixed(s.minNsPerOp, digits: 3)),
             ("max_ns_per_op", fixed(s.maxNsPerOp, digits: 3)),
             ("allocs_per_op", allocs(s.allocsPerOp)),
+            ("mallocs_per_op", s.mallocsPerOp.map { allocs($0) } ?? "null"),
             ("repetitions", String(s.repetitions)),
             ("unit", quoted(s.workload.unit)),
             ("backend", quoted(s.backend)),

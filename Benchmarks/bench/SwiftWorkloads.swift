@@ -47,20 +47,25 @@ extension Workload {
 private struct Meter {
     var t0: UInt64 = 0
     var a0 = ca_alloc_stats()
+    var m0: UInt64 = 0
 
     mutating func start() {
         a0 = ca_alloc_stats_get()
+        m0 = cab_mallocs_now()
         t0 = nowNs()
     }
 
     func stop(n: UInt64, loop: EventLoop) -> cab_result {
         let t1 = nowNs()
+        let m1 = cab_mallocs_now()
         let a1 = ca_alloc_stats_get()
         var r = cab_result()
         r.n = n
         r.wall_ns = t1 - t0
         r.allocs = a1.allocs - a0.allocs
         r.frees = a1.frees - a0.frees
+        r.mallocs = m1 - m0
+        r.mallocs_counted = cab_mallocs_counted()
         withUnsafeMutableBytes(of: &r.backend) { buf in
             let name = Array(String(cString: ca_loop_backend_name(loop.unsafeRaw)).utf8.prefix(buf.count - 1))
             buf.copyBytes(from: name)

@@ -60,6 +60,9 @@ struct Summary {
     /// The largest of the runs: allocation counts are deterministic, so any
     /// run that allocates is worth showing.
     let allocsPerOp: Double
+    /// All malloc-family calls of the measuring thread per op (Swift runtime
+    /// included; the largest of the runs), nil when the process cannot count them.
+    let mallocsPerOp: Double?
     let backend: String
 
     init(workload: Workload, impl: Implementation, runs: [cab_result]) {
@@ -74,6 +77,7 @@ struct Summary {
         minNsPerOp = sorted.first!
         maxNsPerOp = sorted.last!
         allocsPerOp = runs.map { Double($0.allocs) / Double($0.n) }.max()!
+        mallocsPerOp = runs[0].mallocs_counted ? runs.map { Double($0.mallocs) / Double($0.n) }.max()! : nil
         backend = cString(of: runs[0].backend)
     }
 }

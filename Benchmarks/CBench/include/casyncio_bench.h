@@ -30,6 +30,9 @@ typedef struct cab_result {
     uint64_t wall_ns;     /* wall time of the measured part */
     uint64_t allocs;      /* core allocations during the measured part */
     uint64_t frees;       /* core frees during the measured part */
+    uint64_t mallocs;     /* malloc-family calls of the measuring thread (Swift runtime
+                             included), when mallocs_counted */
+    bool mallocs_counted; /* the process links the counting wrappers (CBenchMalloc) */
     char backend[16];     /* the loop's I/O backend: "io_uring" or "epoll" */
     char error[256];      /* why the run failed, when it returned non-zero */
 } cab_result;
@@ -78,6 +81,13 @@ int cab_run_timers(uint64_t n, cab_result *out);
 /** Two tasks and two unbounded queues: A puts i on q1 and awaits q2.get();
  *  B awaits q1.get() and puts it on q2. One op = one round trip. */
 int cab_run_ping_pong(uint64_t n, cab_result *out);
+
+/** The calling thread's malloc-family calls so far when the process links
+ *  the counting wrappers of Benchmarks/CBenchMalloc (the bench does, tests do
+ *  not), else 0. */
+uint64_t cab_mallocs_now(void);
+/** Whether cab_mallocs_now counts (the wrappers are linked and not replaced by a sanitizer). */
+bool cab_mallocs_counted(void);
 
 /* MARK: - Latency workloads */
 
