@@ -58,6 +58,13 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"]),
             ]
         ),
+        // The workloads written against the Swift layer (bench, and the
+        // allocation gates in CAsyncioTests).
+        .target(
+            name: "SwiftBench",
+            dependencies: ["Asyncio", "CAsyncio", "CAsyncioBench"],
+            path: "Benchmarks/SwiftBench"
+        ),
         // Counting malloc wrappers for the bench process: allocations per op
         // of the Swift layer, whose runtime allocates with malloc.
         .target(
@@ -68,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "bench",
             dependencies: [
-                "CAsyncio", "CAsyncioBench", "Asyncio", "CBenchMalloc",
+                "CAsyncio", "CAsyncioBench", "Asyncio", "SwiftBench", "CBenchMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -114,7 +121,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CAsyncioTests",
-            dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench"],
+            // SwiftBench and CBenchMalloc: the Swift layer's allocation gates
+            // (CBenchMalloc's counting malloc wrappers then serve the whole
+            // test process; they forward to glibc and stand aside under ASan).
+            dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench", "SwiftBench", "CBenchMalloc"],
             path: "Tests/CAsyncioTests"
         ),
         // The whole public conformance corpus through the `c` engine, in-process.

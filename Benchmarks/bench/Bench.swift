@@ -1,5 +1,6 @@
 import ArgumentParser
 import CBenchMalloc
+import SwiftBench
 
 /// `bench`: runs the workloads of `../shared/reference/workloads.md` and
 /// prints nanoseconds and allocations per operation.

@@ -7,6 +7,7 @@
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
+import SwiftBench
 #endif
 
 /// The options the suite and `bench compare` share.

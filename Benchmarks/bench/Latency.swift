@@ -9,6 +9,7 @@ import CAsyncioBench
 import Histogram
 #if canImport(Glibc)
 import Glibc
+import SwiftBench
 #endif
 
 /// The latency workloads `bench run` and the suite know, by name.

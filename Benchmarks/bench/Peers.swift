@@ -8,6 +8,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import SwiftBench
 #endif
 
 /// One external implementation and how to start it.

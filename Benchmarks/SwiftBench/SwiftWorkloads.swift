@@ -1,5 +1,6 @@
 // The workloads of ../shared/reference/workloads.md written against the
-// Swift layer (module Asyncio), for `bench run --impl swift`. Each mirrors
+// Swift layer (module Asyncio), for `bench run --impl swift` and the
+// allocation gates (Tests/CAsyncioTests/BenchThresholdTests.swift). Each mirrors
 // its C version in Benchmarks/CBench: a fresh loop on the real clock, a
 // warm-up, then N measured operations, with a check that the work was done.
 
@@ -10,13 +11,28 @@ import CAsyncioBench
 import Glibc
 #endif
 
-/// A Swift-layer workload: same name, unit and N as the C one.
-struct SwiftWorkload: Sendable {
-    let name: String
-    let run: @Sendable (UInt64) throws(WorkloadFailure) -> cab_result
+/// A run that did not complete: the core returned an error or the work came
+/// out wrong.
+public struct WorkloadFailure: Error {
+    public let workload: String
+    public let message: String
+
+    public init(workload: String, message: String) {
+        self.workload = workload
+        self.message = message
+    }
+}
+
+/// A Swift-layer workload: same name, unit and N as the C one. `run(n)`
+/// measures n operations after a warm-up and returns the wall time, the
+/// core's allocations and (when the process counts them) every malloc of
+/// the calling thread.
+public struct SwiftWorkload: Sendable {
+    public let name: String
+    public let run: @Sendable (UInt64) throws(WorkloadFailure) -> cab_result
 
     /// The workloads the Swift layer implements, in workloads.md order.
-    static let all: [SwiftWorkload] = [
+    public static let all: [SwiftWorkload] = [
         SwiftWorkload(name: "future_callback", run: futureCallback),
         SwiftWorkload(name: "call_soon", run: callSoon),
         SwiftWorkload(name: "task_spawn", run: { n throws(WorkloadFailure) in try taskSpawn(n, eager: false) }),
@@ -26,19 +42,7 @@ struct SwiftWorkload: Sendable {
         SwiftWorkload(name: "ping_pong", run: pingPong),
     ]
 
-    static func named(_ name: String) -> SwiftWorkload? { all.first { $0.name == name } }
-}
-
-extension Workload {
-    /// Runs the Swift-layer version `repetitions` times with `n` operations each.
-    func measureSwift(n: UInt64, repetitions: Int) throws(WorkloadFailure) -> Summary {
-        guard let swift = SwiftWorkload.named(name) else {
-            throw WorkloadFailure(workload: name, message: "no Swift-layer version of this workload")
-        }
-        var runs: [cab_result] = []
-        for _ in 0..<repetitions { runs.append(try swift.run(n)) }
-        return Summary(workload: self, impl: .swift, runs: runs)
-    }
+    public static func named(_ name: String) -> SwiftWorkload? { all.first { $0.name == name } }
 }
 
 // MARK: - Measuring
