@@ -16,7 +16,7 @@
 #include "cab_internal.h"
 
 #define WAKEUP_WARMUP 1000
-#define WAKEUP_DEFAULT_PACE_NS 50000
+#define WAKEUP_DEFAULT_PACE_NS 200000
 /* Self-re-queueing call_soon chains that keep a busy loop iterating. */
 #define WAKEUP_BUSY_CHAINS 16
 

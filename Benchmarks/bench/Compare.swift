@@ -129,7 +129,8 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
         let impls = 1 + (SwiftWorkload.named(name) != nil ? 1 : 0) + peers.filter { $0.workloads.contains(name) }.count
         steps += impls * options.rounds
     }
-    if !options.noLatency { steps += 2 }
+    let latencyPeers = options.noLatency ? [] : peers.filter { $0.workloads.contains(LatencyWorkload.wakeupLatency.rawValue) }
+    if !options.noLatency { steps += 2 + latencyPeers.count }
     var progress = Progress(total: steps, forced: options.progress)
 
     var rows: [MicroRow] = []
@@ -194,6 +195,17 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
                 progress.clear()
                 printError("error: wakeup_latency (\(impl.rawValue)) failed: \(error.message)")
                 failed = true
+            }
+        }
+        for peer in latencyPeers {
+            progress.step("wakeup_latency \(peer.name)")
+            switch runPeerLatency(peer) {
+            case .success(let r):
+                if options.json { r.printJSON() }
+                latency.append(r)
+            case .failure(let failure):
+                progress.clear()
+                printError("note: \(failure.message)")
             }
         }
     }

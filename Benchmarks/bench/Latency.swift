@@ -28,8 +28,10 @@ struct LatencySummary {
     let workload: String
     /// "idle", "busy" (wakeup_latency) or "50 echo connections" (timer_lateness).
     let mode: String
-    let impl: Implementation
-    let samples: UInt64
+    /// "c", "swift", or a peer's name.
+    let impl: String
+    /// Samples recorded (nil for a peer, which reports only percentiles).
+    let samples: UInt64?
     let p50: Double
     let p99: Double
     let p999: Double
@@ -41,6 +43,7 @@ struct LatencySummary {
     /// The p99 bar this row is held to, if any.
     var targetP99Micros: Double? {
         workload == LatencyWorkload.wakeupLatency.rawValue && mode == "idle"
+            && (impl == Implementation.c.rawValue || impl == Implementation.swift.rawValue)
             ? LatencyWorkload.wakeupIdleP99TargetMicros : nil
     }
 
@@ -53,7 +56,7 @@ struct LatencySummary {
         for v in samplesNs { _ = h.record(Swift.max(v, 1)) }
         self.workload = workload
         self.mode = mode
-        self.impl = impl
+        self.impl = impl.rawValue
         samples = h.totalCount
         p50 = Double(h.valueAtPercentile(50)) / 1000
         p99 = Double(h.valueAtPercentile(99)) / 1000
@@ -63,12 +66,26 @@ struct LatencySummary {
         self.echoRPS = echoRPS
     }
 
+    /// A peer's figures (its medians over its runs), idle loop.
+    init(peer: String, p50: Double, p99: Double, p999: Double, max: Double?) {
+        workload = LatencyWorkload.wakeupLatency.rawValue
+        mode = "idle"
+        impl = peer
+        samples = nil
+        self.p50 = p50
+        self.p99 = p99
+        self.p999 = p999
+        self.max = max ?? .nan
+        backend = "-"
+        echoRPS = nil
+    }
+
     func printJSON() {
         var fields: [(String, String)] = [
-            ("workload", Report.quoted(workload)), ("impl", Report.quoted(impl.rawValue)),
-            ("mode", Report.quoted(mode)), ("unit", "\"us\""), ("samples", String(samples)),
+            ("workload", Report.quoted(workload)), ("impl", Report.quoted(impl)),
+            ("mode", Report.quoted(mode)), ("unit", "\"us\""), ("samples", samples.map { String($0) } ?? "null"),
             ("p50_us", Report.fixed(p50, digits: 2)), ("p99_us", Report.fixed(p99, digits: 2)),
-            ("p999_us", Report.fixed(p999, digits: 2)), ("max_us", Report.fixed(max, digits: 2)),
+            ("p999_us", Report.fixed(p999, digits: 2)), ("max_us", max.isNaN ? "null" : Report.fixed(max, digits: 2)),
             ("backend", Report.quoted(backend)),
         ]
         if let echoRPS { fields.append(("echo_rps", Report.fixed(echoRPS, digits: 0))) }
@@ -83,8 +100,9 @@ struct LatencySummary {
         guard !rows.isEmpty else { return }
         let header = ["latency", "impl", "mode", "samples", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "target"]
         let cells = rows.map { r in
-            [r.workload, r.impl.rawValue, r.mode, String(r.samples), Report.fixed(r.p50, digits: 1),
-             Report.fixed(r.p99, digits: 1), Report.fixed(r.p999, digits: 1), Report.fixed(r.max, digits: 1),
+            [r.workload, r.impl, r.mode, r.samples.map { String($0) } ?? "—", Report.fixed(r.p50, digits: 1),
+             Report.fixed(r.p99, digits: 1), Report.fixed(r.p999, digits: 1),
+             r.max.isNaN ? "—" : Report.fixed(r.max, digits: 1),
              r.targetP99Micros.map { "p99 ≤ \(Report.fixed($0, digits: 0)) µs: \(r.passes! ? "PASS" : "FAIL")" } ?? ""]
         }
         Report.printAligned(header: header, rows: cells, leftColumns: 3)
@@ -208,7 +226,7 @@ private func swiftWakeupLatency(samples: UInt64, busy: Bool) throws(WorkloadFail
             let total = WakeupShared.warmup + shared.samples
             var i: UInt64 = 0
             while i < total {
-                var ts = timespec(tv_sec: 0, tv_nsec: 50_000)
+                var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
                 nanosleep(&ts, nil)
                 cab_atomic_store_u64(shared.sendNs, cab_now_ns())
                 do {

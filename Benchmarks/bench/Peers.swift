@@ -33,6 +33,33 @@ struct PeerLine: Decodable {
     let variant: String?
 }
 
+/// A peer's wakeup_latency line (medians of its runs' percentiles, in µs).
+struct PeerLatencyLine: Decodable {
+    let workload: String
+    let p50_us: Double
+    let p99_us: Double
+    let p999_us: Double
+    let max_us: Double?
+}
+
+/// Runs a peer's wakeup_latency once (idle loop, its own sample count).
+func runPeerLatency(_ peer: Peer) -> Result<LatencySummary, WorkloadFailure> {
+    let name = LatencyWorkload.wakeupLatency.rawValue
+    guard let outcome = runProcess(peer.executable, peer.arguments(["--workload", name, "--runs", "1", "--json"])) else {
+        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): cannot start \(peer.executable)"))
+    }
+    guard outcome.status == 0 else {
+        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): exit status \(outcome.status): \(firstLine(outcome.stderr))"))
+    }
+    for line in outcome.stdout.split(separator: "\n") {
+        if let data = line.data(using: .utf8), let l = try? JSONDecoder().decode(PeerLatencyLine.self, from: data),
+           l.workload == name {
+            return .success(LatencySummary(peer: peer.name, p50: l.p50_us, p99: l.p99_us, p999: l.p999_us, max: l.max_us))
+        }
+    }
+    return .failure(WorkloadFailure(workload: name, message: "\(peer.name): no wakeup_latency line in its output"))
+}
+
 /// What a peer process did.
 struct ProcessOutcome {
     let status: Int32
@@ -74,8 +101,16 @@ struct PeerSet {
     /// The Python the asyncio peers run on: the venv scripts/peers-setup
     /// makes, else python3 from PATH.
     static func python(root: String) -> String {
-        let venv = root + "/.build/peers-venv/bin/python"
-        return FileManager.default.isExecutableFile(atPath: venv) ? venv : "python3"
+        venvPython(root: root) ?? "python3"
+    }
+
+    /// The venv's interpreter, when scripts/peers-setup has made it.
+    static func venvPython(root: String) -> String? {
+        for name in ["python3", "python"] {
+            let path = root + "/.build/peers-venv/bin/" + name
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
     }
 
     /// Finds the peers and asks each for its workloads. Never fails: what
@@ -90,6 +125,10 @@ struct PeerSet {
         let script = root + "/Benchmarks/peers/asyncio_peers.py"
         if FileManager.default.fileExists(atPath: script) {
             let py = python(root: root)
+            if venvPython(root: root) == nil {
+                set.needsSetup = true
+                set.notes.append("asyncio, uvloop: no venv in .build/peers-venv yet; using python3 from PATH")
+            }
             candidates.append(Peer(name: "asyncio", executable: py, leadingArguments: [script]))
             candidates.append(Peer(name: "uvloop", executable: py, leadingArguments: [script]))
         } else {
@@ -150,11 +189,14 @@ func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, Work
         let why = outcome.status == 3 ? "not available" : "exit status \(outcome.status)"
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): \(why): \(firstLine(outcome.stderr))"))
     }
+    // One line per variant: the default one (no "variant") is the peer's figure.
+    var lines: [PeerLine] = []
     for line in outcome.stdout.split(separator: "\n") {
         guard let data = line.data(using: .utf8),
               let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
-        if parsed.workload == workload && !parsed.runs_ns.isEmpty { return .success(parsed) }
+        if parsed.workload == workload && !parsed.runs_ns.isEmpty { lines.append(parsed) }
     }
+    if let line = lines.first(where: { $0.variant == nil }) ?? lines.first { return .success(line) }
     return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
 }
 

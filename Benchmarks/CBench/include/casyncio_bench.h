@@ -105,7 +105,7 @@ typedef struct cab_latency_options {
     uint64_t samples;      /* samples to record (>= 1); timer_lateness stops recording at this many */
     /* wakeup_latency */
     bool busy;             /* keep the loop busy with a stream of call_soon work */
-    uint64_t pace_ns;      /* pause between one callback running and the next send (default 50 us) */
+    uint64_t pace_ns;      /* pause between one callback running and the next send (default 200 us, as the peers) */
     /* timer_lateness */
     int connections;       /* echo connections the client holds (default 50) */
     double warmup_s;       /* echo warm-up before recording (default 0.5 s) */
