@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
         discussion: """
             With no subcommand, runs every micro workload on the C core and the Swift layer, and on \
             the peers when scripts/peers-setup has set them up, interleaved over \
-            \(SuiteOptions.defaultRounds) rounds, then wakeup_latency; prints one table with the \
+            \(SuiteOptions.defaultRounds) rounds, then wakeup_latency and timer_lateness; prints one table with the \
             ratios to the best peer and the issue's bars. `bench compare` does the same and sets \
             the peers up when they are missing.
             """,
@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
 /// with the peers that are set up.
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runs every micro workload (C core, Swift layer, and the peers when set up) and wakeup_latency; the default."
+        abstract: "Runs every micro workload (C core, Swift layer, and the peers when set up) and the latency workloads; the default."
     )
 
     @OptionGroup var options: SuiteOptions

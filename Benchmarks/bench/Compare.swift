@@ -23,7 +23,7 @@ struct SuiteOptions: ParsableArguments {
     @Flag(help: "Measure only the C core and the Swift layer.")
     var noPeers = false
 
-    @Flag(help: "Skip the latency workloads (wakeup_latency).")
+    @Flag(help: "Skip the latency workloads (wakeup_latency, timer_lateness).")
     var noLatency = false
 
     @Option(help: "wakeup_latency samples per mode.")
@@ -130,7 +130,7 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
         steps += impls * options.rounds
     }
     let latencyPeers = options.noLatency ? [] : peers.filter { $0.workloads.contains(LatencyWorkload.wakeupLatency.rawValue) }
-    if !options.noLatency { steps += 2 + latencyPeers.count }
+    if !options.noLatency { steps += 3 + latencyPeers.count }
     var progress = Progress(total: steps, forced: options.progress)
 
     var rows: [MicroRow] = []
@@ -196,6 +196,16 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
                 printError("error: wakeup_latency (\(impl.rawValue)) failed: \(error.message)")
                 failed = true
             }
+        }
+        progress.step("timer_lateness c (50 echo connections, 3 s)")
+        do {
+            let r = try measureLatency(.timerLateness, impl: .c, options: LatencyOptions())
+            if options.json { r.forEach { $0.printJSON() } }
+            latency += r
+        } catch {
+            progress.clear()
+            printError("error: timer_lateness (c) failed: \(error.message)")
+            failed = true
         }
         for peer in latencyPeers {
             progress.step("wakeup_latency \(peer.name)")
