@@ -5,9 +5,9 @@
 // ratios and the bars, and the latency workloads.
 
 import ArgumentParser
+import SwiftBench
 #if canImport(Glibc)
 import Glibc
-import SwiftBench
 #endif
 
 /// The options the suite and `bench compare` share.
@@ -239,7 +239,7 @@ struct Progress {
     let enabled: Bool
     let tty: Bool
     private var done = 0
-    private let start = cab_now_ns_swift()
+    private let start = monotonicNanoseconds()
     private var drawn = false
 
     init(total: Int, forced: Bool) {
@@ -251,7 +251,7 @@ struct Progress {
     mutating func step(_ what: String) {
         done += 1
         guard enabled else { return }
-        let elapsed = Double(cab_now_ns_swift() - start) / 1e9
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         let text = "[\(Swift.min(done, total))/\(total)] \(what)  \(Report.fixed(elapsed, digits: 0)) s"
         if tty {
             printErrorRaw("\r\u{1B}[K" + text)
@@ -270,7 +270,7 @@ struct Progress {
     }
 }
 
-private func cab_now_ns_swift() -> UInt64 {
+private func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -7,9 +7,9 @@ import Asyncio
 import CAsyncio
 import CAsyncioBench
 import Histogram
+import SwiftBench
 #if canImport(Glibc)
 import Glibc
-import SwiftBench
 #endif
 
 /// The latency workloads `bench run` and the suite know, by name.
@@ -26,7 +26,7 @@ enum LatencyWorkload: String, CaseIterable, Sendable {
 /// The percentiles of one latency measurement.
 struct LatencySummary {
     let workload: String
-    /// "idle", "busy" (wakeup_latency) or "50 echo connections" (timer_lateness).
+    /// "idle", "busy" (wakeup_latency) or "50 echo conns" (timer_lateness).
     let mode: String
     /// "c", "swift", or a peer's name.
     let impl: String

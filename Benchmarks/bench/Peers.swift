@@ -6,9 +6,9 @@
 // workload; exit status 3 means the peer is not available here.
 
 import Foundation
+import SwiftBench
 #if canImport(Glibc)
 import Glibc
-import SwiftBench
 #endif
 
 /// One external implementation and how to start it.
