@@ -18,6 +18,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Latency percentiles in `bench` (wakeup_latency, timer_lateness, echo).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The C core: futures, tasks, the event loop and the I/O backends.
@@ -56,11 +58,26 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"]),
             ]
         ),
+        // The workloads written against the Swift layer (bench, and the
+        // allocation gates in CAsyncioTests).
+        .target(
+            name: "SwiftBench",
+            dependencies: ["Asyncio", "CAsyncio", "CAsyncioBench"],
+            path: "Benchmarks/SwiftBench"
+        ),
+        // Counting malloc wrappers for the bench process: allocations per op
+        // of the Swift layer, whose runtime allocates with malloc.
+        .target(
+            name: "CBenchMalloc",
+            path: "Benchmarks/CBenchMalloc",
+            cSettings: strictC
+        ),
         .executableTarget(
             name: "bench",
             dependencies: [
-                "CAsyncio", "CAsyncioBench", "Asyncio",
+                "CAsyncio", "CAsyncioBench", "Asyncio", "SwiftBench", "CBenchMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/bench"
         ),
@@ -104,7 +121,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CAsyncioTests",
-            dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench"],
+            // SwiftBench and CBenchMalloc: the Swift layer's allocation gates
+            // (CBenchMalloc's counting malloc wrappers then serve the whole
+            // test process; they forward to glibc and stand aside under ASan).
+            dependencies: ["CAsyncio", "CAsyncioTestSupport", "CAsyncioBench", "SwiftBench", "CBenchMalloc"],
             path: "Tests/CAsyncioTests"
         ),
         // The whole public conformance corpus through the `c` engine, in-process.

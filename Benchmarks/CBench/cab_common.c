@@ -8,6 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+/* The counting malloc wrappers (Benchmarks/CBenchMalloc), when the process links them. */
+extern uint64_t cab_malloc_count(void) __attribute__((weak));
+extern bool cab_malloc_counting(void) __attribute__((weak));
+
+uint64_t cab_mallocs_now(void) { return cab_malloc_count != NULL ? cab_malloc_count() : 0; }
+
+bool cab_mallocs_counted(void) { return cab_malloc_counting != NULL && cab_malloc_counting(); }
+
 uint64_t cab_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -16,13 +24,17 @@ uint64_t cab_now_ns(void) {
 
 void cab_meter_start(cab_meter *m) {
     m->a0 = ca_alloc_stats_get();
+    m->m0 = cab_mallocs_now();
     m->t0 = cab_now_ns();
 }
 
 void cab_meter_stop(const cab_meter *m, uint64_t n, cab_result *out) {
     uint64_t t1 = cab_now_ns();
+    uint64_t m1 = cab_mallocs_now();
     ca_alloc_stats a1 = ca_alloc_stats_get();
     out->n = n;
+    out->mallocs = m1 - m->m0;
+    out->mallocs_counted = cab_mallocs_counted();
     out->wall_ns = t1 - m->t0;
     out->allocs = a1.allocs - m->a0.allocs;
     out->frees = a1.frees - m->a0.frees;

@@ -13,6 +13,7 @@
 typedef struct cab_meter {
     uint64_t t0;
     ca_alloc_stats a0;
+    uint64_t m0;
 } cab_meter;
 
 uint64_t cab_now_ns(void);
@@ -51,5 +52,8 @@ static inline size_t cab_batch_size(uint64_t done, uint64_t n) {
     uint64_t left = n - done;
     return left < CAB_BATCH ? (size_t)left : CAB_BATCH;
 }
+
+/** The c-protocol echo server's protocol factory (echo.c): data_received -> write. */
+ca_protocol *cab_echo_protocol_factory(void *arg);
 
 #endif

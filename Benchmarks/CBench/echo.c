@@ -7,6 +7,7 @@
  * way. The core's servers must come close to them in CPU per request.
  */
 #include "casyncio_echo.h"
+#include "cab_internal.h"
 
 #include <casyncio/casyncio.h>
 
@@ -104,7 +105,7 @@ static const ca_protocol_ops echo_protocol_ops = {
     .release = ep_release,
 };
 
-static ca_protocol *echo_protocol_factory(void *arg) {
+ca_protocol *cab_echo_protocol_factory(void *arg) {
     echo_protocol *p = calloc(1, sizeof *p);
     if (p == NULL) return NULL;
     p->proto.ops = &echo_protocol_ops;
@@ -161,7 +162,7 @@ static int core_server(bool streams, uint16_t port, char *err, size_t errsize) {
     ca_server_options opts = {.backlog = 1024};
     ca_server *server = NULL;
     e = streams ? ca_start_server(loop, stream_echo_cb, NULL, "127.0.0.1", port, 0, &opts, &server)
-                : ca_loop_create_server(loop, echo_protocol_factory, NULL, "127.0.0.1", port, &opts, &server);
+                : ca_loop_create_server(loop, cab_echo_protocol_factory, NULL, "127.0.0.1", port, &opts, &server);
     if (e != NULL) return fail(err, errsize, "create_server", e);
     report_ready(ca_server_get_port(server));
     e = ca_loop_run_forever(loop);
@@ -338,35 +339,6 @@ int cab_echo_server(const char *impl, uint16_t port, int fd, char *err, size_t e
 
 /* MARK: - The client */
 
-/* A log-linear histogram of nanoseconds: values below 128 exactly, then 64
- * buckets per power of two (1.6 % wide). */
-#define HIST_SUB 64
-#define HIST_BUCKETS (64 * HIST_SUB)
-
-static inline unsigned hist_index(uint64_t v) {
-    if (v < 2 * HIST_SUB) return (unsigned)v;
-    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
-    unsigned sub = (unsigned)(v >> (msb - 6)) & (HIST_SUB - 1);
-    return (msb - 5) * HIST_SUB + sub;
-}
-
-static inline uint64_t hist_value(unsigned i) {
-    if (i < 2 * HIST_SUB) return i;
-    unsigned msb = i / HIST_SUB + 5, sub = i % HIST_SUB;
-    uint64_t lo = ((uint64_t)(HIST_SUB + sub)) << (msb - 6);
-    return lo + (((uint64_t)1 << (msb - 6)) >> 1); /* the bucket's middle */
-}
-
-static double hist_percentile(const uint64_t *h, uint64_t total, double q) {
-    uint64_t rank = (uint64_t)(q * (double)total + 0.5), seen = 0;
-    if (rank == 0) rank = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h[i];
-        if (seen >= rank) return (double)hist_value(i) / 1000.0;
-    }
-    return 0;
-}
-
 typedef struct client_conn {
     int fd;
     size_t sent;
@@ -399,10 +371,9 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
     size_t size = o->size;
     uint8_t *msg = malloc(size);
     client_conn *conns = calloc((size_t)n, sizeof *conns);
-    uint64_t *hist = calloc(HIST_BUCKETS, sizeof *hist);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int rc = -1;
-    if (msg == NULL || conns == NULL || hist == NULL || ep < 0) {
+    if (msg == NULL || conns == NULL || ep < 0) {
         snprintf(r->error, sizeof r->error, "out of memory");
         goto done;
     }
@@ -472,7 +443,7 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
                     goto done;
                 }
                 if (in_window && t1 < window_end) {
-                    hist[hist_index(t1 - c->t0)]++;
+                    if (o->record) o->record(o->record_arg, t1 - c->t0);
                     r->requests++;
                 }
                 c->received = c->sent = 0;
@@ -487,10 +458,6 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
     if (o->mark) o->mark(o->mark_arg, 1);
     r->seconds = (double)(now_ns() - window_start) / 1e9;
     r->rps = r->seconds > 0 ? (double)r->requests / r->seconds : 0;
-    r->p50_us = hist_percentile(hist, r->requests, 0.50);
-    r->p99_us = hist_percentile(hist, r->requests, 0.99);
-    r->p999_us = hist_percentile(hist, r->requests, 0.999);
-    r->max_us = hist_percentile(hist, r->requests, 1.0);
     rc = r->requests > 0 ? 0 : -1;
     if (rc != 0) snprintf(r->error, sizeof r->error, "no request completed in the window");
 done:
@@ -503,7 +470,6 @@ done:
     if (ep >= 0) close(ep);
     free(conns);
     free(msg);
-    free(hist);
     return rc;
 }
 

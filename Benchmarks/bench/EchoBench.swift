@@ -38,13 +38,16 @@ struct EchoServer: ParsableCommand {
     @Option(help: "The port (0: any free port).")
     var port: UInt16 = 0
 
+    @Flag(help: "Report as JSON objects ({\"event\":\"ready\",...}, {\"event\":\"rusage\",...}) instead of lines.")
+    var json = false
+
     func run() throws {
         if impl == .swiftStreams {
             try runSwiftEchoServer(port: port)
             throw ExitCode.failure
         }
         var err = [CChar](repeating: 0, count: 256)
-        _ = cab_echo_server(impl.rawValue, port, 1, &err, err.count)
+        _ = cab_echo_server(impl.rawValue, port, json ? try jsonReportFD(impl: impl.rawValue) : 1, &err, err.count)
         printError("error: echo-server: \(cBufferString(err))")
         throw ExitCode.failure
     }
@@ -174,11 +177,16 @@ func runEchoClient(port: UInt16, load: EchoLoadOptions,
     opts.mark = mark
     opts.mark_arg = markArg
     var r = cab_echo_client_result()
-    if cab_echo_client(&opts, &r) != 0 {
+    let recorder = LatencyRecorder()
+    opts.record = LatencyRecorder.record
+    opts.record_arg = Unmanaged.passUnretained(recorder).toOpaque()
+    let rc = withExtendedLifetime(recorder) { cab_echo_client(&opts, &r) }
+    if rc != 0 {
         let msg = withUnsafeBytes(of: r.error) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         printError("error: echo-client: \(msg)")
         throw ExitCode.failure
     }
+    recorder.fill(&r)
     return r
 }
 

@@ -1,3 +1,4 @@
+import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -7,7 +8,7 @@ import Darwin
 /// Output: the table for people, JSON lines for tools.
 enum Report {
     static func printTable(_ summaries: [Summary], repetitions: Int) {
-        let header = ["workload", "impl", "N", "median ns/op", "min–max ns/op", "allocs/op"]
+        let header = ["workload", "impl", "N", "median ns/op", "min–max ns/op", "allocs/op", "mallocs/op"]
         let rows = summaries.map { s in
             [
                 s.workload.name,
@@ -16,26 +17,17 @@ enum Report {
                 fixed(s.medianNsPerOp, digits: 1),
                 "\(fixed(s.minNsPerOp, digits: 1))–\(fixed(s.maxNsPerOp, digits: 1))",
                 allocs(s.allocsPerOp),
+                s.mallocsPerOp.map { allocs($0) } ?? "—",
             ]
         }
-        let widths = header.indices.map { column in
-            ([header] + rows).map { $0[column].count }.max()!
-        }
-        // Names left-aligned, numbers right-aligned.
-        func line(_ cells: [String]) -> String {
-            cells.indices.map { i in
-                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
-                return i < 2 ? cells[i] + pad : pad + cells[i]
-            }.joined(separator: "  ")
-        }
-        print(line(header))
-        for row in rows { print(line(row)) }
+        printAligned(header: header, rows: rows, leftColumns: 2)
         let backends = Set(summaries.map(\.backend)).sorted().joined(separator: ", ")
         let impls = Set(summaries.map(\.impl))
         let legend = [impls.contains(.c) ? "c = the C core" : nil,
                       impls.contains(.swift) ? "swift = the Swift layer (module Asyncio)" : nil]
             .compactMap { $0 }.joined(separator: ", ")
         print("\(legend) (\(backends) backend); median of \(repetitions) run(s) after a warm-up each.")
+        print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring thread, the Swift runtime's included.")
         fflush(nil)
     }
 
@@ -49,17 +41,42 @@ enum Report {
             ("min_ns_per_op", fixed(s.minNsPerOp, digits: 3)),
             ("max_ns_per_op", fixed(s.maxNsPerOp, digits: 3)),
             ("allocs_per_op", allocs(s.allocsPerOp)),
+            ("mallocs_per_op", s.mallocsPerOp.map { allocs($0) } ?? "null"),
             ("repetitions", String(s.repetitions)),
             ("unit", quoted(s.workload.unit)),
             ("backend", quoted(s.backend)),
         ]
+        printJSONObject(fields)
+    }
+
+    /// Prints `fields` (values already JSON) as one object on one line.
+    static func printJSONObject(_ fields: [(String, String)]) {
         print("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}")
         fflush(nil)
     }
 
+    /// Prints a table with aligned columns: the first `leftColumns` and those
+    /// from `leftAfter` on are left-aligned (names, notes), the rest right-aligned (numbers).
+    static func printAligned(header: [String], rows: [[String]], leftColumns: Int, leftAfter: Int = .max) {
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max()!
+        }
+        func line(_ cells: [String]) -> String {
+            let text = cells.indices.map { i in
+                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
+                return i < leftColumns || i >= leftAfter ? cells[i] + pad : pad + cells[i]
+            }.joined(separator: "  ")
+            var end = text.endIndex
+            while end > text.startIndex && text[text.index(before: end)] == " " { end = text.index(before: end) }
+            return String(text[..<end])
+        }
+        print(line(header))
+        for row in rows { print(line(row)) }
+    }
+
     /// Allocations per op: exact when whole, else six decimals (1 per batch
     /// of 1000 shows as 0.001000).
-    private static func allocs(_ x: Double) -> String {
+    static func allocs(_ x: Double) -> String {
         x == x.rounded() ? String(Int64(x)) : fixed(x, digits: 6)
     }
 
@@ -76,7 +93,7 @@ enum Report {
 
     /// A JSON string literal (our names are plain ASCII; quotes and
     /// backslashes are escaped all the same).
-    private static func quoted(_ s: String) -> String {
+    static func quoted(_ s: String) -> String {
         var out = "\""
         for ch in s.unicodeScalars {
             switch ch {
@@ -95,5 +112,63 @@ func printError(_ message: String) {
     var line = message + "\n"
     line.withUTF8 { bytes in
         _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// Writes `text` to stderr as it is (no newline): the progress line.
+func printErrorRaw(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// `echo-server --json`: a pipe the server's report lines ("READY <port>",
+/// "RUSAGE <user_us> <sys_us>") go to, and a thread that prints each as one
+/// JSON object on stdout. Returns the pipe's write end.
+func jsonReportFD(impl: String) throws -> Int32 {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else {
+        printError("error: pipe: \(String(cString: strerror(errno)))")
+        throw ExitCode.failure
+    }
+    let context = Unmanaged.passRetained(JSONRelay(fd: fds[0], impl: impl)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        let relay = Unmanaged<JSONRelay>.fromOpaque(raw!).takeRetainedValue()
+        relay.run()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<JSONRelay>.fromOpaque(context).release()
+        printError("error: pthread_create: \(String(cString: strerror(rc)))")
+        throw ExitCode.failure
+    }
+    pthread_detach(thread)
+    return fds[1]
+}
+
+/// Reads report lines from a pipe and prints them as JSON (its own thread only).
+private final class JSONRelay {
+    let file: UnsafeMutablePointer<FILE>?
+    let impl: String
+
+    init(fd: Int32, impl: String) {
+        file = fdopen(fd, "r")
+        self.impl = impl
+    }
+
+    func run() {
+        guard let file else { return }
+        var buf = [CChar](repeating: 0, count: 128)
+        while fgets(&buf, Int32(buf.count), file) != nil {
+            let parts = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if parts.count == 2, parts[0] == "READY", let port = UInt16(parts[1]) {
+                Report.printJSONObject([("event", "\"ready\""), ("impl", Report.quoted(impl)), ("port", String(port))])
+            } else if parts.count == 3, parts[0] == "RUSAGE", let u = UInt64(parts[1]), let s = UInt64(parts[2]) {
+                Report.printJSONObject([("event", "\"rusage\""), ("user_us", String(u)), ("sys_us", String(s))])
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
 import CAsyncioBench
+import SwiftBench
 
 /// A workload of the C bench library (`casyncio_bench.h`'s registry).
 struct Workload: Sendable {
@@ -41,11 +42,16 @@ struct Workload: Sendable {
     }
 }
 
-/// A run that did not complete: the core returned an error or the work came
-/// out wrong.
-struct WorkloadFailure: Error {
-    let workload: String
-    let message: String
+extension Workload {
+    /// Runs the Swift-layer version `repetitions` times with `n` operations each.
+    func measureSwift(n: UInt64, repetitions: Int) throws(WorkloadFailure) -> Summary {
+        guard let swift = SwiftWorkload.named(name) else {
+            throw WorkloadFailure(workload: name, message: "no Swift-layer version of this workload")
+        }
+        var runs: [cab_result] = []
+        for _ in 0..<repetitions { runs.append(try swift.run(n)) }
+        return Summary(workload: self, impl: .swift, runs: runs)
+    }
 }
 
 /// The statistics of several runs of one workload.
@@ -60,6 +66,9 @@ struct Summary {
     /// The largest of the runs: allocation counts are deterministic, so any
     /// run that allocates is worth showing.
     let allocsPerOp: Double
+    /// All malloc-family calls of the measuring thread per op (Swift runtime
+    /// included; the largest of the runs), nil when the process cannot count them.
+    let mallocsPerOp: Double?
     let backend: String
 
     init(workload: Workload, impl: Implementation, runs: [cab_result]) {
@@ -74,6 +83,7 @@ struct Summary {
         minNsPerOp = sorted.first!
         maxNsPerOp = sorted.last!
         allocsPerOp = runs.map { Double($0.allocs) / Double($0.n) }.max()!
+        mallocsPerOp = runs[0].mallocs_counted ? runs.map { Double($0.mallocs) / Double($0.n) }.max()! : nil
         backend = cString(of: runs[0].backend)
     }
 }

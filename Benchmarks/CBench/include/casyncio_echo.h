@@ -36,9 +36,14 @@ typedef struct cab_echo_client_options {
     /* Called as the measured window opens (phase 0) and closes (phase 1). */
     void (*mark)(void *arg, int phase);
     void *mark_arg;
+    /* Called with every round trip of the window, in nanoseconds (NULL: not recorded). */
+    void (*record)(void *arg, uint64_t ns);
+    void *record_arg;
 } cab_echo_client_options;
 
-/** What the client measured. Latencies are whole round trips. */
+/** What the client measured. Latencies are whole round trips; the client
+ *  itself leaves the percentiles at 0 and hands every sample to
+ *  options.record (the bench records them in an HdrHistogram and fills them in). */
 typedef struct cab_echo_client_result {
     uint64_t requests;     /* round trips completed in the window */
     double seconds;        /* the window's length */
@@ -53,7 +58,7 @@ typedef struct cab_echo_client_result {
 /**
  * The closed-loop client (single-threaded, epoll): `connections` sockets
  * each send one `size`-byte message, wait for the whole echo, record the
- * round trip in a histogram and send the next. Checks every echoed byte.
+ * round trip (options.record) and send the next. Checks every echoed byte.
  * Returns 0, or -1 with result->error set.
  */
 int cab_echo_client(const cab_echo_client_options *opts, cab_echo_client_result *result);

@@ -1,5 +1,6 @@
 // The workloads of ../shared/reference/workloads.md written against the
-// Swift layer (module Asyncio), for `bench run --impl swift`. Each mirrors
+// Swift layer (module Asyncio), for `bench run --impl swift` and the
+// allocation gates (Tests/CAsyncioTests/BenchThresholdTests.swift). Each mirrors
 // its C version in Benchmarks/CBench: a fresh loop on the real clock, a
 // warm-up, then N measured operations, with a check that the work was done.
 
@@ -10,34 +11,38 @@ import CAsyncioBench
 import Glibc
 #endif
 
-/// A Swift-layer workload: same name, unit and N as the C one.
-struct SwiftWorkload: Sendable {
-    let name: String
-    let run: @Sendable (UInt64) throws(WorkloadFailure) -> cab_result
+/// A run that did not complete: the core returned an error or the work came
+/// out wrong.
+public struct WorkloadFailure: Error {
+    public let workload: String
+    public let message: String
+
+    public init(workload: String, message: String) {
+        self.workload = workload
+        self.message = message
+    }
+}
+
+/// A Swift-layer workload: same name, unit and N as the C one. `run(n)`
+/// measures n operations after a warm-up and returns the wall time, the
+/// core's allocations and (when the process counts them) every malloc of
+/// the calling thread.
+public struct SwiftWorkload: Sendable {
+    public let name: String
+    public let run: @Sendable (UInt64) throws(WorkloadFailure) -> cab_result
 
     /// The workloads the Swift layer implements, in workloads.md order.
-    static let all: [SwiftWorkload] = [
+    public static let all: [SwiftWorkload] = [
         SwiftWorkload(name: "future_callback", run: futureCallback),
         SwiftWorkload(name: "call_soon", run: callSoon),
-        SwiftWorkload(name: "task_spawn", run: taskSpawn),
+        SwiftWorkload(name: "task_spawn", run: { n throws(WorkloadFailure) in try taskSpawn(n, eager: false) }),
+        SwiftWorkload(name: "task_spawn_eager", run: { n throws(WorkloadFailure) in try taskSpawn(n, eager: true) }),
         SwiftWorkload(name: "sleep0", run: sleep0),
         SwiftWorkload(name: "timers", run: timers),
         SwiftWorkload(name: "ping_pong", run: pingPong),
     ]
 
-    static func named(_ name: String) -> SwiftWorkload? { all.first { $0.name == name } }
-}
-
-extension Workload {
-    /// Runs the Swift-layer version `repetitions` times with `n` operations each.
-    func measureSwift(n: UInt64, repetitions: Int) throws(WorkloadFailure) -> Summary {
-        guard let swift = SwiftWorkload.named(name) else {
-            throw WorkloadFailure(workload: name, message: "no Swift-layer version of this workload")
-        }
-        var runs: [cab_result] = []
-        for _ in 0..<repetitions { runs.append(try swift.run(n)) }
-        return Summary(workload: self, impl: .swift, runs: runs)
-    }
+    public static func named(_ name: String) -> SwiftWorkload? { all.first { $0.name == name } }
 }
 
 // MARK: - Measuring
@@ -46,20 +51,25 @@ extension Workload {
 private struct Meter {
     var t0: UInt64 = 0
     var a0 = ca_alloc_stats()
+    var m0: UInt64 = 0
 
     mutating func start() {
         a0 = ca_alloc_stats_get()
+        m0 = cab_mallocs_now()
         t0 = nowNs()
     }
 
     func stop(n: UInt64, loop: EventLoop) -> cab_result {
         let t1 = nowNs()
+        let m1 = cab_mallocs_now()
         let a1 = ca_alloc_stats_get()
         var r = cab_result()
         r.n = n
         r.wall_ns = t1 - t0
         r.allocs = a1.allocs - a0.allocs
         r.frees = a1.frees - a0.frees
+        r.mallocs = m1 - m0
+        r.mallocs_counted = cab_mallocs_counted()
         withUnsafeMutableBytes(of: &r.backend) { buf in
             let name = Array(String(cString: ca_loop_backend_name(loop.unsafeRaw)).utf8.prefix(buf.count - 1))
             buf.copyBytes(from: name)
@@ -161,8 +171,11 @@ private func callSoon(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
 
 // MARK: - task_spawn
 
-private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
-    try withLoop("task_spawn") { loop in
+/// `eager`: every task starts with `eagerStart: true` (the Swift layer's
+/// spelling of asyncio's eager_task_factory), as task_spawn_eager.
+private func taskSpawn(_ n: UInt64, eager: Bool) throws(WorkloadFailure) -> cab_result {
+    let name = eager ? "task_spawn_eager" : "task_spawn"
+    return try withLoop(name) { loop in
         /// A main task spawning `count` tasks that return i, in batches
         /// awaited with gather; returns the sum of the results.
         func spawn(_ count: UInt64) throws -> Int {
@@ -171,7 +184,7 @@ private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
                 for size in batches(count) {
                     var tasks: [Future<Int>] = []
                     tasks.reserveCapacity(size)
-                    for i in 0..<size { tasks.append(try createTask { i }) }
+                    for i in 0..<size { tasks.append(try createTask(eagerStart: eager) { i }) }
                     for r in try await gather(tasks) { sum += r }
                 }
                 return sum
@@ -184,7 +197,7 @@ private func taskSpawn(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
         let sum = try spawn(n)
         let result = meter.stop(n: n, loop: loop)
         if sum != expected(n) {
-            throw WorkloadFailure(workload: "task_spawn", message: "sum of results \(sum), expected \(expected(n))")
+            throw WorkloadFailure(workload: name, message: "sum of results \(sum), expected \(expected(n))")
         }
         return result
     }

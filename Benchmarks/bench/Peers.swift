@@ -1,0 +1,258 @@
+// The peers `bench compare` measures beside us: external programs of
+// Benchmarks/peers/ (CPython asyncio and uvloop through asyncio_peers.py,
+// SwiftNIO and Swift Concurrency through the separate package in
+// Benchmarks/peers/swift, so the library never depends on NIO). Each takes
+// `--impl I --workload W --runs R --json` and prints one JSON line per
+// workload; exit status 3 means the peer is not available here.
+
+import Foundation
+import SwiftBench
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One external implementation and how to start it.
+struct Peer: Sendable {
+    /// "asyncio", "uvloop", "nio" or "concurrency".
+    let name: String
+    let executable: String
+    let leadingArguments: [String]
+    /// The workloads it implements (its `--list`).
+    var workloads: Set<String> = []
+
+    func arguments(_ rest: [String]) -> [String] { leadingArguments + ["--impl", name] + rest }
+}
+
+/// One run's line from a peer.
+struct PeerLine: Decodable {
+    let impl: String
+    let workload: String
+    let unit: String?
+    let runs_ns: [Double]
+    let impl_version: String?
+    let variant: String?
+}
+
+/// A peer's wakeup_latency line (medians of its runs' percentiles, in µs).
+struct PeerLatencyLine: Decodable {
+    let workload: String
+    let p50_us: Double
+    let p99_us: Double
+    let p999_us: Double
+    let max_us: Double?
+}
+
+/// Runs a peer's wakeup_latency once (idle loop, its own sample count).
+func runPeerLatency(_ peer: Peer) -> Result<LatencySummary, WorkloadFailure> {
+    let name = LatencyWorkload.wakeupLatency.rawValue
+    guard let outcome = runProcess(peer.executable, peer.arguments(["--workload", name, "--runs", "1", "--json"])) else {
+        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): cannot start \(peer.executable)"))
+    }
+    guard outcome.status == 0 else {
+        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): exit status \(outcome.status): \(firstLine(outcome.stderr))"))
+    }
+    for line in outcome.stdout.split(separator: "\n") {
+        if let data = line.data(using: .utf8), let l = try? JSONDecoder().decode(PeerLatencyLine.self, from: data),
+           l.workload == name {
+            return .success(LatencySummary(peer: peer.name, p50: l.p50_us, p99: l.p99_us, p999: l.p999_us, max: l.max_us))
+        }
+    }
+    return .failure(WorkloadFailure(workload: name, message: "\(peer.name): no wakeup_latency line in its output"))
+}
+
+/// What a peer process did.
+struct ProcessOutcome {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Where the peers live and which of them work on this machine.
+struct PeerSet {
+    var available: [Peer] = []
+    /// One line per peer that is missing or not available, for the reader.
+    var notes: [String] = []
+    /// The peers' programs are not built or installed (scripts/peers-setup would fix it).
+    var needsSetup = false
+
+    /// The repository root: the nearest directory at or above the working
+    /// directory, then above this executable, holding Benchmarks/peers or
+    /// Package.swift with Benchmarks/.
+    static func repositoryRoot() -> String? {
+        var starts: [String] = [FileManager.default.currentDirectoryPath]
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            starts.append((exe as NSString).deletingLastPathComponent)
+        }
+        for start in starts {
+            var dir = start
+            while true {
+                if FileManager.default.fileExists(atPath: dir + "/Benchmarks/bench")
+                    && FileManager.default.fileExists(atPath: dir + "/Package.swift") {
+                    return dir
+                }
+                let parent = (dir as NSString).deletingLastPathComponent
+                if parent == dir || parent.isEmpty { break }
+                dir = parent
+            }
+        }
+        return nil
+    }
+
+    /// The Python the asyncio peers run on: the venv scripts/peers-setup
+    /// makes, else python3 from PATH.
+    static func python(root: String) -> String {
+        venvPython(root: root) ?? "python3"
+    }
+
+    /// The venv's interpreter, when scripts/peers-setup has made it.
+    static func venvPython(root: String) -> String? {
+        for name in ["python3", "python"] {
+            let path = root + "/.build/peers-venv/bin/" + name
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Finds the peers and asks each for its workloads. Never fails: what
+    /// is missing becomes a note.
+    static func discover(root: String?, wanted: [String]?) -> PeerSet {
+        var set = PeerSet()
+        guard let root else {
+            set.notes.append("peers: cannot find the repository (run bench from the package directory)")
+            return set
+        }
+        var candidates: [Peer] = []
+        let script = root + "/Benchmarks/peers/asyncio_peers.py"
+        if FileManager.default.fileExists(atPath: script) {
+            let py = python(root: root)
+            if venvPython(root: root) == nil {
+                set.needsSetup = true
+                set.notes.append("asyncio, uvloop: no venv in .build/peers-venv yet; using python3 from PATH")
+            }
+            candidates.append(Peer(name: "asyncio", executable: py, leadingArguments: [script]))
+            candidates.append(Peer(name: "uvloop", executable: py, leadingArguments: [script]))
+        } else {
+            set.needsSetup = true
+            set.notes.append("asyncio, uvloop: \(script) is missing")
+        }
+        let swiftPeers = root + "/Benchmarks/peers/swift/.build/rel/release/peers"
+        if FileManager.default.isExecutableFile(atPath: swiftPeers) {
+            candidates.append(Peer(name: "nio", executable: swiftPeers, leadingArguments: []))
+            candidates.append(Peer(name: "concurrency", executable: swiftPeers, leadingArguments: []))
+        } else {
+            set.needsSetup = true
+            set.notes.append("nio, concurrency: \(swiftPeers) is not built")
+        }
+        for var peer in candidates {
+            if let wanted, !wanted.contains(peer.name) { continue }
+            guard let outcome = runProcess(peer.executable, peer.arguments(["--list"])) else {
+                set.notes.append("\(peer.name): cannot start \(peer.executable)")
+                continue
+            }
+            if outcome.status == 3 {
+                set.notes.append("\(peer.name): not available (\(firstLine(outcome.stderr)))")
+                continue
+            }
+            if outcome.status != 0 {
+                set.notes.append("\(peer.name): --list failed with status \(outcome.status) (\(firstLine(outcome.stderr)))")
+                continue
+            }
+            peer.workloads = parseList(outcome.stdout)
+            set.available.append(peer)
+        }
+        return set
+    }
+
+    /// `--list` output: a JSON array, or names separated by white space or commas.
+    static func parseList(_ text: String) -> Set<String> {
+        if let data = text.data(using: .utf8), let names = try? JSONDecoder().decode([String].self, from: data) {
+            return Set(names)
+        }
+        let separators = CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: ",\"[]"))
+        return Set(text.components(separatedBy: separators).filter { !$0.isEmpty })
+    }
+}
+
+/// The first non-empty line of a peer's stderr, for a note.
+func firstLine(_ s: String) -> String {
+    s.split(separator: "\n").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? "no message"
+}
+
+/// Runs one peer workload once (`--runs 1`); its start-up is outside the
+/// timed region on its side.
+func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, WorkloadFailure> {
+    let args = peer.arguments(["--workload", workload, "--runs", String(runs), "--json"])
+    guard let outcome = runProcess(peer.executable, args) else {
+        return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): cannot start \(peer.executable)"))
+    }
+    guard outcome.status == 0 else {
+        let why = outcome.status == 3 ? "not available" : "exit status \(outcome.status)"
+        return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): \(why): \(firstLine(outcome.stderr))"))
+    }
+    // One line per variant: the default one (no "variant") is the peer's figure.
+    var lines: [PeerLine] = []
+    for line in outcome.stdout.split(separator: "\n") {
+        guard let data = line.data(using: .utf8),
+              let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
+        if parsed.workload == workload && !parsed.runs_ns.isEmpty { lines.append(parsed) }
+    }
+    if let line = lines.first(where: { $0.variant == nil }) ?? lines.first { return .success(line) }
+    return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
+}
+
+/// Runs `path args` with stdout captured and stderr in a temporary file;
+/// nil when it cannot start.
+func runProcess(_ path: String, _ args: [String]) -> ProcessOutcome? {
+    let process = Process()
+    if path.contains("/") {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [path] + args
+    }
+    let errPath = NSTemporaryDirectory() + "bench-peer-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).err"
+    guard FileManager.default.createFile(atPath: errPath, contents: nil),
+          let errFile = FileHandle(forWritingAtPath: errPath) else { return nil }
+    defer {
+        try? errFile.close()
+        try? FileManager.default.removeItem(atPath: errPath)
+    }
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = errFile
+    process.standardInput = FileHandle.nullDevice
+    do { try process.run() } catch { return nil }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let err = FileManager.default.contents(atPath: errPath) ?? Data()
+    return ProcessOutcome(status: process.terminationStatus,
+                          stdout: String(decoding: data, as: UTF8.self),
+                          stderr: String(decoding: err, as: UTF8.self))
+}
+
+/// Runs scripts/peers-setup with its output on our stderr (stdout stays
+/// clean for --json). Returns whether it succeeded.
+func runPeersSetup(root: String) -> Bool {
+    let script = root + "/scripts/peers-setup"
+    guard FileManager.default.isExecutableFile(atPath: script) else {
+        printError("note: \(script) is missing; the peers cannot be set up from here")
+        return false
+    }
+    printError("bench: setting up the peers (scripts/peers-setup; the first time takes a few minutes)…")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: script)
+    process.currentDirectoryURL = URL(fileURLWithPath: root)
+    process.standardOutput = FileHandle.standardError
+    process.standardError = FileHandle.standardError
+    process.standardInput = FileHandle.nullDevice
+    do { try process.run() } catch {
+        printError("note: cannot run \(script): \(error)")
+        return false
+    }
+    process.waitUntilExit()
+    if process.terminationStatus != 0 {
+        printError("note: scripts/peers-setup failed (status \(process.terminationStatus)); continuing with the peers that work")
+    }
+    return process.terminationStatus == 0
+}
