@@ -89,11 +89,29 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// is empty.
     /// - Throws: ``QueueShutDown`` once shut down and empty; ``CancelledError``.
     nonisolated(nonsending) public func get() async throws -> Element {
-        if Await.ownCoroutine != nil, unsafeRaw.pointee.len > 0 {
-            return try getNowait()
+        guard let c = Await.ownCoroutine else {
+            var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
+            return try ValueCodec<Element>.take(&v)
         }
-        var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
-        return try ValueCodec<Element>.take(&v)
+        if unsafeRaw.pointee.len > 0 { return try getNowait() }
+        // Inside the body's own task, get()'s loop runs here, as
+        // CA_AWAIT_QUEUE_GET runs it in a C body: the same getter futures,
+        // awaited in the same loop iterations, without a coroutine to
+        // delegate to.
+        try Await.checkDeferred(c)
+        while true {
+            var v = ca_value()
+            var getter: UnsafeMutablePointer<ca_future>?
+            try ErrorBridge.check(ca_queue_get_begin(unsafeRaw, &v, &getter))
+            guard let g = getter else { return try ValueCodec<Element>.take(&v) }
+            if let e = await Await.suspendRaw(c, on: g) {
+                // The bare `except:` around `await getter`.
+                let err = ca_queue_get_abort(unsafeRaw, g, e)
+                ca_decref(UnsafeMutableRawPointer(g))
+                throw ErrorBridge.take(err!)
+            }
+            ca_decref(UnsafeMutableRawPointer(g))
+        }
     }
 
     // MARK: Joining

@@ -39,15 +39,38 @@ enum Await {
     @inline(__always)
     nonisolated(nonsending) static func suspend(_ c: CoroPtr, on f: UnsafeMutablePointer<ca_future>) async throws {
         try checkDeferred(c)
-        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+        if let e = await suspendRaw(c, on: f) { throw ErrorBridge.take(e) }
+    }
+
+    /// The suspension of ``suspend(_:on:)`` without the deferred check:
+    /// returns what the task threw in (owned), or nil once `f` is done.
+    @inline(__always)
+    nonisolated(nonsending) static func suspendRaw(_ c: CoroPtr, on f: UnsafeMutablePointer<ca_future>) async
+        -> UnsafeMutablePointer<ca_error>? {
+        await park { k in
+            c.pointee.cont = k
             c.pointee.awaited = f
             ca_incref(UnsafeMutableRawPointer(f))
             cas_future_set_blocking(f)
         }
-        if let e = c.pointee.resume_exc {
-            c.pointee.resume_exc = nil
-            throw ErrorBridge.take(e)
+        let e = c.pointee.resume_exc
+        c.pointee.resume_exc = nil
+        return e
+    }
+
+    /// Suspends the body's Swift task, handing `record` its continuation
+    /// (as the raw pointer `cas_coro.cont` holds); the step resumes it.
+    ///
+    /// The continuation is taken without first hopping to the caller's
+    /// isolation (`withUnsafeContinuation(isolation:)` does, which is a
+    /// `swift_task_switch` and a look-up of the task's executor preference
+    /// under the task's status lock on every await): the closure only stores
+    /// the pointer, so it may run wherever the caller runs. The caller hops
+    /// back to its own isolation after the resumption as usual.
+    @inline(__always)
+    nonisolated(nonsending) static func park(_ record: (UnsafeMutableRawPointer) -> Void) async {
+        await _unsafeInheritExecutor_withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
+            record(unsafeBitCast(k, to: UnsafeMutableRawPointer.self))
         }
     }
 
@@ -55,8 +78,8 @@ enum Await {
     @inline(__always)
     nonisolated(nonsending) static func yieldOnce(_ c: CoroPtr) async throws {
         try checkDeferred(c)
-        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+        await park { k in
+            c.pointee.cont = k
             c.pointee.bare_yield = 1
         }
         if let e = c.pointee.resume_exc {
@@ -87,8 +110,8 @@ enum Await {
             throw ErrorBridge.take(res.error!)
         default:
             let yielded = res.future
-            await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-                c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+            await park { k in
+                c.pointee.cont = k
                 c.pointee.co.co_awaiting = inner
                 if let yielded {
                     c.pointee.awaited = yielded

@@ -75,7 +75,7 @@ enum ValueCodec<T> {
     @inline(__always)
     static func take(_ v: inout ca_value) throws -> T {
         defer { ca_value_clear(&v) }
-        return try withUnsafePointer(to: &v) { try decode($0) }
+        return try decode(&v)
     }
 
     private static func describe(_ v: UnsafePointer<ca_value>) -> String {
