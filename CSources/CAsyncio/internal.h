@@ -169,13 +169,16 @@ struct ca_handle {
         ca_callback_fn fn;
         ca_done_fn done_fn;
     } h_fn;
-    void *h_arg;
+    void *h_arg;                /* TASK_STEP: the error to throw in (strong, or NULL),
+                                   released by h_release like any argument */
     ca_release_fn h_release;
     ca_object *h_obj;           /* DONE: the future; TASK_STEP: the task (strong) */
-    ca_error *h_exc;            /* TASK_STEP: the error to throw in (strong) */
     ca_context *h_ctx;          /* strong, NULL: private empty context */
     int64_t h_when;
 };
+/* 80 bytes: the freelists' 80-byte class, five handles to six cache lines
+ * where 96 bytes took two lines for every three. */
+_Static_assert(sizeof(struct ca_handle) <= 80, "a handle fits the 80-byte size class");
 
 typedef struct ca_timer_entry {
     int64_t when;

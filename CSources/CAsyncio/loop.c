@@ -53,7 +53,6 @@ static inline ca_handle *handle_alloc(ca_loop *loop) {
     h->h_arg = NULL;
     h->h_release = NULL;
     h->h_obj = NULL;
-    h->h_exc = NULL;
     h->h_ctx = NULL;
     h->h_when = 0;
     return h;
@@ -65,17 +64,14 @@ static inline void handle_clear_payload(ca_handle *h) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
-    ca_error *exc = h->h_exc;
     ca_context *ctx = h->h_ctx;
     h->h_fn.fn = NULL;
     h->h_release = NULL;
     h->h_arg = NULL;
     h->h_obj = NULL;
-    h->h_exc = NULL;
     h->h_ctx = NULL;
     if (release != NULL) release(arg);
     ca_decref(obj);
-    ca_decref(exc);
     ca_decref(ctx);
 }
 
@@ -283,13 +279,18 @@ ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, v
     return ready_push_steal(loop, h);
 }
 
+static void step_exc_release(void *exc) { ca_decref(exc); }
+
 ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
     if (loop->closed) return closed_error();
     ca_handle *h = handle_alloc(loop);
     if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
     h->h_kind = CA_HANDLE_TASK_STEP;
     h->h_obj = ca_incref(task);
-    h->h_exc = ca_incref(exc);
+    if (exc != NULL) {
+        h->h_arg = ca_incref(exc);
+        h->h_release = step_exc_release;
+    }
     h->h_ctx = ca_incref(task->task_context);
     return ready_push_steal(loop, h);
 }
@@ -530,7 +531,7 @@ static inline void handle_run(ca_loop *loop, ca_handle *h) {
         h->h_fn.done_fn((ca_future *)h->h_obj, h->h_arg);
         break;
     case CA_HANDLE_TASK_STEP:
-        ca_task_step_handle_run((ca_task *)h->h_obj, h->h_exc);
+        ca_task_step_handle_run((ca_task *)h->h_obj, (ca_error *)h->h_arg);
         break;
     }
     if (loop->debug) {
