@@ -155,6 +155,7 @@ static inline bool timer_less(const ca_timer_entry *a, const ca_timer_entry *b) 
 /* A 4-ary heap: half the depth of a binary one, and the four children of a
  * node sit side by side in memory. */
 #define HEAP_ARITY 4
+_Static_assert(HEAP_ARITY == 4, "heap_min_child brackets a group of four");
 
 static void heap_sift_up(ca_loop *loop, size_t i) {
     ca_timer_entry *hp = loop->heap;
@@ -168,10 +169,19 @@ static void heap_sift_up(ca_loop *loop, size_t i) {
     hp[i] = x;
 }
 
-/* The smallest child of node i, or SIZE_MAX for a leaf. */
+/* The smallest child of node i, or SIZE_MAX for a leaf. A full group of
+ * four (every node but the last inner one) is a two-round tournament: the
+ * same three comparisons as a scan, without its loop, and the two first-round
+ * ones independent of each other. (when, seq) is a total order, so any
+ * bracket finds the same minimum. */
 static inline size_t heap_min_child(const ca_timer_entry *hp, size_t n, size_t i) {
     size_t first = HEAP_ARITY * i + 1;
     if (first >= n) return SIZE_MAX;
+    if (CA_LIKELY(first + HEAP_ARITY <= n)) {
+        size_t a = first + (size_t)timer_less(&hp[first + 1], &hp[first]);
+        size_t b = first + 2 + (size_t)timer_less(&hp[first + 3], &hp[first + 2]);
+        return timer_less(&hp[b], &hp[a]) ? b : a;
+    }
     size_t last = first + HEAP_ARITY < n ? first + HEAP_ARITY : n;
     size_t m = first;
     for (size_t c = first + 1; c < last; c++)
