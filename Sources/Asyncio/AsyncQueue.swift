@@ -27,7 +27,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     public let unsafeRaw: UnsafeMutablePointer<ca_queue>
     /// How a priority queue of non-inline `Comparable` items boxes them so
     /// the C heap can order them; `nil` otherwise.
-    private let boxEncoder: ((Element) -> ca_value)?
+    @usableFromInline let boxEncoder: ((Element) -> ca_value)?
 
     /// The order items come out in.
     public enum Kind: Sendable {
@@ -59,6 +59,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
 
     /// `put_nowait(item)`.
     /// - Throws: ``QueueFull``; ``QueueShutDown`` after ``shutdown(immediate:)``.
+    @inlinable
     public func putNowait(_ item: Element) throws {
         checkConfined(loop: unsafeRaw.pointee.loop)
         try ErrorBridge.check(ca_queue_put_nowait(unsafeRaw, encode(item)))
@@ -88,6 +89,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// `get()`: the next item, waiting (FIFO among getters) while the queue
     /// is empty.
     /// - Throws: ``QueueShutDown`` once shut down and empty; ``CancelledError``.
+    @inlinable @inline(__always)
     nonisolated(nonsending) public func get() async throws -> Element {
         guard let c = Await.ownCoroutine else {
             var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
@@ -150,8 +152,8 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// `repr(queue)`: `<Queue at 0x... maxsize=0 _queue=[1, 2] tasks=2>`.
     public var description: String { reprString { ca_queue_repr(unsafeRaw, $0, $1) } }
 
-    @inline(__always)
-    private func encode(_ item: Element) -> ca_value {
+    @inlinable @inline(__always)
+    func encode(_ item: Element) -> ca_value {
         if let boxEncoder { return boxEncoder(item) }
         return ValueCodec<Element>.encode(item)
     }

@@ -6,6 +6,7 @@
 import CAsyncio
 import CAsyncioShim
 
+@usableFromInline
 typealias CoroPtr = UnsafeMutablePointer<cas_coro>
 
 /// A Swift coroutine pointer that may be captured by the task's closure.
