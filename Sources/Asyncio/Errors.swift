@@ -230,8 +230,7 @@ enum ErrorBridge {
     }
 
     /// Throws the Swift error for an owned ca_error, if any.
-    @inline(__always)
-    @usableFromInline
+    @inlinable @inline(__always)
     static func check(_ e: UnsafeMutablePointer<ca_error>?) throws {
         if let e { throw take(e) }
     }
