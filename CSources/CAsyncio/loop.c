@@ -270,8 +270,8 @@ ca_error *ca_loop_call_soon(ca_loop *loop, ca_callback_fn fn, void *arg, ca_rele
     return err;
 }
 
-ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg, ca_release_fn release,
-                                 ca_context *ctx_taken) {
+ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg, ca_release_fn release,
+                                      ca_context *ctx_taken) {
     ca_error *err = schedule_check(loop, arg, release, ctx_taken);
     if (err != NULL) return err;
     ca_handle *h = handle_alloc(loop);
