@@ -193,6 +193,9 @@ ca_error *ca_cframe_await_end(ca_cframe *cf) {
         return e;
     }
     ca_future *fut = cf->awaited;
+    /* the common end of an await: a result (what future.result() returns
+     * without raising; no exception to mark retrieved) */
+    if (CA_LIKELY(fut->fut_state == CA_FUTURE_FINISHED && fut->fut_exception == NULL)) return NULL;
     if (CA_UNLIKELY(fut->fut_state == CA_FUTURE_PENDING))
         return ca_error_new(&ca_RuntimeError, "await wasn't used with future");
     ca_value ignored;

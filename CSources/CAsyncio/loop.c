@@ -53,7 +53,6 @@ static inline ca_handle *handle_alloc(ca_loop *loop) {
     h->h_arg = NULL;
     h->h_release = NULL;
     h->h_obj = NULL;
-    h->h_exc = NULL;
     h->h_ctx = NULL;
     h->h_when = 0;
     return h;
@@ -65,17 +64,14 @@ static inline void handle_clear_payload(ca_handle *h) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
-    ca_error *exc = h->h_exc;
     ca_context *ctx = h->h_ctx;
     h->h_fn.fn = NULL;
     h->h_release = NULL;
     h->h_arg = NULL;
     h->h_obj = NULL;
-    h->h_exc = NULL;
     h->h_ctx = NULL;
     if (release != NULL) release(arg);
     ca_decref(obj);
-    ca_decref(exc);
     ca_decref(ctx);
 }
 
@@ -159,6 +155,7 @@ static inline bool timer_less(const ca_timer_entry *a, const ca_timer_entry *b) 
 /* A 4-ary heap: half the depth of a binary one, and the four children of a
  * node sit side by side in memory. */
 #define HEAP_ARITY 4
+_Static_assert(HEAP_ARITY == 4, "heap_min_child brackets a group of four");
 
 static void heap_sift_up(ca_loop *loop, size_t i) {
     ca_timer_entry *hp = loop->heap;
@@ -172,10 +169,19 @@ static void heap_sift_up(ca_loop *loop, size_t i) {
     hp[i] = x;
 }
 
-/* The smallest child of node i, or SIZE_MAX for a leaf. */
+/* The smallest child of node i, or SIZE_MAX for a leaf. A full group of
+ * four (every node but the last inner one) is a two-round tournament: the
+ * same three comparisons as a scan, without its loop, and the two first-round
+ * ones independent of each other. (when, seq) is a total order, so any
+ * bracket finds the same minimum. */
 static inline size_t heap_min_child(const ca_timer_entry *hp, size_t n, size_t i) {
     size_t first = HEAP_ARITY * i + 1;
     if (first >= n) return SIZE_MAX;
+    if (CA_LIKELY(first + HEAP_ARITY <= n)) {
+        size_t a = first + (size_t)timer_less(&hp[first + 1], &hp[first]);
+        size_t b = first + 2 + (size_t)timer_less(&hp[first + 3], &hp[first + 2]);
+        return timer_less(&hp[b], &hp[a]) ? b : a;
+    }
     size_t last = first + HEAP_ARITY < n ? first + HEAP_ARITY : n;
     size_t m = first;
     for (size_t c = first + 1; c < last; c++)
@@ -264,8 +270,8 @@ ca_error *ca_loop_call_soon(ca_loop *loop, ca_callback_fn fn, void *arg, ca_rele
     return err;
 }
 
-ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg, ca_release_fn release,
-                                 ca_context *ctx_taken) {
+ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg, ca_release_fn release,
+                                      ca_context *ctx_taken) {
     ca_error *err = schedule_check(loop, arg, release, ctx_taken);
     if (err != NULL) return err;
     ca_handle *h = handle_alloc(loop);
@@ -283,13 +289,18 @@ ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, v
     return ready_push_steal(loop, h);
 }
 
+static void step_exc_release(void *exc) { ca_decref(exc); }
+
 ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
     if (loop->closed) return closed_error();
     ca_handle *h = handle_alloc(loop);
     if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
     h->h_kind = CA_HANDLE_TASK_STEP;
     h->h_obj = ca_incref(task);
-    h->h_exc = ca_incref(exc);
+    if (exc != NULL) {
+        h->h_arg = ca_incref(exc);
+        h->h_release = step_exc_release;
+    }
     h->h_ctx = ca_incref(task->task_context);
     return ready_push_steal(loop, h);
 }
@@ -530,7 +541,7 @@ static inline void handle_run(ca_loop *loop, ca_handle *h) {
         h->h_fn.done_fn((ca_future *)h->h_obj, h->h_arg);
         break;
     case CA_HANDLE_TASK_STEP:
-        ca_task_step_handle_run((ca_task *)h->h_obj, h->h_exc);
+        ca_task_step_handle_run((ca_task *)h->h_obj, (ca_error *)h->h_arg);
         break;
     }
     if (loop->debug) {

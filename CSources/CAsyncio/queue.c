@@ -108,7 +108,7 @@ static ca_error *queue_put(ca_queue *q, ca_value item) {
 }
 
 /* _get(): the next item; the queue is not empty. */
-static inline ca_value queue_get(ca_queue *q) {
+static inline __attribute__((always_inline)) ca_value queue_get(ca_queue *q) {
     ca_value v;
     switch (q->kind) {
     case CA_QUEUE_LIFO:
@@ -223,14 +223,15 @@ ca_error *ca_queue_put_nowait(ca_queue *q, ca_value item) {
     return queue_wakeup_next(&q->getters);
 }
 
-ca_error *ca_queue_get_nowait(ca_queue *q, ca_value *out) {
+/* get_nowait(), inlined into get()'s loop (ca_queue_get_begin). */
+static inline __attribute__((always_inline)) ca_error *queue_get_nowait(ca_queue *q, ca_value *out) {
     *out = ca_none();
     if (q->len == 0) {
         if (q->is_shutdown) return ca_error_new(&ca_QueueShutDown, NULL);
         return ca_error_new(&ca_QueueEmpty, NULL);
     }
     ca_value item = queue_get(q);
-    ca_error *err = queue_wakeup_next(&q->putters);
+    ca_error *err = q->putters.len != 0 ? queue_wakeup_next(&q->putters) : NULL;
     if (err != NULL) {
         ca_value_clear(&item);
         return err;
@@ -238,6 +239,8 @@ ca_error *ca_queue_get_nowait(ca_queue *q, ca_value *out) {
     *out = item;
     return NULL;
 }
+
+ca_error *ca_queue_get_nowait(ca_queue *q, ca_value *out) { return queue_get_nowait(q, out); }
 
 /* MARK: - put / get */
 
@@ -295,7 +298,7 @@ CA_CORO_TYPE(queue_get_type, queue_frame, queue_get_coro, queue_get_finalize);
 ca_error *ca_queue_get_begin(ca_queue *q, ca_value *out, ca_future **getter) {
     *getter = NULL;
     *out = ca_none();
-    if (q->len != 0) return ca_queue_get_nowait(q, out);
+    if (q->len != 0) return queue_get_nowait(q, out);
     if (q->is_shutdown) return ca_error_new(&ca_QueueShutDown, NULL);
     ca_future *w = NULL;
     ca_error *err = ca_waiters_enqueue(&q->loop, q, &q->getters, &w);

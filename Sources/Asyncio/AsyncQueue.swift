@@ -27,7 +27,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     public let unsafeRaw: UnsafeMutablePointer<ca_queue>
     /// How a priority queue of non-inline `Comparable` items boxes them so
     /// the C heap can order them; `nil` otherwise.
-    private let boxEncoder: ((Element) -> ca_value)?
+    @usableFromInline let boxEncoder: ((Element) -> ca_value)?
 
     /// The order items come out in.
     public enum Kind: Sendable {
@@ -59,6 +59,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
 
     /// `put_nowait(item)`.
     /// - Throws: ``QueueFull``; ``QueueShutDown`` after ``shutdown(immediate:)``.
+    @inlinable
     public func putNowait(_ item: Element) throws {
         checkConfined(loop: unsafeRaw.pointee.loop)
         try ErrorBridge.check(ca_queue_put_nowait(unsafeRaw, encode(item)))
@@ -88,12 +89,31 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// `get()`: the next item, waiting (FIFO among getters) while the queue
     /// is empty.
     /// - Throws: ``QueueShutDown`` once shut down and empty; ``CancelledError``.
+    @inlinable @inline(__always)
     nonisolated(nonsending) public func get() async throws -> Element {
-        if Await.ownCoroutine != nil, unsafeRaw.pointee.len > 0 {
-            return try getNowait()
+        guard let c = Await.ownCoroutine else {
+            var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
+            return try ValueCodec<Element>.take(&v)
         }
-        var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
-        return try ValueCodec<Element>.take(&v)
+        if unsafeRaw.pointee.len > 0 { return try getNowait() }
+        // Inside the body's own task, get()'s loop runs here, as
+        // CA_AWAIT_QUEUE_GET runs it in a C body: the same getter futures,
+        // awaited in the same loop iterations, without a coroutine to
+        // delegate to.
+        try Await.checkDeferred(c)
+        while true {
+            var v = ca_value()
+            var getter: UnsafeMutablePointer<ca_future>?
+            try ErrorBridge.check(ca_queue_get_begin(unsafeRaw, &v, &getter))
+            guard let g = getter else { return try ValueCodec<Element>.take(&v) }
+            if let e = await Await.suspendRaw(c, on: g) {
+                // The bare `except:` around `await getter`.
+                let err = ca_queue_get_abort(unsafeRaw, g, e)
+                ca_decref(UnsafeMutableRawPointer(g))
+                throw ErrorBridge.take(err!)
+            }
+            ca_decref(UnsafeMutableRawPointer(g))
+        }
     }
 
     // MARK: Joining
@@ -132,8 +152,8 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// `repr(queue)`: `<Queue at 0x... maxsize=0 _queue=[1, 2] tasks=2>`.
     public var description: String { reprString { ca_queue_repr(unsafeRaw, $0, $1) } }
 
-    @inline(__always)
-    private func encode(_ item: Element) -> ca_value {
+    @inlinable @inline(__always)
+    func encode(_ item: Element) -> ca_value {
         if let boxEncoder { return boxEncoder(item) }
         return ValueCodec<Element>.encode(item)
     }

@@ -7,11 +7,12 @@
 import CAsyncio
 import CAsyncioShim
 
+@usableFromInline
 enum Await {
     /// The coroutine of the Swift-bodied task running this code, when this
     /// code runs inside its step (not in an `async let` child, a
     /// `Task.immediate` started by the body, or on another thread).
-    @inline(__always)
+    @inlinable @inline(__always)
     static var ownCoroutine: CoroPtr? {
         guard let c = cas_tls_get().pointee.running, c.pointee.swift_task == cas_swift_task_current() else {
             return nil
@@ -22,7 +23,7 @@ enum Await {
     /// Throws what must be thrown before a loop await even starts: a
     /// cancellation deferred by a foreign suspension, or the GeneratorExit of
     /// a body its task abandoned.
-    @inline(__always)
+    @usableFromInline
     static func checkDeferred(_ c: CoroPtr) throws {
         if let e = c.pointee.pending_exc {
             c.pointee.pending_exc = nil
@@ -39,24 +40,47 @@ enum Await {
     @inline(__always)
     nonisolated(nonsending) static func suspend(_ c: CoroPtr, on f: UnsafeMutablePointer<ca_future>) async throws {
         try checkDeferred(c)
-        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+        if let e = await suspendRaw(c, on: f) { throw ErrorBridge.take(e) }
+    }
+
+    /// The suspension of ``suspend(_:on:)`` without the deferred check:
+    /// returns what the task threw in (owned), or nil once `f` is done.
+    @inlinable @inline(__always)
+    nonisolated(nonsending) static func suspendRaw(_ c: CoroPtr, on f: UnsafeMutablePointer<ca_future>) async
+        -> UnsafeMutablePointer<ca_error>? {
+        await park { k in
+            c.pointee.cont = k
             c.pointee.awaited = f
             ca_incref(UnsafeMutableRawPointer(f))
             cas_future_set_blocking(f)
         }
-        if let e = c.pointee.resume_exc {
-            c.pointee.resume_exc = nil
-            throw ErrorBridge.take(e)
+        let e = c.pointee.resume_exc
+        c.pointee.resume_exc = nil
+        return e
+    }
+
+    /// Suspends the body's Swift task, handing `record` its continuation
+    /// (as the raw pointer `cas_coro.cont` holds); the step resumes it.
+    ///
+    /// The continuation is taken without first hopping to the caller's
+    /// isolation (`withUnsafeContinuation(isolation:)` does, which is a
+    /// `swift_task_switch` and a look-up of the task's executor preference
+    /// under the task's status lock on every await): the closure only stores
+    /// the pointer, so it may run wherever the caller runs. The caller hops
+    /// back to its own isolation after the resumption as usual.
+    @inlinable @inline(__always)
+    nonisolated(nonsending) static func park(_ record: (UnsafeMutableRawPointer) -> Void) async {
+        await _unsafeInheritExecutor_withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
+            record(unsafeBitCast(k, to: UnsafeMutableRawPointer.self))
         }
     }
 
     /// A bare yield: gives up exactly one loop iteration (`sleep(0)`).
-    @inline(__always)
+    @inlinable @inline(__always)
     nonisolated(nonsending) static func yieldOnce(_ c: CoroPtr) async throws {
         try checkDeferred(c)
-        await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-            c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+        await park { k in
+            c.pointee.cont = k
             c.pointee.bare_yield = 1
         }
         if let e = c.pointee.resume_exc {
@@ -69,6 +93,7 @@ enum Await {
     /// task, as `await inner` (`yield from`) does: the first send happens
     /// now; while it is suspended the task's steps drive it directly and the
     /// body only resumes once it returned or raised. Returns its value (owned).
+    @usableFromInline
     nonisolated(nonsending) static func delegate(_ c: CoroPtr, to inner: UnsafeMutablePointer<ca_coro>) async throws -> ca_value {
         do {
             try checkDeferred(c)
@@ -87,8 +112,8 @@ enum Await {
             throw ErrorBridge.take(res.error!)
         default:
             let yielded = res.future
-            await withUnsafeContinuation { (k: UnsafeContinuation<Void, Never>) in
-                c.pointee.cont = unsafeBitCast(k, to: UnsafeMutableRawPointer.self)
+            await park { k in
+                c.pointee.cont = k
                 c.pointee.co.co_awaiting = inner
                 if let yielded {
                     c.pointee.awaited = yielded
@@ -110,6 +135,7 @@ enum Await {
     /// is one, else as a task of its own on `loop` (created on the loop's
     /// thread, through `call_soon_threadsafe` from another one). Returns its
     /// value (owned).
+    @usableFromInline
     nonisolated(nonsending) static func coroutine(_ inner: UnsafeMutablePointer<ca_coro>?, loop: OpaquePointer?) async throws -> ca_value {
         guard let inner else { throw AsyncioError(typeName: "MemoryError") }
         if let c = ownCoroutine { return try await delegate(c, to: inner) }

@@ -153,6 +153,7 @@ final class ErrorBox {
     init(_ error: any Error) { self.error = error }
 }
 
+@usableFromInline
 enum ErrorBridge {
     /// A new ca_error for `error`. The Swift error rides in the payload, so
     /// `swiftError(_:)` gives back exactly `error`; its C type is the asyncio
@@ -226,13 +227,14 @@ enum ErrorBridge {
     }
 
     /// The Swift error for an owned ca_error, which is released.
+    @usableFromInline
     static func take(_ e: UnsafeMutablePointer<ca_error>) -> any Error {
         defer { ca_decref(UnsafeMutableRawPointer(e)) }
         return swiftError(e)
     }
 
     /// Throws the Swift error for an owned ca_error, if any.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func check(_ e: UnsafeMutablePointer<ca_error>?) throws {
         if let e { throw take(e) }
     }

@@ -217,7 +217,7 @@ private func releaseDoneCallback(_ arg: UnsafeMutableRawPointer?) {
 /// Traps unless the caller runs on the thread running `loop`, or `loop` is
 /// not running (then nothing else can touch it). The check reads the
 /// loop's `running` flag, written only by the thread that runs it.
-@inline(__always)
+@inlinable @inline(__always)
 func checkConfined(loop: OpaquePointer?) {
     guard let loop else { return }
     if cas_tls_get().pointee.loop == loop { return }

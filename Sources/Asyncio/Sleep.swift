@@ -13,6 +13,7 @@ import CAsyncioShim
 ///
 /// - Throws: ``CancelledError``; ``AsyncioError`` (`ValueError`) for a NaN
 ///   delay, (`RuntimeError`) outside a running loop.
+@inlinable
 nonisolated(nonsending) public func sleep(_ delay: Double) async throws {
     if let c = Await.ownCoroutine {
         if delay <= 0 {

@@ -6,6 +6,7 @@
 import CAsyncio
 import CAsyncioShim
 
+@usableFromInline
 typealias CoroPtr = UnsafeMutablePointer<cas_coro>
 
 /// A Swift coroutine pointer that may be captured by the task's closure.
@@ -190,7 +191,6 @@ private func coroClose(_ c: CoroPtr?) {
 /// and reports what the body did.
 @inline(__always)
 private func resume(_ c: CoroPtr, _ res: UnsafeMutablePointer<ca_coro_result>) -> ca_coro_status {
-    let core = core(of: c)
     if c.pointee.phase == phaseAwaiting {
         let tls = cas_tls_get()
         let previous = tls.pointee.capture
@@ -205,18 +205,24 @@ private func resume(_ c: CoroPtr, _ res: UnsafeMutablePointer<ca_coro_result>) -
         // this keeps the C task in step with the Swift task regardless): the
         // job is adopted when it reaches the loop.
         c.pointee.phase = phaseForeign
-        if c.pointee.swift_task != nil { core.registerForeign(c) }
+        if c.pointee.swift_task != nil { core(of: c).registerForeign(c) }
         return waitForeign(c, res)
     }
     c.pointee.job = nil
     c.pointee.phase = phaseRunning
-    core.runOwn(c, job: job)
-    return afterRun(c, core, res)
+    // Borrowed, not retained (a retain/release pair is two atomic
+    // operations on every step): the core belongs to the EventLoop, which
+    // is alive throughout — its run method is running this step, and the
+    // body's Swift task holds it as its executor preference. runOwn reads
+    // the core only before each job it runs, and a job that is run again
+    // (a trampoline) belongs to a task that is still alive.
+    Unmanaged<LoopCore>.fromOpaque(c.pointee.core)._withUnsafeGuaranteedRef { $0.runOwn(c, job: job) }
+    return afterRun(c, res)
 }
 
 /// What a run of the body's job ended with.
 @inline(__always)
-private func afterRun(_ c: CoroPtr, _ core: LoopCore, _ res: UnsafeMutablePointer<ca_coro_result>) -> ca_coro_status {
+private func afterRun(_ c: CoroPtr, _ res: UnsafeMutablePointer<ca_coro_result>) -> ca_coro_status {
     if c.pointee.phase == phaseDone {
         c.pointee.co.co_state = UInt8(CA_CORO_CLOSED.rawValue)
         c.pointee.co.co_lineno = 0
@@ -235,7 +241,7 @@ private func afterRun(_ c: CoroPtr, _ core: LoopCore, _ res: UnsafeMutablePointe
     }
     // Suspended on something that is not a loop awaitable.
     c.pointee.phase = phaseForeign
-    core.registerForeign(c)
+    core(of: c).registerForeign(c)
     return waitForeign(c, res)
 }
 

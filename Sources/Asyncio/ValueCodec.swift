@@ -6,25 +6,28 @@ import CAsyncio
 import CAsyncioShim
 
 /// The root of the Swift objects a `cas_box` retains.
+@usableFromInline
 class AnyValueBox {
     /// The order of two boxed priority-queue items (see ComparableBox).
     func compare(to other: AnyValueBox) -> Int32 { 0 }
 }
 
 /// A boxed value of type `T`.
+@usableFromInline
 class ValueBox<T>: AnyValueBox {
-    let value: T
-    init(_ value: T) { self.value = value }
+    @usableFromInline let value: T
+    @usableFromInline init(_ value: T) { self.value = value }
 }
 
 /// Encodes and decodes values of type `T` as `ca_value`s.
+@usableFromInline
 enum ValueCodec<T> {
     /// The tag a box of `T` carries: `T`'s metadata pointer.
-    @inline(__always)
+    @inlinable @inline(__always)
     static var tag: UnsafeRawPointer { unsafeBitCast(T.self as Any.Type, to: UnsafeRawPointer.self) }
 
     /// An owned value holding `value`.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func encode(_ value: T) -> ca_value {
         if T.self == Int.self { return ca_int(Int64(unsafeBitCast(value, to: Int.self))) }
         if T.self == Void.self { return ca_none() }
@@ -42,6 +45,7 @@ enum ValueCodec<T> {
     }
 
     /// An owned value holding `box`.
+    @usableFromInline
     static func encodeBox(_ box: ValueBox<T>) -> ca_value {
         let object = Unmanaged<AnyValueBox>.passRetained(box).toOpaque()
         guard let b = cas_box_new(object, tag) else { fatalError("out of memory boxing a value") }
@@ -51,7 +55,7 @@ enum ValueCodec<T> {
     /// Reads a borrowed value as `T` (copying it out of its box). Throws
     /// `AsyncioError` (TypeError) when the value does not hold a `T`, as a
     /// C coroutine's result read with the wrong Swift type would.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func decode(_ v: UnsafePointer<ca_value>) throws -> T {
         let kind = v.pointee.kind
         if T.self == Int.self, kind == CA_VALUE_INT { return unsafeBitCast(Int(v.pointee.u.i), to: T.self) }
@@ -68,14 +72,20 @@ enum ValueCodec<T> {
         if let object = cas_box_object(v, tag) {
             return Unmanaged<ValueBox<T>>.fromOpaque(object).takeUnretainedValue().value
         }
-        throw AsyncioError(typeName: "TypeError", message: "a \(describe(v)) result cannot be read as \(T.self)")
+        throw mismatch(v)
     }
 
     /// Reads an owned value as `T` and releases it.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func take(_ v: inout ca_value) throws -> T {
         defer { ca_value_clear(&v) }
-        return try withUnsafePointer(to: &v) { try decode($0) }
+        return try decode(&v)
+    }
+
+    /// The TypeError of a value that does not hold a `T`.
+    @usableFromInline
+    static func mismatch(_ v: UnsafePointer<ca_value>) -> any Error {
+        AsyncioError(typeName: "TypeError", message: "a \(describe(v)) result cannot be read as \(T.self)")
     }
 
     private static func describe(_ v: UnsafePointer<ca_value>) -> String {
