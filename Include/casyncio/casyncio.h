@@ -19,6 +19,7 @@
 #include "io.h"
 #include "transport.h"
 #include "stream.h"
+#include "executor.h"
 #include "debug.h"
 #include "graph.h"
 
