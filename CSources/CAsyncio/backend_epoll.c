@@ -273,6 +273,32 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
         }
         return want_rd ? ATTEMPT_WAIT_RD : ATTEMPT_WAIT_WR;
     }
+    case CA_IO_RECVMSG:
+        do n = recvmsg(op->fd, (struct msghdr *)op->buf, op->msg_flags | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fs->rd_ready = 0;
+            return ATTEMPT_WAIT_RD;
+        }
+        *res = n < 0 ? -errno : (int32_t)n;
+        return ATTEMPT_DONE;
+    case CA_IO_SENDMSG:
+        do n = sendmsg(op->fd, (const struct msghdr *)op->buf, op->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fs->wr_ready = 0;
+            return ATTEMPT_WAIT_WR;
+        }
+        *res = n < 0 ? -errno : (int32_t)n;
+        return ATTEMPT_DONE;
+    case CA_IO_READ:
+    case CA_IO_WRITE:
+    case CA_IO_OPENAT:
+    case CA_IO_FSYNC:
+    case CA_IO_CLOSE:
+        /* files are never ready-or-not: io.c runs them on the executor */
+        *res = -EOPNOTSUPP;
+        return ATTEMPT_DONE;
     case CA_IO_NOP:
     default:
         *res = 0;

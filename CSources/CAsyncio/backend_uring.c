@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -201,6 +202,27 @@ static void uring_prep(ca_backend *b, struct io_uring_sqe *sqe, ca_io_op *op) {
             break;
         case CA_IO_POLL:
             io_uring_prep_poll_add(sqe, op->fd, op->poll_events);
+            break;
+        case CA_IO_RECVMSG:
+            io_uring_prep_recvmsg(sqe, op->fd, (struct msghdr *)op->buf, (unsigned)op->msg_flags);
+            break;
+        case CA_IO_SENDMSG:
+            io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, (unsigned)(op->msg_flags | MSG_NOSIGNAL));
+            break;
+        case CA_IO_READ:
+            io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->offset);
+            break;
+        case CA_IO_WRITE:
+            io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->offset);
+            break;
+        case CA_IO_OPENAT:
+            io_uring_prep_openat(sqe, AT_FDCWD, (const char *)op->buf, op->msg_flags, op->len);
+            break;
+        case CA_IO_FSYNC:
+            io_uring_prep_fsync(sqe, op->fd, op->len);
+            break;
+        case CA_IO_CLOSE:
+            io_uring_prep_close(sqe, op->fd);
             break;
         case CA_IO_NOP:
         default:

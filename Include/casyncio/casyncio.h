@@ -20,6 +20,7 @@
 #include "transport.h"
 #include "stream.h"
 #include "executor.h"
+#include "datagram.h"
 #include "debug.h"
 #include "graph.h"
 
