@@ -11,6 +11,7 @@
  */
 #include "executor_internal.h"
 #include "io_internal.h"
+#include "signal_internal.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -739,6 +740,7 @@ void ca_io_loop_free(ca_loop *loop) {
     ca_io_loop *io = loop->io;
     if (io == NULL) return;
     ca_executor_loop_closed(loop, io->executor);
+    ca_signals_loop_closed(loop, io->signals);
     ca_transports_loop_closed(loop);
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)

@@ -21,6 +21,7 @@
 #include "stream.h"
 #include "executor.h"
 #include "datagram.h"
+#include "signals.h"
 #include "debug.h"
 #include "graph.h"
 

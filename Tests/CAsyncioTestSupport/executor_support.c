@@ -82,3 +82,11 @@ int ts_block_signal(int signo) {
 }
 
 int ts_raise(int signo) { return raise(signo); }
+
+bool ts_signal_blocked(int signo) {
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    return sigismember(&cur, signo) == 1;
+}
+
+void ts_job_count_run(void *arg) { __atomic_add_fetch(&((ts_job *)arg)->runs, 1, __ATOMIC_SEQ_CST); }

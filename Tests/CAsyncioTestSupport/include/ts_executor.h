@@ -50,3 +50,17 @@ int ts_raise(int signo);
 }
 #endif
 #endif
+
+#ifndef TS_SIGNAL_HELPERS
+#define TS_SIGNAL_HELPERS
+#ifdef __cplusplus
+extern "C" {
+#endif
+/** A loop callback counting its calls in ((ts_job *)arg)->runs. */
+void ts_job_count_run(void *arg);
+/** Whether `signo` is blocked in the calling thread. */
+bool ts_signal_blocked(int signo);
+#ifdef __cplusplus
+}
+#endif
+#endif
