@@ -130,6 +130,10 @@ typedef struct ca_backend_ops {
     uint32_t (*provided_buffers)(ca_backend *b);
     /** Gives a provided buffer (cqe_bid of a completion) back to the kernel. */
     void (*buffer_return)(ca_backend *b, uint16_t bid);
+    /** Whether READ/WRITE/OPENAT/FSYNC/CLOSE on files can be submitted
+     *  (io_uring with those opcodes; never epoll, where files are always
+     *  ready and would block the loop). */
+    bool (*file_ops)(const ca_backend *b);
 } ca_backend_ops;
 
 extern const ca_backend_ops ca_backend_uring_ops;

@@ -571,6 +571,7 @@ static size_t epoll_backend_inflight(const ca_backend *b) { return b->inflight; 
 /* Readiness-based: every receive reads into its owner's buffer. */
 static uint32_t epoll_backend_provided_buffers(ca_backend *b) { return 0; }
 static void epoll_backend_buffer_return(ca_backend *b, uint16_t bid) {}
+static bool epoll_backend_file_ops(const ca_backend *b) { return false; }
 
 const ca_backend_ops ca_backend_epoll_ops = {
     .name = "epoll",
@@ -585,4 +586,5 @@ const ca_backend_ops ca_backend_epoll_ops = {
     .inflight = epoll_backend_inflight,
     .provided_buffers = epoll_backend_provided_buffers,
     .buffer_return = epoll_backend_buffer_return,
+    .file_ops = epoll_backend_file_ops,
 };

@@ -22,6 +22,7 @@
 #include "executor.h"
 #include "datagram.h"
 #include "signals.h"
+#include "files.h"
 #include "debug.h"
 #include "graph.h"
 

@@ -64,3 +64,15 @@ bool ts_signal_blocked(int signo);
 }
 #endif
 #endif
+
+#ifndef TS_FD_COUNT
+#define TS_FD_COUNT
+#ifdef __cplusplus
+extern "C" {
+#endif
+/** How many of this process's fds are open on `path` (/proc/self/fd). */
+int ts_fds_open_on(const char *path);
+#ifdef __cplusplus
+}
+#endif
+#endif
