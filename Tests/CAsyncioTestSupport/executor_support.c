@@ -4,10 +4,14 @@
 #include "ts_executor.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,8 +95,6 @@ bool ts_signal_blocked(int signo) {
 
 void ts_job_count_run(void *arg) { __atomic_add_fetch(&((ts_job *)arg)->runs, 1, __ATOMIC_SEQ_CST); }
 
-#include <dirent.h>
-#include <string.h>
 
 int ts_fds_open_on(const char *path) {
     DIR *d = opendir("/proc/self/fd");
@@ -109,4 +111,46 @@ int ts_fds_open_on(const char *path) {
     }
     closedir(d);
     return n;
+}
+
+
+ca_error *ts_job_slow(void *arg, ca_value *result) {
+    ts_job *j = arg;
+    struct timespec ts = {j->b / 1000, (long)(j->b % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return ts_job_add(arg, result);
+}
+
+typedef struct later_write {
+    int fd;
+    int delay_ms;
+    size_t len;
+    uint8_t data[];
+} later_write;
+
+static void *later_write_main(void *arg) {
+    later_write *w = arg;
+    struct timespec ts = {w->delay_ms / 1000, (long)(w->delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    ssize_t n = write(w->fd, w->data, w->len);
+    (void)n;
+    free(w);
+    return NULL;
+}
+
+int ts_write_later(int fd, const void *data, size_t len, int delay_ms) {
+    later_write *w = malloc(sizeof *w + len);
+    if (w == NULL) return -ENOMEM;
+    w->fd = fd;
+    w->delay_ms = delay_ms;
+    w->len = len;
+    memcpy(w->data, data, len);
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, later_write_main, w);
+    if (rc != 0) {
+        free(w);
+        return -rc;
+    }
+    pthread_detach(t);
+    return 0;
 }

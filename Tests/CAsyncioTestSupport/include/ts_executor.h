@@ -76,3 +76,18 @@ int ts_fds_open_on(const char *path);
 }
 #endif
 #endif
+
+#ifndef TS_LATER
+#define TS_LATER
+#ifdef __cplusplus
+extern "C" {
+#endif
+/** Waits ((ts_job *)arg)->b milliseconds of real time, then a + b. */
+ca_error *ts_job_slow(void *arg, ca_value *result);
+/** Writes `len` bytes of `data` (copied) to `fd` from a detached thread
+ *  after `delay_ms` of real time. 0, or -errno when no thread started. */
+int ts_write_later(int fd, const void *data, size_t len, int delay_ms);
+#ifdef __cplusplus
+}
+#endif
+#endif
