@@ -338,6 +338,7 @@ ca_error *ca_loop_shutdown_default_executor(ca_loop *loop, ca_future **out) {
 ca_error *ca_loop_set_executor_max_threads(ca_loop *loop, unsigned n) {
     if (n < 1 || n > EXECUTOR_MAX_THREADS_CAP)
         return ca_error_format(&ca_ValueError, "max_workers must be between 1 and %d", EXECUTOR_MAX_THREADS_CAP);
+    if (loop->closed) return ca_error_new(&ca_RuntimeError, "Event loop is closed");
     ca_executor *ex = ex_get(loop);
     if (ex == NULL) return ca_error_new(&ca_MemoryError, NULL);
     pthread_mutex_lock(&ex->mu);

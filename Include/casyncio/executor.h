@@ -58,7 +58,8 @@ struct ca_error *ca_loop_shutdown_default_executor(ca_loop *loop, ca_future **ou
 /**
  * The most threads the default executor may start (ThreadPoolExecutor's
  * max_workers; default min(32, CPUs + 4)). Threads already running stay.
- * ValueError unless 1 <= n <= 32; MemoryError.
+ * ValueError unless 1 <= n <= 32; RuntimeError "Event loop is closed";
+ * MemoryError.
  */
 struct ca_error *ca_loop_set_executor_max_threads(ca_loop *loop, unsigned n);
 

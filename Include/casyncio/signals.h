@@ -17,6 +17,9 @@
  * The default executor's threads block every signal. Signals raised for
  * one thread (raise(3), pthread_kill) reach the loop only when that thread
  * runs the loop.
+ *
+ * The signalfd's read counts as I/O in flight, so a virtual-clock loop with
+ * a handler installed waits for timers in real time (see loop.h).
  */
 #ifndef CASYNCIO_SIGNALS_H
 #define CASYNCIO_SIGNALS_H
