@@ -3,6 +3,8 @@
  */
 #include "ts_executor.h"
 
+#include "casyncio_test_support.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -153,4 +155,10 @@ int ts_write_later(int fd, const void *data, size_t len, int delay_ms) {
     }
     pthread_detach(t);
     return 0;
+}
+
+void ts_job_record_var(void *arg) {
+    ts_job *j = arg;
+    j->seen = ts_var_int(j->var);
+    ts_job_count_run(arg);
 }

@@ -51,6 +51,26 @@ struct SignalTests {
         }
     }
 
+    @Test("the handler runs in the context that was current when it was added")
+    func handlerContext() throws {
+        try withIOLoop(.epoll) { l in
+            let v = ts_contextvar_new("signal_var", false, 0)!
+            defer { ts_contextvar_free(v) }
+            let h = handler(l)
+            h.pointee.var = UnsafePointer(v)
+            withFreshContext { _ in
+                expectOK(ca_contextvar_set(v, ca_int(5), nil))
+                expectOK(ca_loop_add_signal_handler(l.loop, SIGUSR1, ts_job_record_var, h, nil))
+                expectOK(ca_contextvar_set(v, ca_int(7), nil))
+            }
+            #expect(ts_raise(SIGUSR1) == 0)
+            #expect(l.runUntil(timeout: 5) { h.pointee.runs == 1 })
+            #expect(h.pointee.seen == 5)
+            var removed = false
+            expectOK(ca_loop_remove_signal_handler(l.loop, SIGUSR1, &removed))
+        }
+    }
+
     @Test("a second handler for a signal replaces the first, which is released", arguments: IOBackend.allCases)
     func replace(backend: IOBackend) throws {
         try withIOLoop(backend) { l in

@@ -20,6 +20,8 @@ typedef struct ts_job {
     int runs;              /* jobs that ran */
     int releases;          /* releases seen (loop thread) */
     uint64_t worker_tid;   /* the thread the last job ran on */
+    const ca_contextvar *var; /* ts_job_record_var: the variable to read */
+    int64_t seen;          /* ts_job_record_var: its value (ts_var_int) */
 } ts_job;
 
 /** Result a + b (INT), records the thread. */
@@ -56,6 +58,8 @@ int ts_raise(int signo);
 #ifdef __cplusplus
 extern "C" {
 #endif
+/** A loop callback storing ts_var_int(job->var) in job->seen and counting the run. */
+void ts_job_record_var(void *arg);
 /** A loop callback counting its calls in ((ts_job *)arg)->runs. */
 void ts_job_count_run(void *arg);
 /** Whether `signo` is blocked in the calling thread. */
