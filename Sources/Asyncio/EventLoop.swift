@@ -37,11 +37,14 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     ///   - virtualClock: time jumps to the next deadline whenever nothing is
     ///     ready, so timers fire at once (deterministic tests).
     ///   - debug: asyncio's debug mode (slow-callback reports, thread checks).
+    ///   - backend: the I/O backend (default: io_uring where the kernel
+    ///     allows it, else epoll; `ASYNCIO_BACKEND` overrides the default).
     /// - Throws: ``OSError`` when the I/O backend cannot be set up.
-    public init(virtualClock: Bool = false, debug: Bool = false) throws {
+    public init(virtualClock: Bool = false, debug: Bool = false, backend: Backend = .automatic) throws {
         var config = ca_loop_config()
         config.virtual_clock = virtualClock
         config.debug = debug
+        config.backend = backend.kind
         var out: OpaquePointer?
         try ErrorBridge.check(ca_loop_new(&config, &out))
         core = LoopCore(loop: out!)

@@ -9,11 +9,11 @@ import Testing
 struct AsyncFileTests {
     func tempPath() -> String { "/tmp/casyncio-swift-file-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" }
 
-    @Test("write then read returns the same bytes; a read at end of file returns none")
-    func roundTrip() async throws {
+    @Test("write then read returns the same bytes; a read at end of file returns none", arguments: ioBackends)
+    func roundTrip(backend: EventLoop.Backend) async throws {
         let path = tempPath()
         defer { unlink(path) }
-        let (back, eof, size) = try await runLoop(virtualClock: false) {
+        let (back, eof, size) = try await runLoop(backend: backend) {
             let f = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT | O_TRUNC, mode: 0o600)
             let payload = (0..<10_000).map { UInt8($0 % 251) }
             let n = try await f.write(payload, at: 0)
@@ -28,11 +28,11 @@ struct AsyncFileTests {
         #expect(size == 10_000)
     }
 
-    @Test("opening a missing file throws FileNotFoundError with ENOENT and the operation")
-    func missing() async throws {
+    @Test("opening a missing file throws FileNotFoundError with ENOENT and the operation", arguments: ioBackends)
+    func missing(backend: EventLoop.Backend) async throws {
         let path = tempPath()
         do {
-            _ = try await runLoop(virtualClock: false) { try await AsyncFile.open(path) }
+            _ = try await runLoop(backend: backend) { try await AsyncFile.open(path) }
             Issue.record("no error")
         } catch let e as OSError {
             #expect(e.typeName == "FileNotFoundError")

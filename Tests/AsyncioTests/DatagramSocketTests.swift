@@ -7,9 +7,9 @@ import Testing
 
 @Suite("DatagramSocket")
 struct DatagramSocketTests {
-    @Test("a datagram sent to a bound socket is received with its sender, and the reply comes back")
-    func roundTrip() async throws {
-        let (request, reply) = try await runLoop(virtualClock: false) {
+    @Test("a datagram sent to a bound socket is received with its sender, and the reply comes back", arguments: ioBackends)
+    func roundTrip(backend: EventLoop.Backend) async throws {
+        let (request, reply) = try await runLoop(backend: backend) {
             let server = try DatagramSocket(local: ("127.0.0.1", 0))
             let port = try #require(server.localAddress?.port)
             let client = try DatagramSocket(remote: ("127.0.0.1", port))
@@ -26,9 +26,9 @@ struct DatagramSocketTests {
         #expect(reply.data == Array("pong".utf8))
     }
 
-    @Test("an ICMP port unreachable surfaces as ConnectionRefusedError from receive")
-    func refused() async throws {
-        let error = try await runLoop(virtualClock: false) { () async throws -> OSError? in
+    @Test("an ICMP port unreachable surfaces as ConnectionRefusedError from receive", arguments: ioBackends)
+    func refused(backend: EventLoop.Backend) async throws {
+        let error = try await runLoop(backend: backend) { () async throws -> OSError? in
             let probe = try DatagramSocket(local: ("127.0.0.1", 0))
             let port = try #require(probe.localAddress?.port)
             probe.close()
@@ -51,9 +51,9 @@ struct DatagramSocketTests {
         #expect(error?.errno == ECONNREFUSED)
     }
 
-    @Test("send(to:) with a foreign address on a connected socket throws ValueError")
-    func foreignAddress() async throws {
-        let e = try await runLoop(virtualClock: false) { () async throws -> String? in
+    @Test("send(to:) with a foreign address on a connected socket throws ValueError", arguments: ioBackends)
+    func foreignAddress(backend: EventLoop.Backend) async throws {
+        let e = try await runLoop(backend: backend) { () async throws -> String? in
             let client = try DatagramSocket(remote: ("127.0.0.1", 9))
             defer { client.close() }
             do {
