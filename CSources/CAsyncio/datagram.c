@@ -54,8 +54,7 @@ struct ca_datagram_transport {
     struct iovec siov;
     dgram_node *q_head, *q_tail;
     size_t buffer_size;
-    ca_error *pending_error;     /* waiting for error_received (a list would be overkill:
-                                    one report per completion, each scheduled at once) */
+    ca_error *pending_error;     /* the latest failure, waiting for error_received */
 };
 
 static void dgram_dealloc(ca_object *op);
