@@ -56,10 +56,12 @@ struct ca_io_op {
     uint8_t flags;          /* CA_IO_F_* */
     uint8_t state;          /* CA_IO_OP_* (backend-private) */
     uint8_t bflags;         /* backend-private bookkeeping (epoll: where the op waits) */
-    uint32_t len;           /* RECV/SEND: bytes */
-    int32_t msg_flags;      /* RECV/SEND: MSG_* */
+    uint32_t len;           /* RECV/SEND/READ/WRITE: bytes; OPENAT: mode; FSYNC: IORING_FSYNC_* */
+    int32_t msg_flags;      /* RECV/SEND/RECVMSG/SENDMSG: MSG_*; OPENAT: O_* flags */
+    uint64_t offset;        /* READ/WRITE: file offset */
     uint32_t poll_events;   /* POLL: POLLIN / POLLOUT */
-    void *buf;              /* RECV/SEND: data; ACCEPT/CONNECT: struct sockaddr storage */
+    void *buf;              /* RECV/SEND/READ/WRITE: data; ACCEPT/CONNECT: struct sockaddr storage;
+                               RECVMSG/SENDMSG: struct msghdr; OPENAT: the path */
     socklen_t addrlen;      /* CONNECT: length of *buf; ACCEPT: capacity in, length out */
     int32_t injected_res;   /* CA_IO_F_INJECT: the result to complete with */
     /* Set by the backend for the completion being dispatched: the provided
@@ -128,6 +130,10 @@ typedef struct ca_backend_ops {
     uint32_t (*provided_buffers)(ca_backend *b);
     /** Gives a provided buffer (cqe_bid of a completion) back to the kernel. */
     void (*buffer_return)(ca_backend *b, uint16_t bid);
+    /** Whether READ/WRITE/OPENAT/FSYNC/CLOSE on files can be submitted
+     *  (io_uring with those opcodes; never epoll, where files are always
+     *  ready and would block the loop). */
+    bool (*file_ops)(const ca_backend *b);
 } ca_backend_ops;
 
 extern const ca_backend_ops ca_backend_uring_ops;

@@ -273,6 +273,32 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
         }
         return want_rd ? ATTEMPT_WAIT_RD : ATTEMPT_WAIT_WR;
     }
+    case CA_IO_RECVMSG:
+        do n = recvmsg(op->fd, (struct msghdr *)op->buf, op->msg_flags | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fs->rd_ready = 0;
+            return ATTEMPT_WAIT_RD;
+        }
+        *res = n < 0 ? -errno : (int32_t)n;
+        return ATTEMPT_DONE;
+    case CA_IO_SENDMSG:
+        do n = sendmsg(op->fd, (const struct msghdr *)op->buf, op->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fs->wr_ready = 0;
+            return ATTEMPT_WAIT_WR;
+        }
+        *res = n < 0 ? -errno : (int32_t)n;
+        return ATTEMPT_DONE;
+    case CA_IO_READ:
+    case CA_IO_WRITE:
+    case CA_IO_OPENAT:
+    case CA_IO_FSYNC:
+    case CA_IO_CLOSE:
+        /* files are never ready-or-not: io.c runs them on the executor */
+        *res = -EOPNOTSUPP;
+        return ATTEMPT_DONE;
     case CA_IO_NOP:
     default:
         *res = 0;
@@ -545,6 +571,7 @@ static size_t epoll_backend_inflight(const ca_backend *b) { return b->inflight; 
 /* Readiness-based: every receive reads into its owner's buffer. */
 static uint32_t epoll_backend_provided_buffers(ca_backend *b) { return 0; }
 static void epoll_backend_buffer_return(ca_backend *b, uint16_t bid) {}
+static bool epoll_backend_file_ops(const ca_backend *b) { return false; }
 
 const ca_backend_ops ca_backend_epoll_ops = {
     .name = "epoll",
@@ -559,4 +586,5 @@ const ca_backend_ops ca_backend_epoll_ops = {
     .inflight = epoll_backend_inflight,
     .provided_buffers = epoll_backend_provided_buffers,
     .buffer_return = epoll_backend_buffer_return,
+    .file_ops = epoll_backend_file_ops,
 };

@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -60,6 +61,7 @@ struct ca_backend {
     bool taskrun_flag;   /* the kernel raises IORING_SQ_TASKRUN while completions wait */
     bool single_issuer;  /* the ring only accepts submissions from owner_tid */
     bool no_multishot_accept; /* the kernel refused IORING_ACCEPT_MULTISHOT once */
+    bool file_ops;       /* the probe found OPENAT, READ, WRITE, FSYNC and CLOSE */
     unsigned entries;
     uint64_t owner_tid;  /* the thread that enabled a SINGLE_ISSUER ring */
     uint64_t wake_buf;   /* the READ's target: must outlive the SQE, so it lives here */
@@ -120,8 +122,10 @@ static int uring_queue_init(struct io_uring *ring, unsigned entries, unsigned *f
 }
 
 /** The opcodes the socket operations need (5.6 has them all); without them
- *  the ring is as good as refused, so the loop falls back to epoll. */
-static int uring_probe_ops(struct io_uring *ring) {
+ *  the ring is as good as refused, so the loop falls back to epoll. Notes
+ *  whether the file opcodes are there too (without them files go to the
+ *  executor). */
+static int uring_probe_ops(struct io_uring *ring, bool *file_ops) {
     struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
     if (probe == NULL) return -ENOSYS;
     static const int needed[] = {IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ACCEPT, IORING_OP_CONNECT,
@@ -129,6 +133,10 @@ static int uring_probe_ops(struct io_uring *ring) {
     int ret = 0;
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
         if (!io_uring_opcode_supported(probe, needed[i])) ret = -ENOSYS;
+    static const int files[] = {IORING_OP_OPENAT, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_FSYNC, IORING_OP_CLOSE};
+    *file_ops = true;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (!io_uring_opcode_supported(probe, files[i])) *file_ops = false;
     io_uring_free_probe(probe);
     return ret;
 }
@@ -201,6 +209,27 @@ static void uring_prep(ca_backend *b, struct io_uring_sqe *sqe, ca_io_op *op) {
             break;
         case CA_IO_POLL:
             io_uring_prep_poll_add(sqe, op->fd, op->poll_events);
+            break;
+        case CA_IO_RECVMSG:
+            io_uring_prep_recvmsg(sqe, op->fd, (struct msghdr *)op->buf, (unsigned)op->msg_flags);
+            break;
+        case CA_IO_SENDMSG:
+            io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, (unsigned)(op->msg_flags | MSG_NOSIGNAL));
+            break;
+        case CA_IO_READ:
+            io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->offset);
+            break;
+        case CA_IO_WRITE:
+            io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->offset);
+            break;
+        case CA_IO_OPENAT:
+            io_uring_prep_openat(sqe, AT_FDCWD, (const char *)op->buf, op->msg_flags, op->len);
+            break;
+        case CA_IO_FSYNC:
+            io_uring_prep_fsync(sqe, op->fd, op->len);
+            break;
+        case CA_IO_CLOSE:
+            io_uring_prep_close(sqe, op->fd);
             break;
         case CA_IO_NOP:
         default:
@@ -440,7 +469,7 @@ static ca_error *uring_backend_create(ca_backend **out) {
         goto fail_free;
     }
     uring_note_flags(b, flags);
-    ret = uring_probe_ops(&b->ring);
+    ret = uring_probe_ops(&b->ring, &b->file_ops);
     if (ret < 0) {
         err = ca_error_from_errno(&ca_OSError, -ret, "io_uring_get_probe_ring");
         goto fail_ring;
@@ -622,6 +651,8 @@ static void uring_backend_stats(const ca_backend *b, ca_backend_stats *out) { *o
 
 static size_t uring_backend_inflight(const ca_backend *b) { return b->inflight; }
 
+static bool uring_backend_file_ops(const ca_backend *b) { return b->file_ops; }
+
 const ca_backend_ops ca_backend_uring_ops = {
     .name = "io_uring",
     .create = uring_backend_create,
@@ -635,4 +666,5 @@ const ca_backend_ops ca_backend_uring_ops = {
     .inflight = uring_backend_inflight,
     .provided_buffers = uring_backend_provided_buffers,
     .buffer_return = uring_backend_buffer_return,
+    .file_ops = uring_backend_file_ops,
 };

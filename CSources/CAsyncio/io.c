@@ -9,7 +9,9 @@
  * complete in the kernel, so whatever it brought in (bytes, an accepted
  * connection) is kept per fd and handed to the next operation.
  */
+#include "executor_internal.h"
 #include "io_internal.h"
+#include "signal_internal.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -737,6 +739,8 @@ ca_error *ca_loop_sock_close(ca_loop *loop, int fd) {
 void ca_io_loop_free(ca_loop *loop) {
     ca_io_loop *io = loop->io;
     if (io == NULL) return;
+    ca_executor_loop_closed(loop, io->executor);
+    ca_signals_loop_closed(loop, io->signals);
     ca_transports_loop_closed(loop);
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)

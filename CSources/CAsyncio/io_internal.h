@@ -17,6 +17,8 @@
 #define CA_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 typedef struct io_fdinfo io_fdinfo;
+typedef struct ca_executor ca_executor;
+typedef struct ca_signals ca_signals;
 
 /** Per-loop I/O state (loop->io), created by the first I/O call. */
 typedef struct ca_io_loop {
@@ -27,6 +29,8 @@ typedef struct ca_io_loop {
     uint64_t race_kept;
     uint64_t faults;
     ca_transport *transports; /* open transports (borrowed list heads), for close */
+    ca_executor *executor;    /* the default executor (executor.c), NULL until first used */
+    ca_signals *signals;      /* signal handlers (signal.c), NULL until first added */
 } ca_io_loop;
 
 /** loop->io, creating it on first use; NULL when out of memory. */

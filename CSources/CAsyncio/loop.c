@@ -599,7 +599,22 @@ static void run_once(ca_loop *loop) {
         timeout = -1;
     }
 
-    if (loop->virtual_clock && timeout > 0) {
+    if (loop->virtual_clock && timeout > 0 && loop->io_pending > 0) {
+        /* Virtual time with I/O or executor jobs in flight: they finish in
+         * real time, so wait for them as a real loop would; only a wait that
+         * lasted its whole timeout with nothing happening lets time jump to
+         * the deadline (a signal or a stray edge ends a wait early). */
+        int nev = 0;
+        int64_t t0 = monotonic_ns();
+        ca_error *err = loop->backend_ops->poll(loop->backend, timeout, &nev);
+        if (err != NULL) {
+            ca_loop_report_callback_error(loop, NULL, err);
+            ca_decref(err);
+        }
+        if (nev == 0 && !atomic_load_explicit(&loop->wake_pending, memory_order_acquire) &&
+            monotonic_ns() - t0 >= timeout)
+            loop->vtime += timeout;
+    } else if (loop->virtual_clock && timeout > 0) {
         /* Virtual time: nothing can happen before the next deadline except a
          * thread-safe call, so look for one without blocking and jump. */
         int nev = 0;

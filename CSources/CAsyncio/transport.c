@@ -1279,6 +1279,7 @@ typedef struct connector {
     int fd;
     ca_error *errors[CONNECT_MAX_ADDRS];
     size_t nerrors;
+    ca_future *resolving;       /* getaddrinfo of a host name, until it is done (strong) */
 } connector;
 
 static bool connector_cancel(ca_future *fut, const char *msg);
@@ -1304,6 +1305,7 @@ static void connector_dealloc(ca_object *op) {
         if (op->ob_refcnt > 0) return;
     }
     connector_close_fd(c);
+    CA_CLEAR(c->resolving);
     for (size_t i = 0; i < c->nerrors; i++) ca_decref(c->errors[i]);
     ca_future_clear_head(&c->fut);
     ca_free(c);
@@ -1312,6 +1314,7 @@ static void connector_dealloc(ca_object *op) {
 static bool connector_cancel(ca_future *fut, const char *msg) {
     if (!ca_future_cancel_impl(fut, msg)) return false;
     connector *c = (connector *)fut;
+    if (c->resolving != NULL) ca_future_cancel(c->resolving, msg);
     ca_io_cancel(fut->fut_loop, &c->op);
     return true;
 }
@@ -1413,6 +1416,48 @@ static ca_error *connector_start(connector *c, ca_future **out) {
     return NULL;
 }
 
+static void connector_release_ref(void *arg) { ca_decref(arg); }
+
+/* The name was looked up (base_events._ensure_resolved): try its addresses. */
+static void connector_resolved(ca_future *f, void *arg) {
+    connector *c = arg;
+    CA_CLEAR(c->resolving);
+    if (c->fut.fut_state != CA_FUTURE_PENDING || c->fut.fut_loop->closed) return;
+    ca_value v;
+    ca_error *err = ca_future_result(f, &v);
+    if (err == NULL) {
+        const ca_addrinfo_list *l = (const ca_addrinfo_list *)v.u.obj;
+        for (size_t i = 0; i < l->count && c->naddrs < CONNECT_MAX_ADDRS; i++) {
+            memcpy(&c->addrs[c->naddrs], &l->items[i].addr, l->items[i].addrlen);
+            c->lens[c->naddrs++] = l->items[i].addrlen;
+        }
+        if (c->naddrs == 0) err = ca_error_new(&ca_OSError, "getaddrinfo() returned empty list");
+    }
+    if (err == NULL && !connector_try_next(c)) err = connector_final_error(c);
+    if (err != NULL) connector_fail(c, err);
+}
+
+/* A name rather than an IP literal: resolved on the executor first. */
+static ca_error *connector_resolve(connector *c, const char *host, uint16_t port, ca_future **out) {
+    char service[8];
+    snprintf(service, sizeof service, "%u", port);
+    ca_error *err = ca_loop_getaddrinfo(c->fut.fut_loop, host, service, AF_UNSPEC, SOCK_STREAM, 0, 0, &c->resolving);
+    if (err == NULL)
+        err = ca_future_add_done_callback(c->resolving, connector_resolved, ca_incref(c), connector_release_ref, NULL);
+    if (err != NULL) {
+        if (c->resolving != NULL) ca_future_cancel(c->resolving, NULL);
+        ca_decref(c);
+        return err;
+    }
+    *out = &c->fut;
+    return NULL;
+}
+
+static bool host_is_ip_literal(const char *host) {
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
 ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, void *arg, const char *host,
                                     uint16_t port, ca_future **out) {
     *out = NULL;
@@ -1421,6 +1466,7 @@ ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, 
     if (ca_io_loop_get(loop) == NULL) return ca_error_new(&ca_MemoryError, NULL);
     connector *c = connector_new(loop, factory, arg);
     if (c == NULL) return ca_error_new(&ca_MemoryError, NULL);
+    if (!host_is_ip_literal(host)) return connector_resolve(c, host, port, out);
     ca_error *err = ca_io_resolve_numeric(host, port, false, c->addrs, c->lens, CONNECT_MAX_ADDRS, &c->naddrs);
     if (err == NULL && c->naddrs == 0) err = ca_error_format(&ca_OSError, "getaddrinfo(%s) returned empty list", host);
     if (err != NULL) {

@@ -19,6 +19,10 @@
 #include "io.h"
 #include "transport.h"
 #include "stream.h"
+#include "executor.h"
+#include "datagram.h"
+#include "signals.h"
+#include "files.h"
 #include "debug.h"
 #include "graph.h"
 

@@ -197,6 +197,13 @@ typedef enum ca_io_opcode {
     CA_IO_ACCEPT = 3,  /* accept4: the new fd */
     CA_IO_CONNECT = 4, /* connect: 0 */
     CA_IO_POLL = 5,    /* wait for readiness: the revents seen */
+    CA_IO_RECVMSG = 6, /* recvmsg (datagrams): bytes read */
+    CA_IO_SENDMSG = 7, /* sendmsg (datagrams): bytes written */
+    CA_IO_READ = 8,    /* file pread: bytes read, 0 at EOF */
+    CA_IO_WRITE = 9,   /* file pwrite: bytes written */
+    CA_IO_OPENAT = 10, /* openat: the new fd */
+    CA_IO_FSYNC = 11,  /* fsync / fdatasync: 0 */
+    CA_IO_CLOSE = 12,  /* close: 0 */
 } ca_io_opcode;
 
 /** What a fault hook does to one submission. Zeroed: nothing. */

@@ -33,7 +33,10 @@ typedef enum ca_backend_kind {
 
 /** Loop construction options. Zero-initialise for the defaults. */
 typedef struct ca_loop_config {
-    bool virtual_clock;          /* deterministic time: jump to the next deadline when idle */
+    bool virtual_clock;          /* deterministic time: jump to the next deadline when idle;
+                                    while I/O or executor jobs are pending the loop waits
+                                    for them in real time (up to the next deadline's
+                                    distance) and jumps only when that wait saw nothing */
     bool debug;                  /* slow-callback reports, thread checks */
     ca_backend_kind backend;
     int64_t slow_callback_ns;    /* debug threshold; 0: 100 ms */

@@ -216,14 +216,16 @@ size_t ca_server_connection_count(const ca_server *s);
 /* MARK: - Clients */
 
 /**
- * create_connection(protocol_factory, host, port): connects to each numeric
- * address in turn; the future resolves to the transport (OBJECT value) once
+ * create_connection(protocol_factory, host, port): connects to each address
+ * in turn — an IP literal directly, a host name ("localhost") once
+ * ca_loop_getaddrinfo resolved it on the default executor; the future resolves to the transport (OBJECT value) once
  * connection_made ran (the protocol: ca_transport_get_protocol). Cancelling
  * it cancels the connect and closes the socket. Errors (the future's):
  * ConnectionRefusedError "[Errno 111] Connection refused: Connect call
  * failed ('127.0.0.1', 1)", or OSError "Multiple exceptions: ..." when
- * every address failed differently. Returned at once: ValueError for a
- * name, RuntimeError when the loop is closed, MemoryError.
+ * every address failed differently; gaierror when the name does not resolve.
+ * Cancelling during the lookup cancels it. Returned at once: ValueError
+ * without a host, RuntimeError when the loop is closed, MemoryError.
  */
 struct ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, void *arg,
                                            const char *host, uint16_t port, ca_future **out);

@@ -1,33 +1,10 @@
 // The loop's stream API for Swift: start_server / open_connection for TCP
-// and Unix sockets, and the choice of I/O backend.
+// and Unix sockets.
 
 import CAsyncio
 import CAsyncioShim
 
 extension EventLoop {
-    /// The I/O backend a loop polls with (``init(virtualClock:debug:backend:)``).
-    public enum Backend: Sendable, Equatable {
-        /// io_uring when the kernel allows it (`io_uring_setup` is refused
-        /// in some sandboxes), else epoll; the `ASYNCIO_BACKEND` environment
-        /// variable (`uring` or `epoll`) overrides.
-        case automatic
-        /// io_uring: completion-based, one system call per busy iteration.
-        case ioUring
-        /// epoll: readiness-based, with non-blocking sockets.
-        case epoll
-
-        var kind: ca_backend_kind {
-            switch self {
-            case .automatic: return CA_BACKEND_AUTO
-            case .ioUring: return CA_BACKEND_URING
-            case .epoll: return CA_BACKEND_EPOLL
-            }
-        }
-    }
-
-    /// The backend in use: `"io_uring"` or `"epoll"`.
-    public nonisolated var backendName: String { String(cString: ca_loop_backend_name(core.loop)) }
-
     // MARK: Servers
 
     /// `asyncio.start_server(host=, port=)`: listens on `host`:`port` and
@@ -75,14 +52,16 @@ extension EventLoop {
     /// connection.
     ///
     /// - Parameters:
-    ///   - host: a numeric IPv4 or IPv6 address (names are not looked up).
+    ///   - host: an IPv4 or IPv6 address, or a host name, which is resolved
+    ///     with getaddrinfo on the default executor's threads (never on the
+    ///     loop's thread); the addresses are tried in order.
     ///   - port: the port.
     ///   - limit: the connection's buffer limit (see
     ///     ``startServer(host:port:backlog:reuseAddress:reusePort:limit:)``).
     /// - Throws: ``OSError`` (`.connectionRefused` when nothing listens,
     ///   with the address in the message); ``CancelledError`` (cancelling
-    ///   the task cancels the connect); ``AsyncioError`` (`ValueError`) for a
-    ///   host name.
+    ///   the task cancels the lookup or the connect); ``AsyncioError``
+    ///   (`gaierror`) when the name does not resolve.
     nonisolated(nonsending) public func openConnection(host: String, port: UInt16,
                                                        limit: Int = 65536) async throws -> TCPConnection {
         let limit = try checkedLimit(limit)

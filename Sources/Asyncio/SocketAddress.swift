@@ -66,7 +66,7 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// inet_ntop of `addr` in family `family`.
-    private static func text(_ family: Int32, _ addr: UnsafeRawPointer, capacity: Int) -> String {
+    fileprivate static func text(_ family: Int32, _ addr: UnsafeRawPointer, capacity: Int) -> String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: capacity) { buf in
             guard inet_ntop(family, addr, buf.baseAddress, socklen_t(capacity)) != nil else { return "?" }
             return String(cString: buf.baseAddress!)
@@ -81,5 +81,78 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         guard get(&storage, &length) else { return nil }
         return withUnsafePointer(to: &storage) { SocketAddress($0, length: length) }
+    }
+}
+
+extension SocketAddress {
+    /// An IP address from a numeric host (`"127.0.0.1"`, `"::1"`) and a port.
+    ///
+    /// Names are not looked up here; resolve them with
+    /// ``EventLoop/getaddrinfo(_:_:family:type:proto:flags:)``.
+    /// - Throws: ``AsyncioError`` (`ValueError`) when `host` is not an IP literal.
+    public init(host: String, port: UInt16) throws {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            self = .ipv4(host: host, port: port)
+        } else if inet_pton(AF_INET6, host, &v6) == 1 {
+            // the canonical text, so equal addresses compare equal
+            self = .ipv6(host: SocketAddress.text(AF_INET6, &v6, capacity: Int(INET6_ADDRSTRLEN)),
+                         port: port, scopeID: 0)
+        } else {
+            throw AsyncioError(typeName: "ValueError", message: "\(host) is not a numeric address")
+        }
+    }
+
+    /// Decodes a C socket address of `length` bytes; `nil` for a family
+    /// other than AF_INET, AF_INET6 and AF_UNIX, or a length too long.
+    init?(_ sa: UnsafePointer<sockaddr>, _ length: socklen_t) {
+        guard Int(length) <= MemoryLayout<sockaddr_storage>.size else { return nil }
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(length))) }
+        guard let address = withUnsafePointer(to: &storage, { SocketAddress($0, length: length) }) else { return nil }
+        self = address
+    }
+
+    /// `AF_INET`, `AF_INET6` or `AF_UNIX`.
+    public var family: Int32 {
+        switch self {
+        case .ipv4: return AF_INET
+        case .ipv6: return AF_INET6
+        case .unix: return AF_UNIX
+        }
+    }
+
+    /// Calls `body` with this address as a C `sockaddr` and its length.
+    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+        var storage = sockaddr_storage()
+        var length = socklen_t(0)
+        withUnsafeMutableBytes(of: &storage) { raw in
+            switch self {
+            case let .ipv4(host, port):
+                let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+                sin.pointee.sin_family = sa_family_t(AF_INET)
+                sin.pointee.sin_port = port.bigEndian
+                _ = inet_pton(AF_INET, host, &sin.pointee.sin_addr)
+                length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            case let .ipv6(host, port, scopeID):
+                let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                sin6.pointee.sin6_family = sa_family_t(AF_INET6)
+                sin6.pointee.sin6_port = port.bigEndian
+                sin6.pointee.sin6_scope_id = scopeID
+                _ = inet_pton(AF_INET6, host, &sin6.pointee.sin6_addr)
+                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            case let .unix(path):
+                let sun = raw.baseAddress!.assumingMemoryBound(to: sockaddr_un.self)
+                sun.pointee.sun_family = sa_family_t(AF_UNIX)
+                let offset = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)!
+                let bytes = Array(path.utf8.prefix(MemoryLayout<sockaddr_un>.size - offset - 1))
+                (raw.baseAddress! + offset).copyMemory(from: bytes, byteCount: bytes.count)
+                length = socklen_t(offset + bytes.count + 1)
+            }
+        }
+        return try withUnsafePointer(to: &storage) {
+            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }
+        }
     }
 }

@@ -32,6 +32,20 @@ struct TCPTests {
         }
     }
 
+    @Test("openConnection resolves a host name off the loop thread and connects", arguments: StreamBackend.allCases)
+    func openConnectionResolvesNames(backend: StreamBackend) async throws {
+        try await runStreams(backend) {
+            let loop = EventLoop.current!
+            let server = try await startEchoServer(loop)
+            let conn = try await loop.openConnection(host: "localhost", port: server.port)
+            try conn.write([7, 8, 9])
+            try await conn.drain()
+            #expect(try await conn.readExactly(3) == [7, 8, 9])
+            conn.close()
+            try await conn.waitClosed()
+        }
+    }
+
     @Test("200 concurrent connections each get their own bytes back", arguments: StreamBackend.allCases)
     func manyConnections(backend: StreamBackend) async throws {
         let count = 200

@@ -22,8 +22,8 @@
 
 /* MARK: - Loops, limits, runners */
 
-ca_error *ts_io_loop_new(ca_backend_kind backend, ca_loop **out) {
-    ca_loop_config cfg = {.backend = backend};
+ca_error *ts_io_loop_new(ca_backend_kind backend, bool virtual_clock, ca_loop **out) {
+    ca_loop_config cfg = {.backend = backend, .virtual_clock = virtual_clock};
     return ca_loop_new(&cfg, out);
 }
 

@@ -30,7 +30,7 @@ final class IOLoop {
     let backend: IOBackend
     private var cleanups: [() -> Void] = []
 
-    init(_ backend: IOBackend) throws {
+    init(_ backend: IOBackend, virtualClock: Bool = false) throws {
         self.backend = backend
         if backend == .uring {
             var why = [CChar](repeating: 0, count: 256)
@@ -39,7 +39,7 @@ final class IOLoop {
             }
         }
         var out: LoopPtr?
-        if let info = take(ts_io_loop_new(backend.kind, &out)) {
+        if let info = take(ts_io_loop_new(backend.kind, virtualClock, &out)) {
             throw TestFailure("ca_loop_new(\(backend.name)) failed: \(info)")
         }
         loop = try #require(out)

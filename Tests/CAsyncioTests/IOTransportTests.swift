@@ -396,16 +396,6 @@ struct IOTransportTests {
         }
     }
 
-    @Test("create_connection refuses host names: the loop thread never waits for DNS")
-    func noNames() throws {
-        try withIOLoop(.epoll) { l in
-            var f: FuturePtr?
-            let err = take(ca_loop_create_connection(l.loop, nil, nil, "localhost", 80, &f))
-            #expect(err?.type == "ValueError")
-            #expect(f == nil)
-        }
-    }
-
     @Test("cancelling open_connection before it completes leaves nothing behind", arguments: IOBackend.allCases)
     func cancelOpenConnection(backend: IOBackend) throws {
         try withIOLoop(backend) { l in

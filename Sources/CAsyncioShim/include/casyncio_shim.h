@@ -13,6 +13,8 @@
 
 #include <casyncio/casyncio.h>
 
+#include "casyncio_shim_datagram.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -19,9 +19,9 @@ extern "C" {
 
 /* MARK: - Loops and limits */
 
-/** A loop on the real clock with the given backend (CA_BACKEND_URING or
- *  CA_BACKEND_EPOLL). */
-ca_error *ts_io_loop_new(ca_backend_kind backend, ca_loop **out);
+/** A loop with the given backend (CA_BACKEND_URING or CA_BACKEND_EPOLL),
+ *  on the real clock unless `virtual_clock`. */
+ca_error *ts_io_loop_new(ca_backend_kind backend, bool virtual_clock, ca_loop **out);
 
 /** Raises RLIMIT_NOFILE's soft limit toward `want` (never past the hard
  *  limit); returns the soft limit in force afterwards. */

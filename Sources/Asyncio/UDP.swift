@@ -1,0 +1,207 @@
+// UDP for Swift: a DatagramSocket over the C core's datagram transport
+// (create_datagram_endpoint), with async receive and send(to:).
+
+import CAsyncio
+import CAsyncioShim
+import Glibc
+
+/// One datagram and who sent it.
+public struct Datagram: Sendable, Hashable {
+    /// The bytes (cut to the socket's `maxSize`, as `recvfrom` cuts them).
+    public let data: [UInt8]
+    /// The sender's address.
+    public let sender: SocketAddress
+}
+
+/// A UDP socket on the running loop: `loop.create_datagram_endpoint` with
+/// a protocol that queues what arrives for ``receive()``.
+///
+/// ```swift
+/// let server = try DatagramSocket(local: ("127.0.0.1", 0))
+/// let client = try DatagramSocket(remote: ("127.0.0.1", server.localAddress!.port))
+/// try client.send(Array("ping".utf8))
+/// let d = try await server.receive()
+/// try server.send(d.data, to: d.sender)
+/// ```
+///
+/// Errors the kernel reports (an ICMP port unreachable on a connected
+/// socket: ``OSError`` `ConnectionRefusedError`) are thrown by the next
+/// ``receive()``. Call ``close()`` when done: the transport keeps the socket
+/// alive until then.
+///
+/// Safety of `@unchecked Sendable`: every mutable field is touched only on
+/// the loop thread — the C callbacks run from the loop's ready queue and
+/// the methods check that they run there.
+public final class DatagramSocket: @unchecked Sendable {
+    private let loop: OpaquePointer
+    private var transport: OpaquePointer?
+    private var queue: [Datagram] = []
+    private var head = 0
+    private var waiter: UnsafeMutablePointer<ca_future>?
+    private var pendingError: (any Error)?
+    private var lost = false
+
+    /// Creates a UDP endpoint on the running loop: bound to `local` and/or
+    /// connected to `remote` (numeric hosts).
+    ///
+    /// - Parameters:
+    ///   - maxSize: the largest datagram received whole (default 256 KiB).
+    ///   - reusePort: `SO_REUSEPORT`.
+    /// - Throws: ``OSError`` from socket/bind/connect; ``AsyncioError``
+    ///   (`ValueError`) for names or no address; (`RuntimeError`) off a loop.
+    public init(local: (host: String, port: UInt16)? = nil, remote: (host: String, port: UInt16)? = nil,
+                reusePort: Bool = false, maxSize: Int = 0) throws {
+        loop = try runningCLoop()
+        let owner = Unmanaged.passRetained(self).toOpaque()
+        guard let proto = cas_dgram_protocol_new(owner, datagramCallbacks) else {
+            Unmanaged<DatagramSocket>.fromOpaque(owner).release()
+            throw AsyncioError(typeName: "MemoryError")
+        }
+        var out: OpaquePointer?
+        let l = loop
+        let localHost: String? = local?.host, remoteHost: String? = remote?.host
+        let err = localHost.withOptionalCString { lh in
+            remoteHost.withOptionalCString { rh in
+                Self.create(l, proto, lh, local?.port ?? 0, rh, remote?.port ?? 0, reusePort, maxSize, &out)
+            }
+        }
+        try ErrorBridge.check(err) // on error the protocol was released, and `owner` with it
+        transport = out
+    }
+
+    private static func create(_ loop: OpaquePointer, _ proto: UnsafeMutablePointer<ca_datagram_protocol>,
+                               _ lh: UnsafePointer<CChar>?, _ lp: UInt16, _ rh: UnsafePointer<CChar>?, _ rp: UInt16,
+                               _ reusePort: Bool, _ maxSize: Int,
+                               _ out: inout OpaquePointer?) -> UnsafeMutablePointer<ca_error>? {
+        var o = ca_datagram_endpoint_options()
+        o.local_host = lh
+        o.local_port = lp
+        o.remote_host = rh
+        o.remote_port = rp
+        o.reuse_port = reusePort
+        o.max_size = maxSize
+        return ca_loop_create_datagram_endpoint(loop, proto, &o, &out)
+    }
+
+    deinit {
+        if let t = transport { releaseOnLoop(UnsafeMutableRawPointer(t), loop: loop) }
+    }
+
+    /// The bound address (`get_extra_info('sockname')`), nil once closed.
+    public var localAddress: SocketAddress? {
+        guard let t = transport else { return nil }
+        var storage = sockaddr_storage()
+        var len = socklen_t(0)
+        guard ca_datagram_transport_get_sockname(t, &storage, &len) else { return nil }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, len) } }
+    }
+
+    /// The next datagram; suspends until one arrives.
+    /// - Throws: the error the kernel reported since the last receive
+    ///   (``OSError``); ``AsyncioError`` (`RuntimeError`) once closed;
+    ///   ``CancelledError``.
+    nonisolated(nonsending) public func receive() async throws -> Datagram {
+        checkConfined(loop: loop)
+        while true {
+            if let e = pendingError {
+                pendingError = nil
+                throw e
+            }
+            if head < queue.count {
+                let d = queue[head]
+                head += 1
+                if head == queue.count {
+                    queue.removeAll(keepingCapacity: true)
+                    head = 0
+                }
+                return d
+            }
+            if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
+            guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+            waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
+            do {
+                try await awaitCFuture(f) { _ in () }
+            } catch {
+                dropWaiter()
+                throw error
+            }
+        }
+    }
+
+    /// `transport.sendto(data, addr)`: queues a datagram for `address`
+    /// (nil: the connected peer).
+    /// - Throws: ``AsyncioError`` (`ValueError`) for a missing or foreign
+    ///   address; send failures come back through ``receive()``.
+    public func send(_ bytes: [UInt8], to address: SocketAddress? = nil) throws {
+        checkConfined(loop: loop)
+        guard let t = transport else { return }
+        let err = bytes.withUnsafeBytes { data in
+            if let address {
+                return address.withSockaddr { ca_datagram_transport_sendto(t, data.baseAddress, data.count, $0, $1) }
+            }
+            return ca_datagram_transport_sendto(t, data.baseAddress, data.count, nil, 0)
+        }
+        try ErrorBridge.check(err)
+    }
+
+    /// Closes the socket after the queued datagrams went out. Idempotent.
+    public func close() {
+        checkConfined(loop: loop)
+        if let t = transport { ca_datagram_transport_close(t) }
+    }
+
+    // MARK: Callbacks (loop thread)
+
+    private func wake() {
+        guard let w = waiter else { return }
+        waiter = nil
+        if ca_future_done(w) == false { ca_decref(UnsafeMutableRawPointer(ca_future_set_result(w, ca_none()))) }
+        ca_decref(UnsafeMutableRawPointer(w))
+    }
+
+    private func dropWaiter() {
+        if let w = waiter { ca_decref(UnsafeMutableRawPointer(w)) }
+        waiter = nil
+    }
+
+    fileprivate func received(_ data: UnsafeRawPointer?, _ len: Int, _ addr: UnsafePointer<sockaddr>?, _ alen: socklen_t) {
+        guard let addr, let sender = SocketAddress(addr, alen) else { return }
+        let bytes = data.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+        queue.append(Datagram(data: bytes, sender: sender))
+        wake()
+    }
+
+    fileprivate func errorReceived(_ exc: UnsafeMutablePointer<ca_error>) {
+        ca_incref(UnsafeMutableRawPointer(exc))
+        pendingError = ErrorBridge.take(exc)
+        wake()
+    }
+
+    fileprivate func connectionLost() {
+        lost = true
+        wake()
+    }
+}
+
+/// The shim protocol's callbacks: one table for every socket, never written
+/// after its initialisation (hence `nonisolated(unsafe)`).
+nonisolated(unsafe) private let datagramCallbacks: UnsafeMutablePointer<cas_dgram_callbacks> = {
+    let p = UnsafeMutablePointer<cas_dgram_callbacks>.allocate(capacity: 1)
+    p.initialize(to: datagramCallbackTable)
+    return p
+}()
+
+private let datagramCallbackTable = cas_dgram_callbacks(
+    received: { owner, data, len, addr, alen in
+        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.received(data, len, addr, alen) }
+    },
+    error: { owner, exc in
+        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.errorReceived(exc!) }
+    },
+    lost: { owner, _ in
+        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.connectionLost() }
+    },
+    release: { owner in
+        Unmanaged<DatagramSocket>.fromOpaque(owner!).release()
+    }
+)

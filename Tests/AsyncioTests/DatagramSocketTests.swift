@@ -1,0 +1,66 @@
+// DatagramSocket: UDP on the running loop with async receive and send(to:).
+
+@testable import Asyncio
+import CAsyncio
+import Glibc
+import Testing
+
+@Suite("DatagramSocket")
+struct DatagramSocketTests {
+    @Test("a datagram sent to a bound socket is received with its sender, and the reply comes back", arguments: ioBackends)
+    func roundTrip(backend: EventLoop.Backend) async throws {
+        let (request, reply) = try await runLoop(backend: backend) {
+            let server = try DatagramSocket(local: ("127.0.0.1", 0))
+            let port = try #require(server.localAddress?.port)
+            let client = try DatagramSocket(remote: ("127.0.0.1", port))
+            try client.send(Array("ping".utf8))
+            let d = try await server.receive()
+            try server.send(Array("pong".utf8), to: d.sender)
+            let r = try await client.receive()
+            server.close()
+            client.close()
+            return (d, r)
+        }
+        #expect(request.data == Array("ping".utf8))
+        #expect(request.sender.host == "127.0.0.1")
+        #expect(reply.data == Array("pong".utf8))
+    }
+
+    @Test("an ICMP port unreachable surfaces as ConnectionRefusedError from receive", arguments: ioBackends)
+    func refused(backend: EventLoop.Backend) async throws {
+        let error = try await runLoop(backend: backend) { () async throws -> OSError? in
+            let probe = try DatagramSocket(local: ("127.0.0.1", 0))
+            let port = try #require(probe.localAddress?.port)
+            probe.close()
+            try await sleep(0.01)
+            let client = try DatagramSocket(remote: ("127.0.0.1", port))
+            defer { client.close() }
+            for _ in 0..<50 {
+                try client.send(Array("anyone?".utf8))
+                do {
+                    _ = try await timeout(0.02) { try await client.receive() }
+                } catch let e as OSError {
+                    return e
+                } catch is TimeoutError {
+                    continue
+                }
+            }
+            return nil
+        }
+        #expect(error?.typeName == "ConnectionRefusedError")
+        #expect(error?.errno == ECONNREFUSED)
+    }
+
+    @Test("send(to:) with a foreign address on a connected socket throws ValueError", arguments: ioBackends)
+    func foreignAddress(backend: EventLoop.Backend) async throws {
+        let e = try await runLoop(backend: backend) { () async throws -> String? in
+            let client = try DatagramSocket(remote: ("127.0.0.1", 9))
+            defer { client.close() }
+            do {
+                try client.send([1], to: try SocketAddress(host: "127.0.0.1", port: 10))
+                return nil
+            } catch let e as AsyncioError { return e.typeName }
+        }
+        #expect(e == "ValueError")
+    }
+}
