@@ -116,15 +116,16 @@ struct FileTests {
     @Test("operations on a bad fd fail with EBADF naming the operation", arguments: IOBackend.allCases)
     func badFd(backend: IOBackend) throws {
         try withIOLoop(backend) { l in
-            // an fd number surely not open: one past a fresh pipe's
-            var p: [Int32] = [0, 0]
-            #expect(pipe(&p) == 0)
-            close(p[0])
-            close(p[1])
+            // an fd number no thread can have open: descriptors are below
+            // RLIMIT_NOFILE's soft limit (a closed low number could be
+            // reused at once by a test running beside this one)
+            var limit = rlimit()
+            #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+            let bad = Int32(clamping: limit.rlim_cur)
             var f: FuturePtr?
-            #expect(await_(l, ca_loop_file_read(l.loop, p[0], 10, 0, &f), f) ==
+            #expect(await_(l, ca_loop_file_read(l.loop, bad, 10, 0, &f), f) ==
                     .error("OSError", "[Errno 9] Bad file descriptor: read"))
-            #expect(await_(l, ca_loop_file_fsync(l.loop, p[0], false, &f), f) ==
+            #expect(await_(l, ca_loop_file_fsync(l.loop, bad, false, &f), f) ==
                     .error("OSError", "[Errno 9] Bad file descriptor: fsync"))
             let e = take(ca_loop_file_read(l.loop, -1, 10, 0, &f))
             #expect(e?.type == "ValueError")
