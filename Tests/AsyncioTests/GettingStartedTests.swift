@@ -103,6 +103,30 @@ func foreignSuspension() throws -> Bool {
         return currentTask() != nil
     }
 }
+
+func shout() throws -> String {
+    try EventLoop.run {
+        let loop = EventLoop.current!
+        let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+        try createTask {
+            for try await conn in server {
+                try createTask {
+                    while let line = try? await conn.readLine(), !line.isEmpty {
+                        try conn.write(line.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 })
+                        try await conn.drain()
+                    }
+                    conn.close()
+                }
+            }
+        }
+        let client = try await loop.openConnection(host: "localhost", port: server.port)
+        try client.write(Array("hello, loop\n".utf8))
+        let reply = try await client.readLine()
+        client.close()
+        server.close()
+        return String(decoding: reply, as: UTF8.self)
+    }
+}
 // END GettingStarted.md
 
 import Testing
@@ -131,6 +155,7 @@ struct GettingStartedTests {
             #expect(try producerConsumer() == 15)
             #expect(try errorsComeBack() == 7)
             #expect(try foreignSuspension())
+            #expect(try shout() == "HELLO, LOOP\n")
         }
     }
 }
