@@ -122,8 +122,11 @@ void ca_loop_stop(ca_loop *loop);
 /** stop() from another thread (through the thread-safe inbox). */
 struct ca_error *ca_loop_stop_threadsafe(ca_loop *loop);
 
-/** close(): drops pending callbacks and timers, releases the backend.
- *  RuntimeError "Cannot close a running event loop"; idempotent. */
+/** close(): drops pending callbacks and timers, releasing at once what each
+ *  holds (its argument through its release function, its task or future,
+ *  its context) even while someone still holds the handle, then releases
+ *  the backend. RuntimeError "Cannot close a running event loop";
+ *  idempotent. */
 struct ca_error *ca_loop_close(ca_loop *loop);
 
 bool ca_loop_is_running(const ca_loop *loop);
