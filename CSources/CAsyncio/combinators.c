@@ -398,6 +398,24 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
     return NULL;
 }
 
+void ca_gather_break_cycles(ca_future *fut) {
+    if (!is_gathering(fut) || fut->fut_state != CA_FUTURE_PENDING) return;
+    gathering_future *outer = (gathering_future *)fut;
+    ca_incref(outer);
+    ca_task *cur_task = outer->cur_task;
+    outer->cur_task = NULL;
+    for (size_t i = 0; i < outer->nchildren; i++) {
+        ca_future *child = outer->children[i];
+        if (child == NULL || child->fut_state != CA_FUTURE_PENDING) continue;
+        ca_future_remove_done_callback(child, gather_done_callback, outer);
+        if (cur_task != NULL) ca_future_discard_from_awaited_by(child, (ca_future *)cur_task);
+        ca_gather_break_cycles(child);
+    }
+    gathering_release_children(outer);
+    ca_decref(cur_task);
+    ca_decref(outer);
+}
+
 static void gathering_dealloc(ca_object *op) {
     gathering_future *outer = (gathering_future *)op;
     ca_future_finalize((ca_future *)outer);

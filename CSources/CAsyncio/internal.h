@@ -316,8 +316,20 @@ ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
 void ca_future_init_head(ca_future *fut, ca_loop *loop);
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
+/** Releases the done callbacks (their arguments through their release
+ *  functions, unrun) and the awaited_by links of a future that can never
+ *  complete: its loop closed while it was pending. The state is untouched. */
+void ca_future_drop_links(ca_future *fut);
 /** Logs "<Class> exception was never retrieved" if needed (dealloc path). */
 void ca_future_finalize(ca_future *fut);
+
+/* MARK: - Combinators (combinators.c) */
+/** For a pending _GatheringFuture (anything else: no-op) whose loop closed:
+ *  drops its done callbacks on its children, the awaited_by links to its
+ *  caller, its children (recursing into pending gathering children) and its
+ *  caller. These form cycles with the caller, whose frame holds the outer,
+ *  that nothing can complete any more. */
+void ca_gather_break_cycles(ca_future *fut);
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);
