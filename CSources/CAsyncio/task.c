@@ -513,6 +513,15 @@ void ca_task_break_cycles(ca_loop *loop) {
         }
         ca_future_drop_links((ca_future *)t);
     }
+    /* The coroutines can never be resumed: close them now (GeneratorExit
+     * at their await), so their frames release what they hold (the futures
+     * and combinators they await, and any object whose own links lead back
+     * to the task) instead of waiting for the task to die, which those very
+     * objects may prevent. */
+    for (size_t i = 0; i < k; i++) {
+        ca_coro *coro = victims[i]->task_coro;
+        if (coro != NULL && ca_coro_check(coro)) ca_coro_close(coro);
+    }
     for (size_t i = 0; i < k; i++) ca_decref(victims[i]);
     ca_free(victims);
 }
