@@ -631,6 +631,14 @@ static void wait_disarm(wait_frame *self) {
     CA_CLEAR(self->cur_task);
 }
 
+/* on_abandon hook: the frame is closed at its await (its task was destroyed,
+ * or its loop closed), so the `finally:` above never runs; without this the
+ * callbacks on the futures would keep the frame, and it them, alive. */
+static void wait_abandon(ca_future *waiter, void *arg) {
+    (void)waiter;
+    wait_disarm(arg);
+}
+
 static ca_error *wait_result(wait_frame *self, ca_value *out) {
     ca_wait_sets *ws = ca_small_alloc(wait_sets_bytes(self->n));
     if (ws == NULL) return no_memory();
@@ -663,7 +671,10 @@ CA_CORO_BODY(wait, wait_frame) {
         wait_disarm(self);
         CA_RAISE(err);
     }
+    self->cf.on_abandon = wait_abandon;
+    self->cf.on_abandon_arg = self;
     CA_AWAIT_TRY(ca_incref(self->waiter), err);
+    self->cf.on_abandon = NULL;
     wait_disarm(self);
     if (err != NULL) CA_RAISE(err);
     err = wait_result(self, &result);
