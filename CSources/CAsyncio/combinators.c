@@ -471,6 +471,34 @@ static void shield_outer_done(ca_future *outer, void *arg) {
     report_error(inner->fut_loop, ca_future_add_done_callback(inner, shield_log_on_exception, NULL, NULL, NULL));
 }
 
+/* The argument `fn` was registered with on `fut` (the first such), or NULL. */
+static void *callback_arg(const ca_future *fut, ca_done_fn fn) {
+    if (fut->fut_callback0.fn == fn) return fut->fut_callback0.arg;
+    const ca_callback_list *l = fut->fut_callbacks;
+    for (size_t i = 0; l != NULL && i < l->len; i++)
+        if (l->items[i].cb.fn == fn) return l->items[i].cb.arg;
+    return NULL;
+}
+
+void ca_shield_break_cycles(ca_future *outer) {
+    if (outer->fut_state != CA_FUTURE_PENDING) return;
+    ca_future *inner = callback_arg(outer, shield_outer_done);
+    if (inner == NULL) return;
+    ca_incref(inner);
+    ca_incref(outer);
+    ca_future_remove_done_callback(outer, shield_outer_done, inner);
+    ca_future_remove_done_callback(inner, shield_inner_done, outer);
+    ca_future *cur_task;
+    while ((cur_task = callback_arg(inner, shield_clear_awaited_by)) != NULL) {
+        ca_incref(cur_task);
+        ca_future_remove_done_callback(inner, shield_clear_awaited_by, cur_task);
+        ca_future_discard_from_awaited_by(inner, cur_task);
+        ca_decref(cur_task);
+    }
+    ca_decref(outer);
+    ca_decref(inner);
+}
+
 ca_error *ca_shield(void *aw, ca_future **out) {
     *out = NULL;
     ca_future *inner;

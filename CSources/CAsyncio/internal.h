@@ -330,6 +330,10 @@ void ca_future_finalize(ca_future *fut);
  *  caller. These form cycles with the caller, whose frame holds the outer,
  *  that nothing can complete any more. */
 void ca_gather_break_cycles(ca_future *fut);
+/** For a pending shield() outer future (anything else: no-op) whose loop
+ *  closed: drops the callbacks that tie it and its inner future to each
+ *  other (a cycle) and the inner's awaited_by links to shield's caller. */
+void ca_shield_break_cycles(ca_future *fut);
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);
