@@ -462,8 +462,11 @@ static void shield_inner_done(ca_future *inner, void *arg) {
     }
 }
 
+static void shield_unregister(ca_loop *loop, ca_future *outer);
+
 static void shield_outer_done(ca_future *outer, void *arg) {
     ca_future *inner = arg;
+    if (outer->fut_loop != NULL) shield_unregister(outer->fut_loop, outer);
     if (inner->fut_state != CA_FUTURE_PENDING) return;
     ca_future_remove_done_callback(inner, shield_inner_done, outer);
     /* Keep only one callback to log on cancel. */
@@ -480,7 +483,7 @@ static void *callback_arg(const ca_future *fut, ca_done_fn fn) {
     return NULL;
 }
 
-void ca_shield_break_cycles(ca_future *outer) {
+static void shield_break_cycles(ca_future *outer) {
     if (outer->fut_state != CA_FUTURE_PENDING) return;
     ca_future *inner = callback_arg(outer, shield_outer_done);
     if (inner == NULL) return;
@@ -497,6 +500,42 @@ void ca_shield_break_cycles(ca_future *outer) {
     }
     ca_decref(outer);
     ca_decref(inner);
+}
+
+void ca_shields_break_cycles(ca_loop *loop) {
+    /* Breaking may run releases that shield again: take one at a time. */
+    while (loop->shields_len > 0) {
+        ca_future *outer = loop->shields[--loop->shields_len];
+        if (loop->closed) shield_break_cycles(outer);
+        ca_decref(outer);
+    }
+    ca_free(loop->shields);
+    loop->shields = NULL;
+    loop->shields_cap = 0;
+}
+
+/* Lists `outer` (a new reference) among its loop's shields. */
+static ca_error *shield_register(ca_loop *loop, ca_future *outer) {
+    if (loop->shields_len == loop->shields_cap) {
+        size_t cap = loop->shields_cap ? loop->shields_cap * 2 : 8;
+        ca_future **grown = ca_realloc(loop->shields, cap * sizeof(ca_future *));
+        if (grown == NULL) return no_memory();
+        loop->shields = grown;
+        loop->shields_cap = cap;
+    }
+    loop->shields[loop->shields_len++] = ca_incref(outer);
+    return NULL;
+}
+
+/* Drops `outer` from its loop's shields, if listed. */
+static void shield_unregister(ca_loop *loop, ca_future *outer) {
+    for (size_t i = loop->shields_len; i-- > 0;) {
+        if (loop->shields[i] == outer) {
+            loop->shields[i] = loop->shields[--loop->shields_len];
+            ca_decref(outer);
+            return;
+        }
+    }
 }
 
 ca_error *ca_shield(void *aw, ca_future **out) {
@@ -526,6 +565,7 @@ ca_error *ca_shield(void *aw, ca_future **out) {
         err = ca_future_add_done_callback(inner, shield_inner_done, ca_incref(outer), ca_release_object, NULL);
     if (err == NULL)
         err = ca_future_add_done_callback(outer, shield_outer_done, ca_incref(inner), ca_release_object, NULL);
+    if (err == NULL) err = shield_register(loop, outer);
     ca_decref(inner);
     if (err != NULL) {
         ca_decref(outer);

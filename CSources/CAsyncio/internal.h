@@ -241,6 +241,11 @@ struct ca_loop {
     atomic_bool stop_requested; /* stop_threadsafe() */
     /* debugging */
     struct ca_loop *registry_next;
+    /* shield() outers whose callbacks may still tie them to their inner
+     * future (strong; combinators.c): the cycles close() must cut */
+    ca_future **shields;
+    size_t shields_len;
+    size_t shields_cap;
 };
 
 /** ca_loop_call_soon_done in full: every check, the allocator's slow path
@@ -330,10 +335,11 @@ void ca_future_finalize(ca_future *fut);
  *  caller. These form cycles with the caller, whose frame holds the outer,
  *  that nothing can complete any more. */
 void ca_gather_break_cycles(ca_future *fut);
-/** For a pending shield() outer future (anything else: no-op) whose loop
- *  closed: drops the callbacks that tie it and its inner future to each
- *  other (a cycle) and the inner's awaited_by links to shield's caller. */
-void ca_shield_break_cycles(ca_future *fut);
+/** For the shield() outers of a closing loop still pending: drops the
+ *  callbacks that tie each to its inner future (a cycle) and the inner's
+ *  awaited_by links to shield's caller; then releases the loop's list of
+ *  outers. Also what loop dealloc calls to free the list. */
+void ca_shields_break_cycles(ca_loop *loop);
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);

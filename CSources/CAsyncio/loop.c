@@ -782,6 +782,7 @@ ca_error *ca_loop_close(ca_loop *loop) {
     loop->timer_cancelled_count = 0;
     inbox_discard(loop);
     ca_task_break_cycles(loop);
+    ca_shields_break_cycles(loop);
     if (loop->backend != NULL) {
         loop->backend_ops->close(loop->backend);
         loop->backend = NULL;
@@ -800,6 +801,7 @@ static void loop_dealloc(ca_object *op) {
         if (--loop->ob_base.ob_refcnt != 0) return;
     }
     ca_debug_unregister_loop(loop);
+    ca_shields_break_cycles(loop); /* shields made after close */
     ca_free(loop->ready);
     ca_free(loop->heap);
     ca_free(loop);

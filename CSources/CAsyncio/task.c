@@ -483,8 +483,8 @@ void ca_task_break_cycles(ca_loop *loop) {
     /* A pending task and the future it waits on hold each other (callback
      * and fut_waiter), and so do a pending task and what it is a part of: a
      * gather holds its children and its caller, and each child's done
-     * callback (and awaited_by link) holds the outer future; a shield's
-     * outer and inner futures hold each other through their callbacks. CPython's GC collects
+     * callback (and awaited_by link) holds the outer future (shields are
+     * cut by ca_shields_break_cycles). CPython's GC collects
      * such cycles; we cut them when the loop closes, after which nothing can
      * complete these tasks or run their callbacks. Collect first: releasing
      * may free other tasks. */
@@ -510,7 +510,6 @@ void ca_task_break_cycles(ca_loop *loop) {
             ca_future_remove_done_callback(waiter, task_wakeup, t);
             ca_future_discard_from_awaited_by(waiter, (ca_future *)t);
             ca_gather_break_cycles(waiter);
-            ca_shield_break_cycles(waiter);
             ca_decref(waiter);
         }
         ca_future_drop_links((ca_future *)t);
