@@ -483,11 +483,11 @@ void ca_task_break_cycles(ca_loop *loop) {
     /* A pending task and the future it waits on hold each other (callback
      * and fut_waiter), and so do a pending task and what it is a part of: a
      * gather holds its children and its caller, and each child's done
-     * callback (and awaited_by link) holds the outer future (shields are
-     * cut by ca_shields_break_cycles). CPython's GC collects
-     * such cycles; we cut them when the loop closes, after which nothing can
-     * complete these tasks or run their callbacks. Collect first: releasing
-     * may free other tasks. */
+     * callback (and awaited_by link) holds the outer future (shields are cut
+     * by ca_shields_break_cycles). CPython's GC collects such cycles; we cut
+     * them when the loop closes, after which nothing can complete these
+     * tasks or run their callbacks. Collect first: releasing may free other
+     * tasks. */
     ca_tstate *ts = ca_tstate_get();
     size_t n = 0;
     for (ca_llist_node *p = ts->tasks_head.next; p != &ts->tasks_head; p = p->next) {

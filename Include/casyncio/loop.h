@@ -124,9 +124,11 @@ struct ca_error *ca_loop_stop_threadsafe(ca_loop *loop);
 
 /** close(): drops pending callbacks and timers, releasing at once what each
  *  holds (its argument through its release function, its task or future,
- *  its context) even while someone still holds the handle, then releases
- *  the backend. RuntimeError "Cannot close a running event loop";
- *  idempotent. */
+ *  its context) even while someone still holds the handle; closes the
+ *  coroutines of the loop's tasks still pending (they can never resume) and
+ *  cuts the reference cycles they, their done callbacks, gathers and shields
+ *  form, which CPython's GC would collect; then releases the backend.
+ *  RuntimeError "Cannot close a running event loop"; idempotent. */
 struct ca_error *ca_loop_close(ca_loop *loop);
 
 bool ca_loop_is_running(const ca_loop *loop);
