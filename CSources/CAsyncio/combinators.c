@@ -398,6 +398,24 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
     return NULL;
 }
 
+void ca_gather_break_cycles(ca_future *fut) {
+    if (!is_gathering(fut) || fut->fut_state != CA_FUTURE_PENDING) return;
+    gathering_future *outer = (gathering_future *)fut;
+    ca_incref(outer);
+    ca_task *cur_task = outer->cur_task;
+    outer->cur_task = NULL;
+    for (size_t i = 0; i < outer->nchildren; i++) {
+        ca_future *child = outer->children[i];
+        if (child == NULL || child->fut_state != CA_FUTURE_PENDING) continue;
+        ca_future_remove_done_callback(child, gather_done_callback, outer);
+        if (cur_task != NULL) ca_future_discard_from_awaited_by(child, (ca_future *)cur_task);
+        ca_gather_break_cycles(child);
+    }
+    gathering_release_children(outer);
+    ca_decref(cur_task);
+    ca_decref(outer);
+}
+
 static void gathering_dealloc(ca_object *op) {
     gathering_future *outer = (gathering_future *)op;
     ca_future_finalize((ca_future *)outer);
@@ -444,13 +462,80 @@ static void shield_inner_done(ca_future *inner, void *arg) {
     }
 }
 
+static void shield_unregister(ca_loop *loop, ca_future *outer);
+
 static void shield_outer_done(ca_future *outer, void *arg) {
     ca_future *inner = arg;
+    if (outer->fut_loop != NULL) shield_unregister(outer->fut_loop, outer);
     if (inner->fut_state != CA_FUTURE_PENDING) return;
     ca_future_remove_done_callback(inner, shield_inner_done, outer);
     /* Keep only one callback to log on cancel. */
     ca_future_remove_done_callback(inner, shield_log_on_exception, NULL);
     report_error(inner->fut_loop, ca_future_add_done_callback(inner, shield_log_on_exception, NULL, NULL, NULL));
+}
+
+/* The argument `fn` was registered with on `fut` (the first such), or NULL. */
+static void *callback_arg(const ca_future *fut, ca_done_fn fn) {
+    if (fut->fut_callback0.fn == fn) return fut->fut_callback0.arg;
+    const ca_callback_list *l = fut->fut_callbacks;
+    for (size_t i = 0; l != NULL && i < l->len; i++)
+        if (l->items[i].cb.fn == fn) return l->items[i].cb.arg;
+    return NULL;
+}
+
+static void shield_break_cycles(ca_future *outer) {
+    if (outer->fut_state != CA_FUTURE_PENDING) return;
+    ca_future *inner = callback_arg(outer, shield_outer_done);
+    if (inner == NULL) return;
+    ca_incref(inner);
+    ca_incref(outer);
+    ca_future_remove_done_callback(outer, shield_outer_done, inner);
+    ca_future_remove_done_callback(inner, shield_inner_done, outer);
+    ca_future *cur_task;
+    while ((cur_task = callback_arg(inner, shield_clear_awaited_by)) != NULL) {
+        ca_incref(cur_task);
+        ca_future_remove_done_callback(inner, shield_clear_awaited_by, cur_task);
+        ca_future_discard_from_awaited_by(inner, cur_task);
+        ca_decref(cur_task);
+    }
+    ca_decref(outer);
+    ca_decref(inner);
+}
+
+void ca_shields_break_cycles(ca_loop *loop) {
+    /* Breaking may run releases that shield again: take one at a time. */
+    while (loop->shields_len > 0) {
+        ca_future *outer = loop->shields[--loop->shields_len];
+        if (loop->closed) shield_break_cycles(outer);
+        ca_decref(outer);
+    }
+    ca_free(loop->shields);
+    loop->shields = NULL;
+    loop->shields_cap = 0;
+}
+
+/* Lists `outer` (a new reference) among its loop's shields. */
+static ca_error *shield_register(ca_loop *loop, ca_future *outer) {
+    if (loop->shields_len == loop->shields_cap) {
+        size_t cap = loop->shields_cap ? loop->shields_cap * 2 : 8;
+        ca_future **grown = ca_realloc(loop->shields, cap * sizeof(ca_future *));
+        if (grown == NULL) return no_memory();
+        loop->shields = grown;
+        loop->shields_cap = cap;
+    }
+    loop->shields[loop->shields_len++] = ca_incref(outer);
+    return NULL;
+}
+
+/* Drops `outer` from its loop's shields, if listed. */
+static void shield_unregister(ca_loop *loop, ca_future *outer) {
+    for (size_t i = loop->shields_len; i-- > 0;) {
+        if (loop->shields[i] == outer) {
+            loop->shields[i] = loop->shields[--loop->shields_len];
+            ca_decref(outer);
+            return;
+        }
+    }
 }
 
 ca_error *ca_shield(void *aw, ca_future **out) {
@@ -480,6 +565,7 @@ ca_error *ca_shield(void *aw, ca_future **out) {
         err = ca_future_add_done_callback(inner, shield_inner_done, ca_incref(outer), ca_release_object, NULL);
     if (err == NULL)
         err = ca_future_add_done_callback(outer, shield_outer_done, ca_incref(inner), ca_release_object, NULL);
+    if (err == NULL) err = shield_register(loop, outer);
     ca_decref(inner);
     if (err != NULL) {
         ca_decref(outer);
@@ -613,6 +699,14 @@ static void wait_disarm(wait_frame *self) {
     CA_CLEAR(self->cur_task);
 }
 
+/* on_abandon hook: the frame is closed at its await (its task was destroyed,
+ * or its loop closed), so the `finally:` above never runs; without this the
+ * callbacks on the futures would keep the frame, and it them, alive. */
+static void wait_abandon(ca_future *waiter, void *arg) {
+    (void)waiter;
+    wait_disarm(arg);
+}
+
 static ca_error *wait_result(wait_frame *self, ca_value *out) {
     ca_wait_sets *ws = ca_small_alloc(wait_sets_bytes(self->n));
     if (ws == NULL) return no_memory();
@@ -645,7 +739,10 @@ CA_CORO_BODY(wait, wait_frame) {
         wait_disarm(self);
         CA_RAISE(err);
     }
+    self->cf.on_abandon = wait_abandon;
+    self->cf.on_abandon_arg = self;
     CA_AWAIT_TRY(ca_incref(self->waiter), err);
+    self->cf.on_abandon = NULL;
     wait_disarm(self);
     if (err != NULL) CA_RAISE(err);
     err = wait_result(self, &result);

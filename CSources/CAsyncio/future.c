@@ -486,6 +486,30 @@ void ca_future_finalize(ca_future *fut) {
     fut->ob_base.ob_refcnt--;
 }
 
+void ca_future_drop_links(ca_future *fut) {
+    if (fut->fut_callback0.fn != NULL) {
+        ca_callback cb = fut->fut_callback0;
+        ca_context *ctx = fut->fut_context0;
+        fut->fut_callback0 = (ca_callback){0};
+        fut->fut_context0 = NULL;
+        entry_release(&cb, ctx);
+    }
+    ca_callback_list *l = fut->fut_callbacks;
+    fut->fut_callbacks = NULL;
+    if (l != NULL) {
+        for (size_t i = 0; i < l->len; i++) entry_release(&l->items[i].cb, l->items[i].ctx);
+        list_free(l);
+    }
+    if (fut->fut_awaited_by != NULL) {
+        void *by = fut->fut_awaited_by;
+        bool is_set = fut->fut_awaited_by_is_set;
+        fut->fut_awaited_by = NULL;
+        fut->fut_awaited_by_is_set = 0;
+        if (is_set) ptrset_free(by);
+        else ca_decref(by);
+    }
+}
+
 void ca_future_clear_head(ca_future *fut) {
     if (CA_LIKELY(fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
                   fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL &&

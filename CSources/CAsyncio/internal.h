@@ -241,6 +241,11 @@ struct ca_loop {
     atomic_bool stop_requested; /* stop_threadsafe() */
     /* debugging */
     struct ca_loop *registry_next;
+    /* shield() outers whose callbacks may still tie them to their inner
+     * future (strong; combinators.c): the cycles close() must cut */
+    ca_future **shields;
+    size_t shields_len;
+    size_t shields_cap;
 };
 
 /** ca_loop_call_soon_done in full: every check, the allocator's slow path
@@ -316,8 +321,25 @@ ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
 void ca_future_init_head(ca_future *fut, ca_loop *loop);
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
+/** Releases the done callbacks (their arguments through their release
+ *  functions, unrun) and the awaited_by links of a future that can never
+ *  complete: its loop closed while it was pending. The state is untouched. */
+void ca_future_drop_links(ca_future *fut);
 /** Logs "<Class> exception was never retrieved" if needed (dealloc path). */
 void ca_future_finalize(ca_future *fut);
+
+/* MARK: - Combinators (combinators.c) */
+/** For a pending _GatheringFuture (anything else: no-op) whose loop closed:
+ *  drops its done callbacks on its children, the awaited_by links to its
+ *  caller, its children (recursing into pending gathering children) and its
+ *  caller. These form cycles with the caller, whose frame holds the outer,
+ *  that nothing can complete any more. */
+void ca_gather_break_cycles(ca_future *fut);
+/** For the shield() outers of a closing loop still pending: drops the
+ *  callbacks that tie each to its inner future (a cycle) and the inner's
+ *  awaited_by links to shield's caller; then releases the loop's list of
+ *  outers. Also what loop dealloc calls to free the list. */
+void ca_shields_break_cycles(ca_loop *loop);
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);

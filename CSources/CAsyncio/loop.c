@@ -778,15 +778,26 @@ ca_error *ca_loop_close(ca_loop *loop) {
     atomic_store_explicit(&loop->closed_atomic, true, memory_order_release);
     while (atomic_load_explicit(&loop->ts_inflight, memory_order_acquire) != 0) sched_yield();
     ca_incref(loop);
-    while (loop->ready_len > 0) ca_decref(ready_pop(loop));
+    /* The dropped callbacks can never run: release what they hold now, not
+     * when their handles die. A handle object may outlive the loop (a
+     * Handle wrapper owns a reference), and its argument may own that very
+     * wrapper (the Swift layer's callbacks do): without this, such a pair
+     * keeps itself, its closure and the loop alive for good. */
+    while (loop->ready_len > 0) {
+        ca_handle *h = ready_pop(loop);
+        handle_clear_payload(h);
+        ca_decref(h);
+    }
     while (loop->heap_len > 0) {
         ca_handle *h = loop->heap[--loop->heap_len].handle;
         h->h_scheduled = 0;
+        handle_clear_payload(h);
         ca_decref(h);
     }
     loop->timer_cancelled_count = 0;
     inbox_discard(loop);
     ca_task_break_cycles(loop);
+    ca_shields_break_cycles(loop);
     if (loop->backend != NULL) {
         loop->backend_ops->close(loop->backend);
         loop->backend = NULL;
@@ -805,6 +816,7 @@ static void loop_dealloc(ca_object *op) {
         if (--loop->ob_base.ob_refcnt != 0) return;
     }
     ca_debug_unregister_loop(loop);
+    ca_shields_break_cycles(loop); /* shields made after close */
     ca_free(loop->ready);
     ca_free(loop->heap);
     ca_free(loop);

@@ -481,13 +481,18 @@ size_t ca_task_repr(ca_task *task, char *buf, size_t size) {
 
 void ca_task_break_cycles(ca_loop *loop) {
     /* A pending task and the future it waits on hold each other (callback
-     * and fut_waiter); CPython's GC collects such cycles, we cut them when
-     * the loop closes. Collect first: releasing may free other tasks. */
+     * and fut_waiter), and so do a pending task and what it is a part of: a
+     * gather holds its children and its caller, and each child's done
+     * callback (and awaited_by link) holds the outer future (shields are cut
+     * by ca_shields_break_cycles). CPython's GC collects such cycles; we cut
+     * them when the loop closes, after which nothing can complete these
+     * tasks or run their callbacks. Collect first: releasing may free other
+     * tasks. */
     ca_tstate *ts = ca_tstate_get();
     size_t n = 0;
     for (ca_llist_node *p = ts->tasks_head.next; p != &ts->tasks_head; p = p->next) {
         ca_task *t = task_of_node(p);
-        if (t->task_loop == loop && t->task_fut_waiter != NULL) n++;
+        if (t->task_loop == loop && t->task_state == CA_FUTURE_PENDING) n++;
     }
     if (n == 0) return;
     ca_task **victims = ca_malloc(n * sizeof(ca_task *));
@@ -495,15 +500,28 @@ void ca_task_break_cycles(ca_loop *loop) {
     size_t k = 0;
     for (ca_llist_node *p = ts->tasks_head.next; p != &ts->tasks_head && k < n; p = p->next) {
         ca_task *t = task_of_node(p);
-        if (t->task_loop == loop && t->task_fut_waiter != NULL) victims[k++] = ca_incref(t);
+        if (t->task_loop == loop && t->task_state == CA_FUTURE_PENDING) victims[k++] = ca_incref(t);
     }
     for (size_t i = 0; i < k; i++) {
         ca_task *t = victims[i];
         ca_future *waiter = t->task_fut_waiter;
-        t->task_fut_waiter = NULL;
-        ca_future_remove_done_callback(waiter, task_wakeup, t);
-        ca_future_discard_from_awaited_by(waiter, (ca_future *)t);
-        ca_decref(waiter);
+        if (waiter != NULL) {
+            t->task_fut_waiter = NULL;
+            ca_future_remove_done_callback(waiter, task_wakeup, t);
+            ca_future_discard_from_awaited_by(waiter, (ca_future *)t);
+            ca_gather_break_cycles(waiter);
+            ca_decref(waiter);
+        }
+        ca_future_drop_links((ca_future *)t);
+    }
+    /* The coroutines can never be resumed: close them now (GeneratorExit
+     * at their await), so their frames release what they hold (the futures
+     * and combinators they await, and any object whose own links lead back
+     * to the task) instead of waiting for the task to die, which those very
+     * objects may prevent. */
+    for (size_t i = 0; i < k; i++) {
+        ca_coro *coro = victims[i]->task_coro;
+        if (coro != NULL && ca_coro_check(coro)) ca_coro_close(coro);
     }
     for (size_t i = 0; i < k; i++) ca_decref(victims[i]);
     ca_free(victims);

@@ -125,7 +125,12 @@ void ca_loop_stop(ca_loop *loop);
 /** stop() from another thread (through the thread-safe inbox). */
 struct ca_error *ca_loop_stop_threadsafe(ca_loop *loop);
 
-/** close(): drops pending callbacks and timers, releases the backend.
+/** close(): drops pending callbacks and timers, releasing at once what each
+ *  holds (its argument through its release function, its task or future,
+ *  its context) even while someone still holds the handle; closes the
+ *  coroutines of the loop's tasks still pending (they can never resume) and
+ *  cuts the reference cycles they, their done callbacks, gathers and shields
+ *  form, which CPython's GC would collect; then releases the backend.
  *  RuntimeError "Cannot close a running event loop"; idempotent. */
 struct ca_error *ca_loop_close(ca_loop *loop);
 

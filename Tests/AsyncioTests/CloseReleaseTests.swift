@@ -1,0 +1,138 @@
+// Closing a loop releases everything still pending on it: the callbacks of
+// dropped handles, and the bodies of tasks that can never resume, even when
+// what they wait on (a gather, a shield, wait()) and the task hold each other.
+// Without a cycle collector those objects would otherwise live for good.
+
+@testable import Asyncio
+import CAsyncio
+import CAsyncioShim
+import Testing
+
+/// Counts the live instances of `Token` made for it.
+///
+/// Safety of `@unchecked Sendable`: every token of one test is made and
+/// released on that test's loop thread, which alone reads the count after.
+final class TokenCount: @unchecked Sendable {
+    var alive = 0
+}
+
+/// An object captured by a callback or a body: alive until they are released.
+///
+/// Safety of `@unchecked Sendable`: immutable; its count is `TokenCount`'s.
+final class Token: @unchecked Sendable {
+    let count: TokenCount
+    init(_ count: TokenCount) {
+        self.count = count
+        count.alive += 1
+    }
+    deinit { count.alive -= 1 }
+}
+
+/// Runs `setUp` (which captures the token) on a fresh loop, lets the loop run
+/// one iteration so new tasks reach their first await, closes the loop and
+/// reports how many tokens and Swift task bodies are still alive, and how
+/// many core blocks the whole run left allocated once the loop is gone (the
+/// second of two runs: the first warms the caches a thread keeps).
+private func aliveAfterClose(_ setUp: @escaping @Sendable (EventLoop, Token) throws -> Void) async throws
+    -> (tokens: Int, bodies: Int, blocks: Int64) {
+    try await onThread {
+        func once() throws -> (tokens: Int, bodies: Int) {
+            let count = TokenCount()
+            let loop = try EventLoop(virtualClock: true)
+            try setUp(loop, Token(count))
+            try loop.runUntilComplete { try await sleep(0) }
+            try loop.close()
+            return (count.alive, loop.core.liveBodies)
+        }
+        _ = try once()
+        ca_freelists_clear()
+        cas_freelists_clear()
+        let before = ca_alloc_stats_get()
+        let alive = try once()
+        ca_freelists_clear()
+        cas_freelists_clear()
+        let after = ca_alloc_stats_get()
+        let blocks = (Int64(after.allocs) - Int64(before.allocs)) - (Int64(after.frees) - Int64(before.frees))
+        return (alive.tokens, alive.bodies, blocks)
+    }
+}
+
+@Suite("Closing a loop releases what is pending")
+struct CloseReleaseTests {
+    @Test("a timer pending at close releases its callback, though its Handle held it")
+    func pendingTimer() async throws {
+        let alive = try await aliveAfterClose { loop, token in
+            try loop.callLater(3600) { _ = token }
+        }
+        #expect(alive.tokens == 0)
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a callback still queued at close releases its callback")
+    func queuedCallback() async throws {
+        let alive = try await aliveAfterClose { loop, token in
+            // Each run schedules the next one: one is always in the ready
+            // queue, including when the loop closes.
+            @Sendable func again() { _ = try? loop.callSoon { _ = token; again() } }
+            again()
+        }
+        #expect(alive.tokens == 0)
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a task awaiting a gather that can never finish releases its body")
+    func pendingGather() async throws {
+        let alive = try await aliveAfterClose { loop, token in
+            let never = loop.createFuture(of: Int.self)
+            try loop.createTask { () async throws -> Int in
+                _ = token
+                return try await gather([never]).count
+            }
+        }
+        #expect(alive.tokens == 0)
+        #expect(alive.bodies == 0)
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a task awaiting a shield that can never finish releases its body")
+    func pendingShield() async throws {
+        let alive = try await aliveAfterClose { loop, token in
+            let never = loop.createFuture(of: Int.self)
+            try loop.createTask { () async throws -> Int in
+                _ = token
+                return try await shield(never).value
+            }
+        }
+        #expect(alive.tokens == 0)
+        #expect(alive.bodies == 0)
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a shield left pending by a task that finished is released at close")
+    func orphanedShield() async throws {
+        let alive = try await aliveAfterClose { loop, _ in
+            let never = loop.createFuture(of: Int.self)
+            try loop.createTask { () async throws -> Int in
+                // The shield's two futures hold each other, and the inner one
+                // this task (its awaited_by); nothing else holds them.
+                _ = try shield(never)
+                return 0
+            }
+        }
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a task in asyncio.wait on a future that never finishes releases its body")
+    func pendingWait() async throws {
+        let alive = try await aliveAfterClose { loop, token in
+            let never = loop.createFuture(of: Int.self)
+            try loop.createTask { () async throws -> Int in
+                _ = token
+                return try await wait([never]).done.count
+            }
+        }
+        #expect(alive.tokens == 0)
+        #expect(alive.bodies == 0)
+        #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+}
