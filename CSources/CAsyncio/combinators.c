@@ -462,11 +462,41 @@ static void shield_inner_done(ca_future *inner, void *arg) {
     }
 }
 
-static void shield_unregister(ca_loop *loop, ca_future *outer);
+/* One shield() whose outer is pending, listed on its loop so a closing loop
+ * can untie outer and inner. It is the argument of the outer's
+ * shield_outer_done registration, which owns it; while listed it holds the
+ * outer too, since a cycle may be all that reaches it. */
+typedef struct shield_link {
+    struct shield_link *prev, *next;
+    ca_loop *loop;    /* the list's owner while listed, else NULL */
+    ca_future *outer; /* strong while listed, else NULL */
+    ca_future *inner; /* strong */
+} shield_link;
+
+/* Takes `l` off its loop's list, dropping its hold on the outer. */
+static void shield_unlink(shield_link *l) {
+    if (l->loop == NULL) return;
+    if (l->prev != NULL) l->prev->next = l->next;
+    else l->loop->shields = l->next;
+    if (l->next != NULL) l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->loop = NULL;
+    ca_future *outer = l->outer;
+    l->outer = NULL;
+    ca_decref(outer);
+}
+
+static void shield_link_release(void *arg) {
+    shield_link *l = arg;
+    shield_unlink(l);
+    ca_decref(l->inner);
+    ca_small_free(l, sizeof *l);
+}
 
 static void shield_outer_done(ca_future *outer, void *arg) {
-    ca_future *inner = arg;
-    if (outer->fut_loop != NULL) shield_unregister(outer->fut_loop, outer);
+    shield_link *l = arg;
+    ca_future *inner = l->inner;
+    shield_unlink(l);
     if (inner->fut_state != CA_FUTURE_PENDING) return;
     ca_future_remove_done_callback(inner, shield_inner_done, outer);
     /* Keep only one callback to log on cancel. */
@@ -485,11 +515,11 @@ static void *callback_arg(const ca_future *fut, ca_done_fn fn) {
 
 static void shield_break_cycles(ca_future *outer) {
     if (outer->fut_state != CA_FUTURE_PENDING) return;
-    ca_future *inner = callback_arg(outer, shield_outer_done);
-    if (inner == NULL) return;
-    ca_incref(inner);
+    shield_link *l = callback_arg(outer, shield_outer_done);
+    if (l == NULL) return;
+    ca_future *inner = ca_incref(l->inner);
     ca_incref(outer);
-    ca_future_remove_done_callback(outer, shield_outer_done, inner);
+    ca_future_remove_done_callback(outer, shield_outer_done, l); /* frees l */
     ca_future_remove_done_callback(inner, shield_inner_done, outer);
     ca_future *cur_task;
     while ((cur_task = callback_arg(inner, shield_clear_awaited_by)) != NULL) {
@@ -504,37 +534,12 @@ static void shield_break_cycles(ca_future *outer) {
 
 void ca_shields_break_cycles(ca_loop *loop) {
     /* Breaking may run releases that shield again: take one at a time. */
-    while (loop->shields_len > 0) {
-        ca_future *outer = loop->shields[--loop->shields_len];
+    while (loop->shields != NULL) {
+        shield_link *l = loop->shields;
+        ca_future *outer = ca_incref(l->outer);
+        shield_unlink(l);
         if (loop->closed) shield_break_cycles(outer);
         ca_decref(outer);
-    }
-    ca_free(loop->shields);
-    loop->shields = NULL;
-    loop->shields_cap = 0;
-}
-
-/* Lists `outer` (a new reference) among its loop's shields. */
-static ca_error *shield_register(ca_loop *loop, ca_future *outer) {
-    if (loop->shields_len == loop->shields_cap) {
-        size_t cap = loop->shields_cap ? loop->shields_cap * 2 : 8;
-        ca_future **grown = ca_realloc(loop->shields, cap * sizeof(ca_future *));
-        if (grown == NULL) return no_memory();
-        loop->shields = grown;
-        loop->shields_cap = cap;
-    }
-    loop->shields[loop->shields_len++] = ca_incref(outer);
-    return NULL;
-}
-
-/* Drops `outer` from its loop's shields, if listed. */
-static void shield_unregister(ca_loop *loop, ca_future *outer) {
-    for (size_t i = loop->shields_len; i-- > 0;) {
-        if (loop->shields[i] == outer) {
-            loop->shields[i] = loop->shields[--loop->shields_len];
-            ca_decref(outer);
-            return;
-        }
     }
 }
 
@@ -563,9 +568,18 @@ ca_error *ca_shield(void *aw, ca_future **out) {
     }
     if (err == NULL)
         err = ca_future_add_done_callback(inner, shield_inner_done, ca_incref(outer), ca_release_object, NULL);
-    if (err == NULL)
-        err = ca_future_add_done_callback(outer, shield_outer_done, ca_incref(inner), ca_release_object, NULL);
-    if (err == NULL) err = shield_register(loop, outer);
+    if (err == NULL) {
+        shield_link *l = ca_small_alloc(sizeof *l);
+        if (l == NULL) {
+            err = no_memory();
+        } else {
+            *l = (shield_link){.loop = loop, .outer = ca_incref(outer), .inner = ca_incref(inner),
+                               .next = loop->shields};
+            if (l->next != NULL) l->next->prev = l;
+            loop->shields = l;
+            err = ca_future_add_done_callback(outer, shield_outer_done, l, shield_link_release, NULL);
+        }
+    }
     ca_decref(inner);
     if (err != NULL) {
         ca_decref(outer);

@@ -241,11 +241,10 @@ struct ca_loop {
     atomic_bool stop_requested; /* stop_threadsafe() */
     /* debugging */
     struct ca_loop *registry_next;
-    /* shield() outers whose callbacks may still tie them to their inner
-     * future (strong; combinators.c): the cycles close() must cut */
-    ca_future **shields;
-    size_t shields_len;
-    size_t shields_cap;
+    /* shield() calls whose outer is still pending (combinators.c): outer
+     * and inner tie each other through their callbacks, the cycles close()
+     * must cut; an intrusive list, so a finishing shield leaves in O(1) */
+    struct shield_link *shields;
 };
 
 /** ca_loop_call_soon_done in full: every check, the allocator's slow path
