@@ -292,6 +292,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     // MARK: Futures and tasks
 
     /// `create_future()`: a pending future of this loop.
+    @inlinable
     public nonisolated func createFuture<T: Sendable>(of type: T.Type = T.self) -> Future<T> {
         Future(loop: self)
     }
