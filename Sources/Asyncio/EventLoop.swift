@@ -293,7 +293,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
 
     /// `create_future()`: a pending future of this loop.
     @inlinable
-    public nonisolated func createFuture<T: Sendable>(of type: T.Type = T.self) -> Future<T> {
+    public final nonisolated func createFuture<T: Sendable>(of type: T.Type = T.self) -> Future<T> {
         Future(loop: self)
     }
 
