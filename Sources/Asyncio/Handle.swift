@@ -25,8 +25,16 @@ public final class Handle: @unchecked Sendable {
     /// The C handle (this wrapper owns one reference).
     public private(set) var unsafeRaw: OpaquePointer!
     fileprivate var callback: @Sendable () -> Void
-    /// The next spare handle of the loop's list, while this one is spare.
-    var nextSpare: UnsafeMutableRawPointer?
+
+    /// While the handle is spare (it has no C handle), its `unsafeRaw` links
+    /// to the next spare handle of the loop's list: no extra stored property,
+    /// so a handle stays as small as before recycling. Whoever takes a
+    /// handle off the list sets this to `nil` first (`deinit` would release
+    /// a link as a C handle).
+    var nextSpare: UnsafeMutableRawPointer? {
+        get { unsafeRaw.map { UnsafeMutableRawPointer($0) } }
+        set { unsafeRaw = newValue.map { OpaquePointer($0) } }
+    }
 
     private init(_ callback: @escaping @Sendable () -> Void) { self.callback = callback }
 
@@ -95,7 +103,6 @@ public final class Handle: @unchecked Sendable {
                 guard let raw = h.unsafeRaw, core.loop == ca_handle_get_loop(raw),
                       core.spareHandleCount < LoopCore.spareHandleLimit else { return false }
                 h.callback = {}
-                h.unsafeRaw = nil
                 // The loop still holds the C handle while it runs or drops
                 // it (the caller of this release), so this is not the last
                 // reference.

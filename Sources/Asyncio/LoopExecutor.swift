@@ -85,7 +85,10 @@ final class LoopCore: @unchecked Sendable {
     deinit {
         while let spare = spareHandles {
             let handle = Unmanaged<Handle>.fromOpaque(spare)
-            spareHandles = handle.takeUnretainedValue().nextSpare
+            handle._withUnsafeGuaranteedRef { h in
+                spareHandles = h.nextSpare
+                h.nextSpare = nil
+            }
             handle.release()
         }
         ca_decref(UnsafeMutableRawPointer(loop))

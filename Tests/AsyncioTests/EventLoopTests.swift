@@ -123,6 +123,20 @@ struct EventLoopTests {
         #expect(log.value == ["cb0", "cb1", "cb2", "kept"])
     }
 
+    @Test("callSoon on a closed loop throws, also when the loop has spare handles to reuse")
+    func callSoonOnClosedLoopWithSpareHandles() throws {
+        let loop = try EventLoop(virtualClock: true)
+        let ran = Shared(0)
+        for _ in 0..<3 { try loop.callSoon { ran.update { $0 += 1 } } }
+        loop.stop()
+        try loop.runForever()
+        #expect(ran.value == 3)
+        #expect(loop.core.spareHandleCount == 3)
+        try loop.close()
+        #expect(throws: AsyncioError.self) { try loop.callSoon { ran.update { $0 += 1 } } }
+        #expect(ran.value == 3)
+    }
+
     @Test("a handle the caller keeps stays its own after its callback ran: cancelling it touches no later callback")
     func keptHandleStaysItsOwn() async throws {
         let log = Log()
