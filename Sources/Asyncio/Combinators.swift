@@ -39,7 +39,7 @@ func timeoutSeconds(_ t: Double?) -> Double { t ?? Double.nan }
 nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], timeout: Double? = nil,
                                                      returnWhen: ReturnWhen = .allCompleted) async throws
     -> (done: [Future<T>], pending: [Future<T>]) {
-    let pointers = futures.map { UnsafeMutableRawPointer($0.unsafeRaw) as UnsafeMutableRawPointer? }
+    let pointers = rawFutures(futures)
     let coro = pointers.withUnsafeBufferPointer {
         ca_wait($0.baseAddress, $0.count, timeoutSeconds(timeout), returnWhen.raw)
     }
@@ -132,7 +132,7 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
         var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
         for f in futures { byPointer[f.unsafeRaw] = f }
         self.byPointer = byPointer
-        let pointers = futures.map { UnsafeMutableRawPointer($0.unsafeRaw) as UnsafeMutableRawPointer? }
+        let pointers = rawFutures(futures)
         let loop = ca_get_running_loop() ?? futures.first?.unsafeRaw.pointee.fut_loop
         self.loop = loop
         var out: OpaquePointer?

@@ -252,7 +252,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     public nonisolated func callSoon(_ callback: @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
             ca_loop_call_soon(loop, fn, arg, release, nil, out)
         }
     }
@@ -264,7 +264,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     public nonisolated func callLater(_ delay: Double, _ callback: @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
             ca_loop_call_later(loop, nanoseconds(delay), fn, arg, release, nil, out)
         }
     }
@@ -276,7 +276,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     public nonisolated func callAt(_ when: Double, _ callback: @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
             ca_loop_call_at(loop, nanoseconds(when), fn, arg, release, nil, out)
         }
     }
@@ -292,7 +292,8 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     // MARK: Futures and tasks
 
     /// `create_future()`: a pending future of this loop.
-    public nonisolated func createFuture<T: Sendable>(of type: T.Type = T.self) -> Future<T> {
+    @inlinable
+    public final nonisolated func createFuture<T: Sendable>(of type: T.Type = T.self) -> Future<T> {
         Future(loop: self)
     }
 

@@ -41,8 +41,9 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     }
 
     /// Creates a pending future on `loop` (`loop.create_future()`).
+    @inlinable
     public convenience init(loop: EventLoop) {
-        guard let f = ca_future_new(loop.core.loop) else { fatalError("out of memory creating a future") }
+        guard let f = ca_future_new(loop.unsafeRaw) else { fatalError("out of memory creating a future") }
         self.init(unsafeTakingOwnershipOf: f)
     }
 
@@ -146,11 +147,11 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// `add_done_callback(fn)`: calls `callback` with this future on the
     /// loop (through `call_soon`) once it is done; at once (next iteration)
     /// if it is done already.
+    @inlinable
     public final func addDoneCallback(_ callback: @escaping @Sendable (Future<Value>) -> Void) {
         checkLoopThread()
-        let box = Unmanaged<DoneCallbackBox>.passRetained(TypedDoneCallbackBox(callback))
-        if let err = ca_future_add_done_callback(unsafeRaw, doneCallbackTrampoline, box.toOpaque(),
-                                                 releaseDoneCallback, nil) {
+        let slot = DoneCallbackSlot.make(callback)
+        if let err = ca_future_add_done_callback(unsafeRaw, runDoneCallbackSlot, slot, releaseDoneCallbackSlot, nil) {
             ca_decref(UnsafeMutableRawPointer(err))
         }
     }
@@ -182,7 +183,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
         return try ValueCodec<Value>.decode(&v)
     }
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     final func checkLoopThread() {
         checkConfined(loop: unsafeRaw.pointee.fut_loop)
     }
@@ -210,6 +211,83 @@ private func doneCallbackTrampoline(_ f: UnsafeMutablePointer<ca_future>?, _ arg
 
 private func releaseDoneCallback(_ arg: UnsafeMutableRawPointer?) {
     Unmanaged<DoneCallbackBox>.fromOpaque(arg!).release()
+}
+
+/// A done callback registered as a closure, kept in a callback slot of the
+/// shim (`cas_slot_alloc`) rather than in a box object, so registering one
+/// allocates nothing in steady state. The slot holds two closures: the
+/// caller's (first two words, wrapped in a ``Callback``) and an invoker that
+/// knows its `Value` (last two) and calls it, or destroys it when given no
+/// future. Where `addDoneCallback` is specialized for a concrete `Value`, the
+/// invoker captures nothing, so it is a bare function pointer.
+@usableFromInline
+enum DoneCallbackSlot {
+    /// Calls the slot's callback with the future, or destroys the callback
+    /// when the future is `nil`.
+    @usableFromInline
+    typealias Invoker = (UnsafeMutableRawPointer, UnsafeMutablePointer<ca_future>?) -> Void
+
+    /// The caller's closure as the slot holds it: a struct keeps it in its
+    /// own representation, where a bare function value stored through a
+    /// generic pointer would be wrapped in a reabstraction thunk (an
+    /// allocation).
+    @usableFromInline
+    struct Callback<Value: Sendable> {
+        @usableFromInline let call: @Sendable (Future<Value>) -> Void
+        @inlinable init(call: @escaping @Sendable (Future<Value>) -> Void) { self.call = call }
+    }
+
+    /// A slot holding `callback`, owned by the caller until `release`.
+    @inlinable
+    static func make<Value: Sendable>(_ callback: @escaping @Sendable (Future<Value>) -> Void)
+        -> UnsafeMutableRawPointer {
+        assert(MemoryLayout<Callback<Value>>.size <= invokerOffset)
+        assert(invokerOffset + MemoryLayout<Invoker>.size <= Int(CAS_SLOT_SIZE))
+        guard let slot = cas_slot_alloc() else { fatalError("out of memory registering a done callback") }
+        slot.initializeMemory(as: Callback<Value>.self, repeating: Callback(call: callback), count: 1)
+        let invoker: Invoker = { slot, f in
+            let stored = slot.assumingMemoryBound(to: Callback<Value>.self)
+            if let f {
+                // A new wrapper, not the caller's: a pending future that
+                // nobody references must not keep itself alive through its
+                // callback.
+                stored.pointee.call(Future<Value>(unsafeRetaining: f))
+            } else {
+                stored.deinitialize(count: 1)
+            }
+        }
+        (slot + invokerOffset).initializeMemory(as: Invoker.self, repeating: invoker, count: 1)
+        return slot
+    }
+
+    /// Where the invoker lies: after the callback.
+    @inlinable
+    static var invokerOffset: Int { 2 * MemoryLayout<UnsafeRawPointer>.stride }
+
+    /// Runs the slot's callback with `f`.
+    @usableFromInline
+    static func run(_ f: UnsafeMutablePointer<ca_future>, _ slot: UnsafeMutableRawPointer) {
+        (slot + invokerOffset).assumingMemoryBound(to: Invoker.self).pointee(slot, f)
+    }
+
+    /// Destroys both closures and returns the slot.
+    @usableFromInline
+    static func release(_ slot: UnsafeMutableRawPointer) {
+        let invoker = (slot + invokerOffset).assumingMemoryBound(to: Invoker.self)
+        invoker.pointee(slot, nil)
+        invoker.deinitialize(count: 1)
+        cas_slot_free(slot)
+    }
+}
+
+@usableFromInline
+func runDoneCallbackSlot(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
+    DoneCallbackSlot.run(f!, arg!)
+}
+
+@usableFromInline
+func releaseDoneCallbackSlot(_ arg: UnsafeMutableRawPointer?) {
+    DoneCallbackSlot.release(arg!)
 }
 
 // MARK: - Loop confinement

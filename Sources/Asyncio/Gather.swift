@@ -32,7 +32,7 @@ nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat F
 ///
 /// - Throws: the first child's error; ``CancelledError``.
 nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) async throws -> [T] {
-    let gathering = try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: false)
+    let gathering = try startGather(rawFutures(futures), returnExceptions: false)
     defer { withExtendedLifetime(futures) {} }
     return try await Await.done(gathering.unsafeRaw) { f in
         let list = ca_result_list_of(f)!
@@ -53,7 +53,7 @@ nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) 
 /// - Throws: ``CancelledError`` when the gather itself is cancelled.
 nonisolated(nonsending) public func gatherReturningExceptions<T: Sendable>(_ futures: [Future<T>]) async throws
     -> [Result<T, any Error>] {
-    let gathering = try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: true)
+    let gathering = try startGather(rawFutures(futures), returnExceptions: true)
     defer { withExtendedLifetime(futures) {} }
     return try await Await.done(gathering.unsafeRaw) { f in
         let list = ca_result_list_of(f)!
@@ -62,6 +62,16 @@ nonisolated(nonsending) public func gatherReturningExceptions<T: Sendable>(_ fut
             return Result { try ValueCodec<T>.decode(ca_result_list_item(list, i)) }
         }
     }
+}
+
+/// The C futures of `futures`. A loop over the indices, not `map`: in this
+/// module's unspecialized generic code, `map` reads each element through
+/// the protocol's `subscript.read` coroutine, a malloc per element.
+func rawFutures<T>(_ futures: [Future<T>]) -> [UnsafeMutableRawPointer?] {
+    var children: [UnsafeMutableRawPointer?] = []
+    children.reserveCapacity(futures.count)
+    for i in futures.indices { children.append(UnsafeMutableRawPointer(futures[i].unsafeRaw)) }
+    return children
 }
 
 /// Starts a gather of `children` on the running loop (else the first
@@ -115,7 +125,7 @@ extension Await {
 /// - Throws: ``AsyncioError`` when the gather cannot be created.
 public func gatherFuture<T: Sendable>(_ futures: [Future<T>], returnExceptions: Bool = false) throws -> Future<Void> {
     defer { withExtendedLifetime(futures) {} }
-    return try startGather(futures.map { UnsafeMutableRawPointer($0.unsafeRaw) }, returnExceptions: returnExceptions)
+    return try startGather(rawFutures(futures), returnExceptions: returnExceptions)
 }
 
 /// The children's outcomes of a done gather (from ``gatherFuture(_:returnExceptions:)``),

@@ -21,7 +21,9 @@ import CAsyncioShim
 /// thread; none changes afterwards. The mutable state (`registry`,
 /// `foreignSuspensions`, `liveBodies`) is touched only on the thread that
 /// runs the loop: the callers check `cas_tls.core`, which only that thread
-/// sets.
+/// sets. `spareHandles` is confined as the C loop is: the scheduling calls
+/// that pop it check `checkConfined`, and the release that pushes onto it
+/// runs on the thread whose `cas_tls.core` is this core.
 /// `enqueue` may run on any thread: off the loop thread it only reads its
 /// own thread-local windows and calls `ca_loop_call_soon_threadsafe`, the
 /// core's cross-thread entry point.
@@ -41,6 +43,16 @@ final class LoopCore: @unchecked Sendable {
     /// Swift tasks of bodies created on this loop and not finished yet. Loop
     /// thread only (bodies are created and end there).
     var liveBodies = 0
+    /// Handles whose callback is done and that nobody else holds, kept for
+    /// reuse by the next ``EventLoop/callSoon(_:)`` (see ``Handle``). Touched
+    /// where the C loop is: on the thread running it, or by the thread
+    /// using it while it is not running.
+    /// The list's head (each holds one reference, linked through
+    /// `Handle.nextSpare`) and length.
+    var spareHandles: UnsafeMutableRawPointer?
+    var spareHandleCount = 0
+    /// How many spare handles a loop keeps at most.
+    static var spareHandleLimit: Int { 1024 }
 
     let serialUnowned: UnownedSerialExecutor
     /// The EventLoop owning this core, which is the task executor. The
@@ -71,6 +83,14 @@ final class LoopCore: @unchecked Sendable {
     }
 
     deinit {
+        while let spare = spareHandles {
+            let handle = Unmanaged<Handle>.fromOpaque(spare)
+            handle._withUnsafeGuaranteedRef { h in
+                spareHandles = h.nextSpare
+                h.nextSpare = nil
+            }
+            handle.release()
+        }
         ca_decref(UnsafeMutableRawPointer(loop))
     }
 

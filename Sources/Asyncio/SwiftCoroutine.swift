@@ -43,7 +43,9 @@ enum SwiftCoroutine {
         let previous = tls.pointee.capture
         tls.pointee.capture = c
         let ref = CoroRef(pointer: c)
-        _ = Task(executorPreference: core.executor) {
+        // A throwing operation (it never throws): the non-throwing Task
+        // initializer would wrap it in a throwing thunk, one more allocation.
+        _ = Task(executorPreference: core.executor) { () async throws -> Void in
             await runBody(ref, body)
         }
         tls.pointee.capture = previous

@@ -50,6 +50,10 @@ static _Thread_local bool coro_free_registered;
 static pthread_key_t coro_free_key;
 static pthread_once_t coro_free_once = PTHREAD_ONCE_INIT;
 
+/* Callback slots, recycled the same way (see cas_slot_alloc). */
+static _Thread_local cas_free_block *slot_free_head;
+static _Thread_local uint32_t slot_free_count;
+
 void cas_freelists_clear(void) {
     while (coro_free_head != NULL) {
         cas_free_block *b = coro_free_head;
@@ -57,10 +61,49 @@ void cas_freelists_clear(void) {
         ca_free(b);
     }
     coro_free_count = 0;
+    while (slot_free_head != NULL) {
+        cas_free_block *b = slot_free_head;
+        slot_free_head = b->next;
+        ca_free(b);
+    }
+    slot_free_count = 0;
 }
 
 static void coro_free_thread_exit(void *unused) { cas_freelists_clear(); }
 static void coro_free_key_create(void) { (void)pthread_key_create(&coro_free_key, coro_free_thread_exit); }
+
+/* Makes the calling thread's freelists go back to the allocator at its exit
+ * (the key's value only has to be non-NULL for the destructor to run). */
+static inline void cas_freelist_register(void) {
+    if (!coro_free_registered) {
+        pthread_once(&coro_free_once, coro_free_key_create);
+        (void)pthread_setspecific(coro_free_key, &coro_free_head);
+        coro_free_registered = true;
+    }
+}
+
+void *cas_slot_alloc(void) {
+    if (slot_free_head != NULL) {
+        cas_free_block *b = slot_free_head;
+        slot_free_head = b->next;
+        slot_free_count--;
+        return b;
+    }
+    return ca_malloc(CAS_SLOT_SIZE);
+}
+
+void cas_slot_free(void *slot) {
+    if (slot == NULL) return;
+    cas_freelist_register();
+    if (slot_free_count < CAS_FREELIST_CAP) {
+        cas_free_block *b = slot;
+        b->next = slot_free_head;
+        slot_free_head = b;
+        slot_free_count++;
+    } else {
+        ca_free(slot);
+    }
+}
 
 static void swift_coro_dealloc(ca_object *op);
 
@@ -122,11 +165,7 @@ static void swift_coro_dealloc(ca_object *op) {
     CA_CLEAR(c->error);
     ca_value_clear(&c->resume_value);
     ca_value_clear(&c->result);
-    if (!coro_free_registered) {
-        pthread_once(&coro_free_once, coro_free_key_create);
-        (void)pthread_setspecific(coro_free_key, &coro_free_head);
-        coro_free_registered = true;
-    }
+    cas_freelist_register();
     if (coro_free_count < CAS_FREELIST_CAP) {
         cas_free_block *b = (cas_free_block *)c;
         b->next = coro_free_head;

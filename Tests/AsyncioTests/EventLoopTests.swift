@@ -104,6 +104,58 @@ struct EventLoopTests {
         #expect(log.value == ["scheduled", "cb0", "cb1", "cb2", "after one iteration"])
     }
 
+    @Test("a handle nobody holds once its callback ran is reused by the next callSoon")
+    func discardedHandlesAreReused() async throws {
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let spareBefore = loop.core.spareHandleCount
+            for i in 0..<3 { try loop.callSoon { log.append("cb\(i)") } }
+            try await sleep(0)
+            #expect(loop.core.spareHandleCount == spareBefore + 3)
+            let kept = try loop.callSoon { log.append("kept") }
+            #expect(loop.core.spareHandleCount == spareBefore + 2)
+            try await sleep(0)
+            // Still held here: not taken back.
+            #expect(loop.core.spareHandleCount == spareBefore + 2)
+            #expect(!kept.isCancelled)
+        }
+        #expect(log.value == ["cb0", "cb1", "cb2", "kept"])
+    }
+
+    @Test("callSoon on a closed loop throws, also when the loop has spare handles to reuse")
+    func callSoonOnClosedLoopWithSpareHandles() throws {
+        let loop = try EventLoop(virtualClock: true)
+        let ran = Shared(0)
+        for _ in 0..<3 { try loop.callSoon { ran.update { $0 += 1 } } }
+        loop.stop()
+        try loop.runForever()
+        #expect(ran.value == 3)
+        #expect(loop.core.spareHandleCount == 3)
+        try loop.close()
+        #expect(throws: AsyncioError.self) { try loop.callSoon { ran.update { $0 += 1 } } }
+        #expect(ran.value == 3)
+    }
+
+    @Test("a handle the caller keeps stays its own after its callback ran: cancelling it touches no later callback")
+    func keptHandleStaysItsOwn() async throws {
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let first = try loop.callSoon { log.append("first") }
+            try await sleep(0)
+            for i in 0..<3 { try loop.callSoon { log.append("discarded\(i)") } }
+            try await sleep(0)
+            let second = try loop.callSoon { log.append("second") }
+            #expect(first !== second)
+            first.cancel()
+            #expect(first.isCancelled)
+            #expect(!second.isCancelled)
+            try await sleep(0)
+        }
+        #expect(log.value == ["first", "discarded0", "discarded1", "discarded2", "second"])
+    }
+
     @Test("callLater and callAt fire by deadline on the virtual clock; a cancelled handle never runs")
     func timers() async throws {
         let log = Log()

@@ -118,6 +118,43 @@ struct FutureTests {
         #expect(log.value == ["set", "first 3", "second true", "added late", "late"])
     }
 
+    @Test("a done callback that never runs releases what it captured once its future is gone")
+    func doneCallbackReleasedWithFuture() async throws {
+        final class Tracked: Sendable {
+            let dropped: Shared<Bool>
+            init(_ dropped: Shared<Bool>) { self.dropped = dropped }
+            deinit { dropped.value = true }
+        }
+        let dropped = Shared(false)
+        let ran = Shared(false)
+        try await runLoop {
+            let loop = EventLoop.current!
+            do {
+                let tracked = Tracked(dropped)
+                let f = loop.createFuture(of: String.self)
+                f.addDoneCallback { _ in
+                    withExtendedLifetime(tracked) { ran.value = true }
+                }
+            }
+            try await sleep(0)
+        }
+        #expect(dropped.value)
+        #expect(!ran.value)
+    }
+
+    @Test("a done callback of a future with a boxed result reads that result")
+    func doneCallbackBoxedResult() async throws {
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: [String].self)
+            f.addDoneCallback { g in log.append((try? g.result().joined(separator: "+")) ?? "error") }
+            try f.setResult(["a", "b"])
+            try await sleep(0)
+        }
+        #expect(log.value == ["a+b"])
+    }
+
     @Test("a future awaited from a Swift task on another thread (the thread-safe path)")
     func awaitFromAnotherThread() async throws {
         try await runLoop(virtualClock: false) {

@@ -93,9 +93,24 @@ extern const ca_coro_type cas_SwiftCoroType;
  *  NULL when out of memory. */
 cas_coro *cas_coro_new(const char *name, const char *file, int32_t line);
 
-/** Returns the calling thread's recycled coroutine blocks to the allocator
+/** Returns the calling thread's recycled coroutine blocks and slots to the allocator
  *  (before a leak check; done at thread exit anyway). */
 void cas_freelists_clear(void);
+
+/** The size of a callback slot: room for a Swift closure (two words) and
+ *  an existential metatype (two words). */
+#define CAS_SLOT_SIZE 32
+
+/** A block of CAS_SLOT_SIZE bytes, aligned as malloc aligns, uninitialized: where the
+ *  Swift layer keeps a callback a C object holds, so registering one
+ *  allocates nothing in steady state. From a per-thread freelist (any
+ *  thread may free a slot another allocated); NULL when out of memory. The
+ *  caller owns it until cas_slot_free. */
+void *cas_slot_alloc(void);
+
+/** Returns a slot of cas_slot_alloc (whose contents the caller already
+ *  destroyed) to the calling thread's freelist; NULL is ignored. */
+void cas_slot_free(void *slot);
 
 /** True when `op` is a Swift coroutine. */
 static inline bool cas_coro_check(const void *op) {
