@@ -17,7 +17,8 @@ import CAsyncioShim
 /// Safety of `@unchecked Sendable`: `unsafeRaw` and `callback` are written
 /// by the scheduling call before the handle is returned, and again only when
 /// the handle is recycled, which happens only once no one but the loop holds
-/// it (a strong reference count of one, checked on the loop's thread); the
+/// it (a strong reference count of one and no weak or unowned reference,
+/// checked on the loop's thread); the
 /// callback is `@Sendable`. The C handle belongs to one loop: ``cancel()``
 /// checks it runs on that loop's thread, and `deinit` releases the
 /// reference there.
@@ -94,7 +95,8 @@ public final class Handle: @unchecked Sendable {
     /// the C handle held was the last one and this thread runs the loop.
     fileprivate static func release(_ arg: UnsafeMutableRawPointer) {
         let handle = Unmanaged<Handle>.fromOpaque(arg)
-        guard let current = cas_tls_get().pointee.core, isUniquelyReferenced(arg) else {
+        guard let current = cas_tls_get().pointee.core, isUniquelyReferenced(arg),
+              cas_swift_no_weak_or_unowned(arg) else {
             handle.release()
             return
         }

@@ -21,6 +21,13 @@ extern void swift_release(void *object);
 void *cas_swift_task_current(void) { return swift_task_getCurrent(); }
 void cas_swift_task_cancel(void *task) { swift_task_cancel(task); }
 void cas_swift_retain(void *object) { (void)swift_retain(object); }
+
+extern size_t swift_unownedRetainCount(void *object);
+extern size_t swift_weakRetainCount(void *object);
+
+bool cas_swift_no_weak_or_unowned(void *object) {
+    return swift_unownedRetainCount(object) <= 1 && swift_weakRetainCount(object) <= 1;
+}
 void cas_swift_release(void *object) { swift_release(object); }
 
 /* MARK: - Per-thread windows */

@@ -123,6 +123,25 @@ struct EventLoopTests {
         #expect(log.value == ["cb0", "cb1", "cb2", "kept"])
     }
 
+    @Test("a handle held only weakly or unowned is not reused: the reference never leads to a later callback")
+    func weaklyHeldHandlesAreNotReused() async throws {
+        try await runLoop {
+            let loop = EventLoop.current!
+            var handle: Handle? = try loop.callSoon {}
+            weak let weakly = handle
+            unowned let unownedly = try loop.callSoon {}
+            let unownedAddress = ObjectIdentifier(unownedly)
+            handle = nil
+            try await sleep(0)
+            #expect(weakly == nil, "the weakly held handle died once its callback ran")
+            for _ in 0..<4 {
+                let later = try loop.callSoon {}
+                #expect(ObjectIdentifier(later) != unownedAddress)
+                withExtendedLifetime(later) {}
+            }
+        }
+    }
+
     @Test("callSoon on a closed loop throws, also when the loop has spare handles to reuse")
     func callSoonOnClosedLoopWithSpareHandles() throws {
         let loop = try EventLoop(virtualClock: true)

@@ -33,6 +33,12 @@ void cas_swift_task_cancel(void *task);
 void cas_swift_retain(void *object);
 void cas_swift_release(void *object);
 
+/** Whether no weak or unowned reference to the Swift object exists (the
+ *  runtime's counts: unowned 1 = only the strong side's, weak <= 1 = the
+ *  side table's own or none). An object someone still reaches weakly must not
+ *  be recycled: that reference would then lead to someone else's state. */
+bool cas_swift_no_weak_or_unowned(void *object);
+
 /* MARK: - Swift coroutines */
 
 /** Where a Swift body stands, seen from its C task. */
