@@ -98,8 +98,8 @@ public final class DatagramSocket: @unchecked Sendable {
 
     /// The next datagram; suspends until one arrives.
     /// - Throws: the error the kernel reported since the last receive
-    ///   (``OSError``); ``AsyncioError`` (`RuntimeError`) once closed;
-    ///   ``CancelledError``.
+    ///   (``OSError``); ``AsyncioError`` (`RuntimeError`) once closed, or
+    ///   while another task waits in `receive()`; ``CancelledError``.
     nonisolated(nonsending) public func receive() async throws -> Datagram {
         checkConfined(loop: loop)
         while true {
@@ -117,6 +117,13 @@ public final class DatagramSocket: @unchecked Sendable {
                 return d
             }
             if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
+            // One waiter at a time, as StreamReader._wait_for_data: a second
+            // would replace the first, which would then never wake.
+            if waiter != nil {
+                throw AsyncioError(
+                    typeName: "RuntimeError",
+                    message: "receive() called while another task is already waiting for a datagram")
+            }
             guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
             waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
             do {
