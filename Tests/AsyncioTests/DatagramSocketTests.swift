@@ -93,4 +93,30 @@ struct DatagramSocketTests {
             typeName: "RuntimeError", message: "receive() called while another task is already waiting for a datagram"))
         #expect(first == [7])
     }
+
+    @Test("a socket dropped without close() is deinitialised and closes its transport, freeing its port",
+          arguments: ioBackends)
+    func droppedSocketCloses(backend: EventLoop.Backend) async throws {
+        let (gone, rebound) = try await runLoop(backend: backend) { () async throws -> (Bool, Bool) in
+            weak var weakSocket: DatagramSocket?
+            var port: UInt16 = 0
+            do {
+                let socket = try DatagramSocket(local: ("127.0.0.1", 0))
+                port = try #require(socket.localAddress?.port)
+                try socket.send([1], to: try SocketAddress(host: "127.0.0.1", port: port))
+                weakSocket = socket
+            }
+            // the close finishes once the receive in flight has completed
+            for _ in 0..<100 {
+                if let again = try? DatagramSocket(local: ("127.0.0.1", port)) {
+                    again.close()
+                    return (weakSocket == nil, true)
+                }
+                try await sleep(0)
+            }
+            return (weakSocket == nil, false)
+        }
+        #expect(gone, "nothing but its user holds the socket")
+        #expect(rebound, "the port is free again")
+    }
 }
