@@ -260,6 +260,34 @@ struct IOSocketTests {
         }
     }
 
+    @Test("a sock_sendall cancelled and its socket closed before the loop ran never sends on a socket reusing the fd number",
+          arguments: IOBackend.allCases)
+    func closedFdQueuedSendNotMisdirected(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var old: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&old) == 0)
+            var f1: FuturePtr?
+            expectOK(ca_loop_sock_sendall_copy(l.loop, old[0], "secret", 6, &f1))
+            #expect(ca_future_cancel(f1!, nil))
+            decref(f1)
+            expectOK(ca_loop_sock_close(l.loop, old[0]))
+            close(old[1])
+            // the lowest free numbers: the ones just closed
+            var new: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&new) == 0)
+            defer {
+                close(new[0])
+                close(new[1])
+            }
+            l.runOnce()
+            l.runUntil(timeout: 5) { ca_loop_io_pending(l.loop) == 0 }
+            var buf = [UInt8](repeating: 0, count: 16)
+            let n = recv(new[1], &buf, buf.count, Int32(MSG_DONTWAIT))
+            #expect(n < 0 && errno == EAGAIN,
+                    "fd \(new[0]) (was \(old[0])) carried \(n) bytes: \(Array(buf.prefix(max(n, 0))))")
+        }
+    }
+
     @Test("a task cancelled while its sock_recv waits, with data arriving meanwhile, loses no byte",
           arguments: IOBackend.allCases)
     func cancelledTaskRecvRace(backend: IOBackend) throws {
