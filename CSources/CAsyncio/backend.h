@@ -118,7 +118,9 @@ typedef struct ca_backend_ops {
      *  through poll: -ECANCELED, or its real result when it won the race. */
     void (*cancel)(ca_backend *b, ca_io_op *op);
     /** Forgets what the backend remembers about `fd` (epoll's registration)
-     *  before the fd is closed. No op may be in flight on it. */
+     *  before the fd is closed. No op may be in flight on it, except
+     *  cancelled ones; io_uring turns their SQEs not submitted yet into
+     *  NOPs, which would otherwise act on a socket reusing the number. */
     void (*forget_fd)(ca_backend *b, int fd);
     /** Copies the counters. */
     void (*stats)(const ca_backend *b, ca_backend_stats *out);

@@ -644,8 +644,36 @@ static void uring_backend_close(ca_backend *b) {
     ca_free(b);
 }
 
-/* io_uring holds no per-fd state: nothing to forget. */
-static void uring_backend_forget_fd(ca_backend *b, int fd) {}
+/* io_uring holds no per-fd state, but an SQE queued and not submitted yet
+ * names its fd by number, which the kernel resolves only at submission:
+ * one left behind by an operation cancelled just before the close (a
+ * sendall, say) would act on whatever socket reuses the number next. The
+ * SQE of a cancelled operation becomes a NOP completing it with
+ * -ECANCELED (it never started); one still wanted goes to the kernel now,
+ * while the number still means its file (unless the ring cannot be
+ * flushed from here: the caller broke "no op in flight" then). */
+static void uring_backend_forget_fd(ca_backend *b, int fd) {
+    const struct io_uring_sq *sq = &b->ring.sq;
+    bool flush = false;
+    for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+        uint64_t ud = sqe->user_data;
+        if (sqe->fd != fd || ud == URING_WAKE_TAG || ud == URING_CANCEL_TAG || ud == LIBURING_UDATA_TIMEOUT) continue;
+        ca_io_op *op = (ca_io_op *)(uintptr_t)ud;
+        if (op->state == CA_IO_OP_CANCELLING) {
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, ud);
+            op->flags |= CA_IO_F_INJECT;
+            op->injected_res = -ECANCELED;
+        } else {
+            flush = true;
+        }
+    }
+    if (flush && !b->needs_enable && !(b->single_issuer && b->owner_tid != ca_thread_id())) {
+        b->stats.syscalls++;
+        (void)io_uring_submit(&b->ring);
+    }
+}
 
 static void uring_backend_stats(const ca_backend *b, ca_backend_stats *out) { *out = b->stats; }
 

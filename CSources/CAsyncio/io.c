@@ -245,6 +245,29 @@ void ca_io_stash_put(ca_loop *loop, int fd, const void *data, size_t len) {
     loop->io->race_kept++;
 }
 
+/** A receive completed with `len` bytes in `data` (room `cap`) while bytes
+ *  an earlier, cancelled receive took wait in the stash: it was issued
+ *  before that receive's completion was seen, so the stash's bytes came
+ *  off the socket first. Puts the new bytes behind them and refills `data`
+ *  from the front; returns its new length. (Out of memory the order is
+ *  lost, not the bytes.) */
+static size_t stash_first(ca_loop *loop, int fd, uint8_t *data, size_t len, size_t cap) {
+    io_fdinfo *fi = fdinfo_get(loop, fd, false);
+    if (CA_LIKELY(fi == NULL || fi->stash == NULL)) return len;
+    ca_bytes *s = fi->stash;
+    ca_error *err = ca_bytes_append(s, data, len);
+    if (err != NULL) {
+        ca_decref(err);
+        return len;
+    }
+    size_t n = s->len < cap ? s->len : cap;
+    memcpy(data, s->data, n);
+    memmove(s->data, s->data + n, s->len - n);
+    s->len -= n;
+    if (s->len == 0) CA_CLEAR(fi->stash);
+    return n;
+}
+
 static void accepted_put(ca_loop *loop, int listen_fd, int fd) {
     io_fdinfo *fi = fdinfo_get(loop, listen_fd, true);
     if (fi != NULL && fi->naccepted == fi->accepted_cap) {
@@ -438,6 +461,8 @@ static void io_request_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
         ca_decref(r);
         return;
     }
+    if (r->kind == REQ_RECV || r->kind == REQ_RECV_INTO)
+        res = (int32_t)stash_first(loop, r->op.fd, r->buf->data, (size_t)res, r->buf->cap);
     switch ((req_kind)r->kind) {
     case REQ_RECV: {
         ca_bytes *b = r->buf;

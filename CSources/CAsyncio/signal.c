@@ -8,15 +8,41 @@
  */
 #include "signal_internal.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
-typedef struct sig_entry {
+/* A handler's callback and argument, shared by the entry and every call
+ * of it still in the ready queue: removing or replacing the handler while
+ * a call is pending must not free the argument under it (asyncio's Handle
+ * keeps its callback and args alive the same way). */
+typedef struct sig_handler {
+    ca_object ob_base;
     ca_callback_fn fn;
     void *arg;
-    ca_release_fn release;
+    ca_release_fn release;      /* runs with the last reference */
+} sig_handler;
+
+static void sig_handler_dealloc(ca_object *op) {
+    sig_handler *h = (sig_handler *)op;
+    if (h->release != NULL) h->release(h->arg);
+    ca_free(h);
+}
+
+static const ca_type sig_handler_type = {"signal_handler", sizeof(sig_handler), sig_handler_dealloc, NULL};
+
+static void sig_handler_run(void *arg) {
+    sig_handler *h = arg;
+    h->fn(h->arg);
+}
+
+static void sig_handler_decref(void *arg) { ca_decref(arg); }
+
+typedef struct sig_entry {
+    sig_handler *handler;   /* strong, NULL when no handler is set */
     ca_context *ctx;        /* strong, NULL: an empty context */
     bool set;
     bool we_blocked;        /* add_signal_handler blocked it in its thread */
@@ -34,11 +60,10 @@ static ca_error *sig_check(int sig) {
 }
 
 static void sig_entry_clear(sig_entry *e) {
-    ca_release_fn release = e->release;
-    void *arg = e->arg;
+    sig_handler *h = e->handler;
     ca_context *ctx = e->ctx;
     *e = (sig_entry){0};
-    if (release != NULL) release(arg);
+    ca_decref(h);
     ca_decref(ctx);
 }
 
@@ -55,7 +80,8 @@ static void sig_read_ready(void *arg) {
             int sig = (int)info[i].ssi_signo;
             if (sig <= 0 || sig >= NSIG || !s->entries[sig].set) continue;
             sig_entry *e = &s->entries[sig];
-            ca_error *err = ca_loop_call_soon(loop, e->fn, e->arg, NULL, e->ctx, NULL);
+            ca_error *err = ca_loop_call_soon(loop, sig_handler_run, ca_incref(e->handler), sig_handler_decref,
+                                              e->ctx, NULL);
             if (err != NULL) {
                 ca_loop_report_callback_error(loop, NULL, err);
                 ca_decref(err);
@@ -63,6 +89,24 @@ static void sig_read_ready(void *arg) {
         }
         if ((size_t)n < sizeof info) break;
     }
+}
+
+/** Unblocks `sig` in the calling thread, first discarding what arrived
+ *  while the handler was set but was never read from the signalfd:
+ *  asyncio drops a signal whose handler is gone, whereas unblocking it
+ *  still pending would run its default action (for most signals, killing
+ *  the process). */
+static void sig_unblock_discarding_pending(int sig) {
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    const struct timespec zero = {0, 0};
+    for (;;) {
+        int got = sigtimedwait(&one, NULL, &zero);
+        if (got == sig || (got < 0 && errno == EINTR)) continue; /* real-time signals queue several */
+        break;
+    }
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
 }
 
 static ca_signals *sig_get(ca_loop *loop) {
@@ -98,6 +142,7 @@ static ca_error *sig_update_fd(ca_loop *loop, ca_signals *s) {
 ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, void *arg, ca_release_fn release) {
     ca_error *err = sig_check(sig);
     ca_signals *s = NULL;
+    if (err == NULL && fn == NULL) err = ca_error_new(&ca_TypeError, "fn must not be NULL");
     if (err == NULL && (sig == SIGKILL || sig == SIGSTOP)) err = ca_error_format(&ca_RuntimeError, "sig %d cannot be caught", sig);
     if (err == NULL && loop->closed) err = ca_error_new(&ca_RuntimeError, "Event loop is closed");
     if (err == NULL && (s = sig_get(loop)) == NULL) err = ca_error_new(&ca_MemoryError, NULL);
@@ -105,6 +150,15 @@ ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, 
         if (release != NULL) release(arg);
         return err;
     }
+    sig_handler *h = ca_calloc(1, sizeof *h);
+    if (h == NULL) {
+        if (release != NULL) release(arg);
+        return ca_error_new(&ca_MemoryError, NULL);
+    }
+    ca_object_init(h, &sig_handler_type);
+    h->fn = fn;
+    h->arg = arg;
+    h->release = release;
     sig_entry *e = &s->entries[sig];
     bool had = e->set;
     bool we_blocked = e->we_blocked;
@@ -119,14 +173,12 @@ ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, 
         if (err != NULL) {
             sigdelset(&s->mask, sig);
             if (we_blocked) pthread_sigmask(SIG_UNBLOCK, &one, NULL);
-            if (release != NULL) release(arg);
+            ca_decref(h); /* releases arg */
             return err;
         }
     }
     sig_entry_clear(e);
-    e->fn = fn;
-    e->arg = arg;
-    e->release = release;
+    e->handler = h;
     e->ctx = ca_context_copy_current_or_null();
     e->set = true;
     e->we_blocked = we_blocked;
@@ -143,12 +195,7 @@ ca_error *ca_loop_remove_signal_handler(ca_loop *loop, int sig, bool *removed) {
     sig_entry_clear(&s->entries[sig]);
     sigdelset(&s->mask, sig);
     if (s->sfd >= 0) (void)signalfd(s->sfd, &s->mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (we_blocked) {
-        sigset_t one;
-        sigemptyset(&one);
-        sigaddset(&one, sig);
-        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
-    }
+    if (we_blocked) sig_unblock_discarding_pending(sig);
     if (sigisemptyset(&s->mask) && s->sfd >= 0) {
         ca_loop_remove_reader(loop, s->sfd);
         ca_decref(ca_loop_sock_close(loop, s->sfd));
@@ -162,12 +209,7 @@ void ca_signals_loop_closed(ca_loop *loop, ca_signals *s) {
     if (s == NULL) return;
     for (int sig = 1; sig < NSIG; sig++) {
         if (!s->entries[sig].set) continue;
-        if (s->entries[sig].we_blocked) {
-            sigset_t one;
-            sigemptyset(&one);
-            sigaddset(&one, sig);
-            pthread_sigmask(SIG_UNBLOCK, &one, NULL);
-        }
+        if (s->entries[sig].we_blocked) sig_unblock_discarding_pending(sig);
         sig_entry_clear(&s->entries[sig]);
     }
     if (s->sfd >= 0) close(s->sfd);

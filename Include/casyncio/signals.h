@@ -33,11 +33,14 @@ extern "C" {
 /**
  * add_signal_handler(sig, callback, *args): runs fn(arg) through call_soon
  * whenever `sig` arrives, replacing (and releasing) an earlier handler of
- * `sig`. `release` (may be NULL) runs with `arg` when the handler is
- * removed or replaced, or the loop closes, and on error. Errors:
- * ValueError "sig N out of range(1, 65)", RuntimeError "sig 9 cannot be
- * caught" for SIGKILL and SIGSTOP (asyncio's message), RuntimeError "Event
- * loop is closed", OSError from signalfd, MemoryError.
+ * `sig`. A call already scheduled when the handler is removed or
+ * replaced still runs, as asyncio's Handle does. `release` (may be NULL)
+ * runs with `arg` on the loop thread once the handler is removed or
+ * replaced (or the loop closes) and no call of it is pending any more, and
+ * on error. Errors: ValueError "sig N out of range(1, 65)", TypeError for
+ * a NULL fn, RuntimeError "sig 9 cannot be caught" for SIGKILL and SIGSTOP
+ * (asyncio's message), RuntimeError "Event loop is closed", OSError from
+ * signalfd, MemoryError.
  */
 struct ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, void *arg,
                                             ca_release_fn release);
@@ -45,8 +48,10 @@ struct ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_
 /**
  * remove_signal_handler(sig): *removed says whether a handler was
  * registered. The signal is unblocked again in the calling thread if
- * add_signal_handler blocked it, so it takes its default action again.
- * Errors: ValueError for a signal out of range.
+ * add_signal_handler blocked it, so it takes its default action again;
+ * an instance that arrived before and was not read yet is discarded (as
+ * asyncio drops a signal whose handler is gone) instead of taking that
+ * action. Errors: ValueError for a signal out of range.
  */
 struct ca_error *ca_loop_remove_signal_handler(ca_loop *loop, int sig, bool *removed);
 

@@ -26,20 +26,20 @@ public struct Datagram: Sendable, Hashable {
 ///
 /// Errors the kernel reports (an ICMP port unreachable on a connected
 /// socket: ``OSError`` `ConnectionRefusedError`) are thrown by the next
-/// ``receive()``. Call ``close()`` when done: the transport keeps the socket
-/// alive until then.
+/// ``receive()``. Call ``close()`` when done; a socket dropped without it
+/// is closed by `deinit` (asyncio closes a transport the garbage collector
+/// finds unclosed), after the datagrams already queued went out.
 ///
-/// Safety of `@unchecked Sendable`: every mutable field is touched only on
-/// the loop thread — the C callbacks run from the loop's ready queue and
-/// the methods check that they run there.
+/// Safety of `@unchecked Sendable`: `transport` is written only by `init`,
+/// and every method checks that it runs on the loop's thread; `deinit`
+/// closes the transport on that thread. What the C callbacks write lives
+/// in a ``DatagramInbox`` touched on the loop thread only.
 public final class DatagramSocket: @unchecked Sendable {
     private let loop: OpaquePointer
     private var transport: OpaquePointer?
-    private var queue: [Datagram] = []
-    private var head = 0
-    private var waiter: UnsafeMutablePointer<ca_future>?
-    private var pendingError: (any Error)?
-    private var lost = false
+    /// What arrives, held by the C protocol (not by this object, so that a
+    /// socket nobody holds is deinitialised and closes its transport).
+    private let inbox: DatagramInbox
 
     /// Creates a UDP endpoint on the running loop: bound to `local` and/or
     /// connected to `remote` (numeric hosts).
@@ -52,9 +52,10 @@ public final class DatagramSocket: @unchecked Sendable {
     public init(local: (host: String, port: UInt16)? = nil, remote: (host: String, port: UInt16)? = nil,
                 reusePort: Bool = false, maxSize: Int = 0) throws {
         loop = try runningCLoop()
-        let owner = Unmanaged.passRetained(self).toOpaque()
+        inbox = DatagramInbox(loop: loop)
+        let owner = Unmanaged.passRetained(inbox).toOpaque()
         guard let proto = cas_dgram_protocol_new(owner, datagramCallbacks) else {
-            Unmanaged<DatagramSocket>.fromOpaque(owner).release()
+            Unmanaged<DatagramInbox>.fromOpaque(owner).release()
             throw AsyncioError(typeName: "MemoryError")
         }
         var out: OpaquePointer?
@@ -84,7 +85,16 @@ public final class DatagramSocket: @unchecked Sendable {
     }
 
     deinit {
-        if let t = transport { releaseOnLoop(UnsafeMutableRawPointer(t), loop: loop) }
+        guard let t = transport else { return }
+        let raw = UnsafeMutableRawPointer(t)
+        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
+            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseDatagramTransport, raw, nil) else {
+                return
+            }
+            // Closed meanwhile: nothing runs the loop any more.
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
+        closeAndReleaseDatagramTransport(raw)
     }
 
     /// The bound address (`get_extra_info('sockname')`), nil once closed.
@@ -98,34 +108,11 @@ public final class DatagramSocket: @unchecked Sendable {
 
     /// The next datagram; suspends until one arrives.
     /// - Throws: the error the kernel reported since the last receive
-    ///   (``OSError``); ``AsyncioError`` (`RuntimeError`) once closed;
-    ///   ``CancelledError``.
+    ///   (``OSError``); ``AsyncioError`` (`RuntimeError`) once closed, or
+    ///   while another task waits in `receive()`; ``CancelledError``.
     nonisolated(nonsending) public func receive() async throws -> Datagram {
         checkConfined(loop: loop)
-        while true {
-            if let e = pendingError {
-                pendingError = nil
-                throw e
-            }
-            if head < queue.count {
-                let d = queue[head]
-                head += 1
-                if head == queue.count {
-                    queue.removeAll(keepingCapacity: true)
-                    head = 0
-                }
-                return d
-            }
-            if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
-            guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
-            waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
-            do {
-                try await awaitCFuture(f) { _ in () }
-            } catch {
-                dropWaiter()
-                throw error
-            }
-        }
+        return try await inbox.receive()
     }
 
     /// `transport.sendto(data, addr)`: queues a datagram for `address`
@@ -148,6 +135,66 @@ public final class DatagramSocket: @unchecked Sendable {
     public func close() {
         checkConfined(loop: loop)
         if let t = transport { ca_datagram_transport_close(t) }
+    }
+}
+
+/// Closes a datagram transport and drops a reference to it (loop thread).
+private func closeAndReleaseDatagramTransport(_ arg: UnsafeMutableRawPointer?) {
+    ca_datagram_transport_close(OpaquePointer(arg!))
+    ca_decref(arg)
+}
+
+/// The receiving side of a ``DatagramSocket``: the datagrams and errors the
+/// C protocol's callbacks deliver, and the one receive waiting for them.
+/// The protocol holds it until `connection_lost`.
+///
+/// Safety of `@unchecked Sendable`: every field is touched only on the
+/// loop's thread — by the C callbacks, which run from its ready queue, and
+/// by `receive()`, which ``DatagramSocket`` calls after checking the thread.
+final class DatagramInbox: @unchecked Sendable {
+    private let loop: OpaquePointer
+    private var queue: [Datagram] = []
+    private var head = 0
+    private var waiter: UnsafeMutablePointer<ca_future>?
+    private var pendingError: (any Error)?
+    private var lost = false
+
+    init(loop: OpaquePointer) { self.loop = loop }
+
+    deinit { dropWaiter() }
+
+    nonisolated(nonsending) func receive() async throws -> Datagram {
+        while true {
+            if let e = pendingError {
+                pendingError = nil
+                throw e
+            }
+            if head < queue.count {
+                let d = queue[head]
+                head += 1
+                if head == queue.count {
+                    queue.removeAll(keepingCapacity: true)
+                    head = 0
+                }
+                return d
+            }
+            if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
+            // One waiter at a time, as StreamReader._wait_for_data: a second
+            // would replace the first, which would then never wake.
+            if waiter != nil {
+                throw AsyncioError(
+                    typeName: "RuntimeError",
+                    message: "receive() called while another task is already waiting for a datagram")
+            }
+            guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+            waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
+            do {
+                try await awaitCFuture(f) { _ in () }
+            } catch {
+                dropWaiter()
+                throw error
+            }
+        }
     }
 
     // MARK: Callbacks (loop thread)
@@ -193,15 +240,15 @@ nonisolated(unsafe) private let datagramCallbacks: UnsafeMutablePointer<cas_dgra
 
 private let datagramCallbackTable = cas_dgram_callbacks(
     received: { owner, data, len, addr, alen in
-        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.received(data, len, addr, alen) }
+        Unmanaged<DatagramInbox>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.received(data, len, addr, alen) }
     },
     error: { owner, exc in
-        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.errorReceived(exc!) }
+        Unmanaged<DatagramInbox>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.errorReceived(exc!) }
     },
     lost: { owner, _ in
-        Unmanaged<DatagramSocket>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.connectionLost() }
+        Unmanaged<DatagramInbox>.fromOpaque(owner!)._withUnsafeGuaranteedRef { $0.connectionLost() }
     },
     release: { owner in
-        Unmanaged<DatagramSocket>.fromOpaque(owner!).release()
+        Unmanaged<DatagramInbox>.fromOpaque(owner!).release()
     }
 )

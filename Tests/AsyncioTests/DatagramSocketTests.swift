@@ -63,4 +63,60 @@ struct DatagramSocketTests {
         }
         #expect(e == "ValueError")
     }
+
+    @Test("a second receive while one waits throws RuntimeError; the first still gets the datagram",
+          arguments: ioBackends)
+    func concurrentReceives(backend: EventLoop.Backend) async throws {
+        let (second, first) = try await runLoop(backend: backend) { () async throws -> (AsyncioError?, [UInt8]?) in
+            let loop = EventLoop.current!
+            let server = try DatagramSocket(local: ("127.0.0.1", 0))
+            let port = try #require(server.localAddress?.port)
+            let client = try DatagramSocket(remote: ("127.0.0.1", port))
+            defer {
+                server.close()
+                client.close()
+            }
+            let waiting = try loop.createTask { try await server.receive().data }
+            try await sleep(0)
+            var second: AsyncioError?
+            do {
+                // (bounded: a second waiter that replaced the first would wait here)
+                _ = try await timeout(5) { try await server.receive() }
+            } catch let e as AsyncioError {
+                second = e
+            } catch is TimeoutError {}
+            try client.send([7])
+            let first = try? await timeout(5) { try await waiting.value }
+            return (second, first)
+        }
+        #expect(second == AsyncioError(
+            typeName: "RuntimeError", message: "receive() called while another task is already waiting for a datagram"))
+        #expect(first == [7])
+    }
+
+    @Test("a socket dropped without close() is deinitialised and closes its transport, freeing its port",
+          arguments: ioBackends)
+    func droppedSocketCloses(backend: EventLoop.Backend) async throws {
+        let (gone, rebound) = try await runLoop(backend: backend) { () async throws -> (Bool, Bool) in
+            weak var weakSocket: DatagramSocket?
+            var port: UInt16 = 0
+            do {
+                let socket = try DatagramSocket(local: ("127.0.0.1", 0))
+                port = try #require(socket.localAddress?.port)
+                try socket.send([1], to: try SocketAddress(host: "127.0.0.1", port: port))
+                weakSocket = socket
+            }
+            // the close finishes once the receive in flight has completed
+            for _ in 0..<100 {
+                if let again = try? DatagramSocket(local: ("127.0.0.1", port)) {
+                    again.close()
+                    return (weakSocket == nil, true)
+                }
+                try await sleep(0)
+            }
+            return (weakSocket == nil, false)
+        }
+        #expect(gone, "nothing but its user holds the socket")
+        #expect(rebound, "the port is free again")
+    }
 }

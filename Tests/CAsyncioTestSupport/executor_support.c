@@ -89,13 +89,53 @@ int ts_block_signal(int signo) {
 
 int ts_raise(int signo) { return raise(signo); }
 
+int ts_unblock_signal(int signo) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, signo);
+    return pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+}
+
 bool ts_signal_blocked(int signo) {
     sigset_t cur;
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
     return sigismember(&cur, signo) == 1;
 }
 
-void ts_job_count_run(void *arg) { __atomic_add_fetch(&((ts_job *)arg)->runs, 1, __ATOMIC_SEQ_CST); }
+void ts_job_count_run(void *arg) {
+    ts_job *j = arg;
+    if (__atomic_load_n(&j->releases, __ATOMIC_SEQ_CST) > 0) j->runs_after_release++;
+    __atomic_add_fetch(&j->runs, 1, __ATOMIC_SEQ_CST);
+}
+
+void ts_job_remove_signal_handler(void *arg) {
+    ts_job *j = arg;
+    bool removed = false;
+    ca_decref(ca_loop_remove_signal_handler(j->loop, j->signo, &removed));
+    ts_job_count_run(arg);
+}
+
+static volatile sig_atomic_t ts_signal_deliveries;
+static struct sigaction ts_signal_saved;
+
+static void ts_signal_counter(int signo) {
+    (void)signo;
+    ts_signal_deliveries++;
+}
+
+int ts_signal_count_start(int signo) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ts_signal_counter;
+    sigemptyset(&sa.sa_mask);
+    ts_signal_deliveries = 0;
+    return sigaction(signo, &sa, &ts_signal_saved) < 0 ? -errno : 0;
+}
+
+int ts_signal_count_stop(int signo) {
+    sigaction(signo, &ts_signal_saved, NULL);
+    return ts_signal_deliveries;
+}
 
 
 int ts_fds_open_on(const char *path) {

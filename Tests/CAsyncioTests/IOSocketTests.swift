@@ -226,6 +226,68 @@ struct IOSocketTests {
         }
     }
 
+    @Test("a sock_recv issued before a cancelled one's completion was seen still returns the bytes in order",
+          arguments: IOBackend.allCases)
+    func recvAfterCancelKeepsOrder(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var sv: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&sv) == 0)
+            defer { close(sv[1]) }
+            #expect(ts_io_write_all(sv[1], "first", 5) == 5)
+            // f1, its cancel and f2 go to the kernel in one batch: io_uring
+            // completes f1 inline with "first" and f2 waits for more
+            var f1: FuturePtr?, f2: FuturePtr?
+            expectOK(ca_loop_sock_recv(l.loop, sv[0], 100, &f1))
+            #expect(ca_future_cancel(f1!, nil))
+            expectOK(ca_loop_sock_recv(l.loop, sv[0], 100, &f2))
+            l.runOnce()
+            #expect(ts_io_write_all(sv[1], "second", 6) == 6)
+            #expect(l.run(f2!) == nil)
+            var total = bytesResult(f2!) ?? []
+            decref(f1)
+            decref(f2)
+            while total.count < 11 {
+                var f: FuturePtr?
+                expectOK(ca_loop_sock_recv(l.loop, sv[0], 100, &f))
+                #expect(l.run(f!, timeout: 5) == nil)
+                let got = bytesResult(f!) ?? []
+                decref(f)
+                if got.isEmpty { break }
+                total += got
+            }
+            #expect(total == bytes("firstsecond"), "the bytes the cancelled receive took come first")
+            expectOK(ca_loop_sock_close(l.loop, sv[0]))
+        }
+    }
+
+    @Test("a sock_sendall cancelled and its socket closed before the loop ran never sends on a socket reusing the fd number",
+          arguments: IOBackend.allCases)
+    func closedFdQueuedSendNotMisdirected(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var old: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&old) == 0)
+            var f1: FuturePtr?
+            expectOK(ca_loop_sock_sendall_copy(l.loop, old[0], "secret", 6, &f1))
+            #expect(ca_future_cancel(f1!, nil))
+            decref(f1)
+            expectOK(ca_loop_sock_close(l.loop, old[0]))
+            close(old[1])
+            // the lowest free numbers: the ones just closed
+            var new: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&new) == 0)
+            defer {
+                close(new[0])
+                close(new[1])
+            }
+            l.runOnce()
+            l.runUntil(timeout: 5) { ca_loop_io_pending(l.loop) == 0 }
+            var buf = [UInt8](repeating: 0, count: 16)
+            let n = recv(new[1], &buf, buf.count, Int32(MSG_DONTWAIT))
+            #expect(n < 0 && errno == EAGAIN,
+                    "fd \(new[0]) (was \(old[0])) carried \(n) bytes: \(Array(buf.prefix(max(n, 0))))")
+        }
+    }
+
     @Test("a task cancelled while its sock_recv waits, with data arriving meanwhile, loses no byte",
           arguments: IOBackend.allCases)
     func cancelledTaskRecvRace(backend: IOBackend) throws {

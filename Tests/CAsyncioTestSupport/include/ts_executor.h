@@ -22,6 +22,9 @@ typedef struct ts_job {
     uint64_t worker_tid;   /* the thread the last job ran on */
     const ca_contextvar *var; /* ts_job_record_var: the variable to read */
     int64_t seen;          /* ts_job_record_var: its value (ts_var_int) */
+    int runs_after_release; /* ts_job_count_run: runs that came after a release */
+    ca_loop *loop;         /* ts_job_remove_signal_handler: the loop */
+    int signo;             /* ts_job_remove_signal_handler: the signal */
 } ts_job;
 
 /** Result a + b (INT), records the thread. */
@@ -45,6 +48,8 @@ int ts_addrinfo_describe(ca_future *fut, char *out, size_t size);
 
 /** Blocks `signo` in the calling thread (for signal handler tests). */
 int ts_block_signal(int signo);
+/** Unblocks `signo` in the calling thread. */
+int ts_unblock_signal(int signo);
 /** raise(signo). */
 int ts_raise(int signo);
 
@@ -64,6 +69,15 @@ void ts_job_record_var(void *arg);
 void ts_job_count_run(void *arg);
 /** Whether `signo` is blocked in the calling thread. */
 bool ts_signal_blocked(int signo);
+/** A loop callback removing the handler of job->signo on job->loop and
+ *  counting the run. */
+void ts_job_remove_signal_handler(void *arg);
+/** Installs a process-wide handler for `signo` that counts deliveries;
+ *  0 or -errno. */
+int ts_signal_count_start(int signo);
+/** Restores the disposition ts_signal_count_start replaced; returns the
+ *  deliveries counted. */
+int ts_signal_count_stop(int signo);
 #ifdef __cplusplus
 }
 #endif
