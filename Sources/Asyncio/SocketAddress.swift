@@ -124,32 +124,39 @@ extension SocketAddress {
     }
 
     /// Calls `body` with this address as a C `sockaddr` and its length.
-    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+    /// - Throws: ``AsyncioError`` (`ValueError`) for a host that is not an
+    ///   IP literal of its family, or a Unix path too long for `sun_path`.
+    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) throws -> R {
         var storage = sockaddr_storage()
         var length = socklen_t(0)
+        var valid = true
         withUnsafeMutableBytes(of: &storage) { raw in
             switch self {
             case let .ipv4(host, port):
                 let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
                 sin.pointee.sin_family = sa_family_t(AF_INET)
                 sin.pointee.sin_port = port.bigEndian
-                _ = inet_pton(AF_INET, host, &sin.pointee.sin_addr)
+                valid = inet_pton(AF_INET, host, &sin.pointee.sin_addr) == 1
                 length = socklen_t(MemoryLayout<sockaddr_in>.size)
             case let .ipv6(host, port, scopeID):
                 let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
                 sin6.pointee.sin6_family = sa_family_t(AF_INET6)
                 sin6.pointee.sin6_port = port.bigEndian
                 sin6.pointee.sin6_scope_id = scopeID
-                _ = inet_pton(AF_INET6, host, &sin6.pointee.sin6_addr)
+                valid = inet_pton(AF_INET6, host, &sin6.pointee.sin6_addr) == 1
                 length = socklen_t(MemoryLayout<sockaddr_in6>.size)
             case let .unix(path):
                 let sun = raw.baseAddress!.assumingMemoryBound(to: sockaddr_un.self)
                 sun.pointee.sun_family = sa_family_t(AF_UNIX)
                 let offset = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)!
-                let bytes = Array(path.utf8.prefix(MemoryLayout<sockaddr_un>.size - offset - 1))
-                (raw.baseAddress! + offset).copyMemory(from: bytes, byteCount: bytes.count)
+                let bytes = Array(path.utf8)
+                valid = bytes.count < MemoryLayout<sockaddr_un>.size - offset
+                if valid { (raw.baseAddress! + offset).copyMemory(from: bytes, byteCount: bytes.count) }
                 length = socklen_t(offset + bytes.count + 1)
             }
+        }
+        guard valid else {
+            throw AsyncioError(typeName: "ValueError", message: "\(self) is not a valid socket address")
         }
         return try withUnsafePointer(to: &storage) {
             try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }

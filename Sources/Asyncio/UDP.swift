@@ -117,14 +117,17 @@ public final class DatagramSocket: @unchecked Sendable {
 
     /// `transport.sendto(data, addr)`: queues a datagram for `address`
     /// (nil: the connected peer).
-    /// - Throws: ``AsyncioError`` (`ValueError`) for a missing or foreign
-    ///   address; send failures come back through ``receive()``.
+    /// - Throws: ``AsyncioError`` (`ValueError`) for a missing, foreign or
+    ///   malformed address (a host that is not an IP literal); send failures
+    ///   come back through ``receive()``.
     public func send(_ bytes: [UInt8], to address: SocketAddress? = nil) throws {
         checkConfined(loop: loop)
         guard let t = transport else { return }
-        let err = bytes.withUnsafeBytes { data in
+        let err = try bytes.withUnsafeBytes { data in
             if let address {
-                return address.withSockaddr { ca_datagram_transport_sendto(t, data.baseAddress, data.count, $0, $1) }
+                return try address.withSockaddr {
+                    ca_datagram_transport_sendto(t, data.baseAddress, data.count, $0, $1)
+                }
             }
             return ca_datagram_transport_sendto(t, data.baseAddress, data.count, nil, 0)
         }

@@ -64,6 +64,20 @@ struct DatagramSocketTests {
         #expect(e == "ValueError")
     }
 
+    @Test("send(to:) an address whose host is not an IP literal throws ValueError instead of sending to 0.0.0.0",
+          arguments: ioBackends)
+    func malformedAddress(backend: EventLoop.Backend) async throws {
+        let e = try await runLoop(backend: backend) { () async throws -> String? in
+            let socket = try DatagramSocket(local: ("127.0.0.1", 0))
+            defer { socket.close() }
+            do {
+                try socket.send([1], to: .ipv4(host: "example.invalid", port: 9))
+                return nil
+            } catch let e as AsyncioError { return e.typeName }
+        }
+        #expect(e == "ValueError")
+    }
+
     @Test("a second receive while one waits throws RuntimeError; the first still gets the datagram",
           arguments: ioBackends)
     func concurrentReceives(backend: EventLoop.Backend) async throws {
