@@ -24,6 +24,9 @@ typedef struct ca_signals ca_signals;
 typedef struct ca_io_loop {
     io_fdinfo **fds;        /* indexed by fd; NULL until the fd needs a record */
     size_t nfds;
+    uint32_t *fd_gen;       /* indexed by fd: bumped each time the fd is forgotten (closed through
+                               the loop), so a completion can tell it outlived its file */
+    size_t nfd_gen;
     ca_io_fault_fn fault;
     void *fault_arg;
     uint64_t race_kept;
@@ -38,6 +41,12 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop);
 
 /** Applies the fault hook to `op` (the slow path of ca_io_submit). */
 void ca_io_apply_fault(ca_loop *loop, ca_io_op *op);
+
+/** The generation of `fd` (io->fd_gen; 0 until first forgotten). */
+static inline uint32_t ca_io_fd_gen(const ca_loop *loop, int fd) {
+    const ca_io_loop *io = loop->io;
+    return io != NULL && fd >= 0 && (size_t)fd < io->nfd_gen ? io->fd_gen[fd] : 0;
+}
 
 /** Hands `op` to the backend and counts it in io_pending. The loop must be
  *  open. The completion comes through op->complete from a later poll. */
