@@ -810,6 +810,7 @@ void ca_io_loop_free(ca_loop *loop) {
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)
         if (io->fds[fd] != NULL) fdinfo_release(io->fds[fd], true);
+    ca_files_loop_closed(loop, io);
     ca_free(io->fds);
     ca_free(io->fd_gen);
     ca_free(io);

@@ -27,6 +27,9 @@ typedef struct ca_io_loop {
     uint32_t *fd_gen;       /* indexed by fd: bumped each time the fd is forgotten (closed through
                                the loop), so a completion can tell it outlived its file */
     size_t nfd_gen;
+    uint32_t *file_busy;    /* indexed by fd: file operations (file.c) not finished yet */
+    size_t nfile_busy;
+    void *file_closing;     /* file.c's closes waiting for their fd's operations to finish */
     ca_io_fault_fn fault;
     void *fault_arg;
     uint64_t race_kept;
@@ -87,6 +90,10 @@ void ca_io_format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
  *  the loop thread never blocks on DNS). */
 ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, struct sockaddr_storage *addrs,
                                 socklen_t *lens, size_t cap, size_t *count);
+
+/** At loop close: closes the fds whose close still waited for file
+ *  operations (file.c) and frees the loop's file bookkeeping. */
+void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io);
 
 /* MARK: - Transports (transport.c) */
 
