@@ -9,7 +9,8 @@
  * API, so a thread is the only way not to block. Either way the futures
  * behave the same. Cancelling one that has not started skips it; one
  * already in the kernel or on a thread completes, and what it did stands
- * (an fd opened in that race is closed, bytes written stay written).
+ * (an fd opened in that race is closed, bytes written stay written), and
+ * a ca_loop_file_close of its fd waits for it to finish.
  *
  * Offsets: a negative `offset` reads or writes at the file's current
  * position (and moves it), like read(2)/write(2); otherwise like pread(2)/

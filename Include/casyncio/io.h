@@ -8,7 +8,10 @@
  * system call when the fd is ready. Futures are returned rather than
  * coroutines (await them with CA_AWAIT). Cancelling one cancels the
  * operation in the kernel (ASYNC_CANCEL); data that completes in the race is
- * kept for the next operation on the fd, never dropped.
+ * kept for the next operation on the fd, never dropped — unless the fd was
+ * forgotten (closed through the loop) meanwhile: then it belonged to a file
+ * that is gone, and is dropped (a connection closed) rather than handed to
+ * whatever reuses the number.
  *
  * File descriptors given to these functions are made non-blocking. Close
  * them with ca_loop_sock_close (or call ca_loop_forget_fd before close(2)):
