@@ -141,12 +141,17 @@ static void file_close_go(file_req *c) {
         ca_decref(c);
         return;
     }
+    /* file_start hands the list's reference out again, or drops it on
+     * failure; an extra one keeps `c` alive to be failed */
+    ca_incref(c);
     ca_future *out;
-    ca_error *err = file_start(c, &out); /* the operation takes its own reference */
+    ca_error *err = file_start(c, &out);
     if (err != NULL) {
         close(c->fd);
         ca_decref(ca_future_set_exception_impl(&c->fut, err));
         ca_decref(err);
+    } else {
+        ca_decref(out);
     }
     ca_decref(c);
 }
