@@ -32,6 +32,7 @@ typedef struct ca_io_op ca_io_op;
 #define CA_IO_F_POLL_FIRST 0x02 /* RECV/SEND: the fd was just drained; wait for readiness first */
 #define CA_IO_F_FAULT_SQ_FULL 0x04 /* fault injection: the first SQE request finds the SQ full */
 #define CA_IO_F_INJECT 0x08    /* fault injection: complete with injected_res, do nothing */
+#define CA_IO_F_WINS_CANCEL 0x20 /* fault injection: the injected result beats a cancel */
 #define CA_IO_F_BUF_SELECT 0x10 /* RECV: multishot, each completion in a buffer the backend
                                    provides (see provided_buffers); buf/len are ignored */
 

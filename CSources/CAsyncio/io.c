@@ -144,6 +144,11 @@ void ca_io_apply_fault(ca_loop *loop, ca_io_op *op) {
         op->injected_res = a.error > 0 ? -a.error : 0;
         fired = true;
     }
+    if (a.race_result > 0) {
+        op->flags |= CA_IO_F_INJECT | CA_IO_F_WINS_CANCEL;
+        op->injected_res = a.race_result;
+        fired = true;
+    }
     if (a.max_len > 0 && (op->opcode == CA_IO_RECV || op->opcode == CA_IO_SEND)) {
         if ((op->flags & CA_IO_F_BUF_SELECT) && op->buf != NULL && !(op->flags & CA_IO_F_INJECT)) {
             /* a short read cannot be had from a provided buffer: a
@@ -316,6 +321,7 @@ typedef struct io_request {
     ca_io_op op;
     ca_bytes *buf;            /* RECV / RECV_INTO target, SENDALL data (owned) */
     size_t done;              /* SENDALL: bytes sent */
+    uint32_t gen;             /* the fd's generation when the request started (ca_io_fd_gen) */
     uint8_t kind;             /* req_kind */
     struct sockaddr_storage addr; /* CONNECT: the address */
 } io_request;
@@ -341,6 +347,7 @@ static io_request *io_request_new(ca_loop *loop, int fd, req_kind kind) {
     r->op.fd = fd;
     r->buf = NULL;
     r->done = 0;
+    r->gen = ca_io_fd_gen(loop, fd);
     r->kind = (uint8_t)kind;
     return r;
 }
@@ -400,10 +407,20 @@ static bool io_request_cancel(ca_future *fut, const char *msg) {
     return true;
 }
 
-/* The operation lost a race with cancel(): keep what it brought in. */
+/* The operation lost a race with cancel(): keep what it brought in for
+ * the next operation on the fd, unless the fd was forgotten (closed
+ * through the loop) since the operation started: the number may mean
+ * another socket now, which must not get this one's bytes or connection.
+ * Kept data always belongs to the fd's current generation (the records
+ * holding it are freed when the fd is forgotten), so checking here is
+ * enough. */
 static void io_request_keep_race(io_request *r, int32_t res) {
     ca_loop *loop = r->fut.fut_loop;
     if (res <= 0 && !(r->kind == REQ_ACCEPT && res == 0)) return;
+    if (CA_UNLIKELY(r->gen != ca_io_fd_gen(loop, r->op.fd))) {
+        if (r->kind == REQ_ACCEPT) close(res); /* the peer sees a reset, not a hang */
+        return;
+    }
     switch ((req_kind)r->kind) {
     case REQ_RECV:
     case REQ_RECV_INTO:
@@ -446,6 +463,8 @@ static void io_request_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
         return;
     }
     if (res < 0 && r->kind != REQ_CONNECT && res != -ECANCELED) {
+        /* retrying on a forgotten fd would act on whatever reuses the number */
+        if (CA_UNLIKELY(r->gen != ca_io_fd_gen(loop, r->op.fd))) res = -EBADF;
         if (ca_io_transient(res)) {
             io_request_submit(r); /* keeps the operation's reference */
             return;
@@ -461,7 +480,7 @@ static void io_request_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
         ca_decref(r);
         return;
     }
-    if (r->kind == REQ_RECV || r->kind == REQ_RECV_INTO)
+    if ((r->kind == REQ_RECV || r->kind == REQ_RECV_INTO) && CA_LIKELY(r->gen == ca_io_fd_gen(loop, r->op.fd)))
         res = (int32_t)stash_first(loop, r->op.fd, r->buf->data, (size_t)res, r->buf->cap);
     switch ((req_kind)r->kind) {
     case REQ_RECV: {
@@ -478,6 +497,10 @@ static void io_request_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     case REQ_SENDALL:
         r->done += (size_t)res;
         if (r->done < r->buf->len) {
+            if (CA_UNLIKELY(r->gen != ca_io_fd_gen(loop, r->op.fd))) {
+                io_request_set_error(r, -EBADF); /* the rest would go to whatever reuses the number */
+                break;
+            }
             io_request_submit(r);
             return;
         }
@@ -746,12 +769,29 @@ static void fdinfo_release(io_fdinfo *fi, bool loop_closed) {
     ca_free(fi);
 }
 
+/** Starts a new generation of `fd` (its number may mean another file
+ *  from now on). Out of memory the table stays short: fds beyond it keep
+ *  generation 0, as before generations existed. */
+static void fd_gen_bump(ca_io_loop *io, int fd) {
+    if ((size_t)fd >= io->nfd_gen) {
+        size_t n = io->nfd_gen ? io->nfd_gen : 64;
+        while (n <= (size_t)fd) n *= 2;
+        uint32_t *t = ca_realloc(io->fd_gen, n * sizeof *t);
+        if (t == NULL) return;
+        memset(t + io->nfd_gen, 0, (n - io->nfd_gen) * sizeof *t);
+        io->fd_gen = t;
+        io->nfd_gen = n;
+    }
+    io->fd_gen[fd]++;
+}
+
 void ca_loop_forget_fd(ca_loop *loop, int fd) {
     ca_io_loop *io = loop->io;
     if (io != NULL && fd >= 0 && (size_t)fd < io->nfds && io->fds[fd] != NULL) {
         fdinfo_release(io->fds[fd], false);
         io->fds[fd] = NULL;
     }
+    if (io != NULL && fd >= 0) fd_gen_bump(io, fd);
     if (loop->backend != NULL) loop->backend_ops->forget_fd(loop->backend, fd);
 }
 
@@ -770,7 +810,9 @@ void ca_io_loop_free(ca_loop *loop) {
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)
         if (io->fds[fd] != NULL) fdinfo_release(io->fds[fd], true);
+    ca_files_loop_closed(loop, io);
     ca_free(io->fds);
+    ca_free(io->fd_gen);
     ca_free(io);
 }
 

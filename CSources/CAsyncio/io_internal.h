@@ -24,6 +24,12 @@ typedef struct ca_signals ca_signals;
 typedef struct ca_io_loop {
     io_fdinfo **fds;        /* indexed by fd; NULL until the fd needs a record */
     size_t nfds;
+    uint32_t *fd_gen;       /* indexed by fd: bumped each time the fd is forgotten (closed through
+                               the loop), so a completion can tell it outlived its file */
+    size_t nfd_gen;
+    uint32_t *file_busy;    /* indexed by fd: file operations (file.c) not finished yet */
+    size_t nfile_busy;
+    void *file_closing;     /* file.c's closes waiting for their fd's operations to finish */
     ca_io_fault_fn fault;
     void *fault_arg;
     uint64_t race_kept;
@@ -38,6 +44,12 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop);
 
 /** Applies the fault hook to `op` (the slow path of ca_io_submit). */
 void ca_io_apply_fault(ca_loop *loop, ca_io_op *op);
+
+/** The generation of `fd` (io->fd_gen; 0 until first forgotten). */
+static inline uint32_t ca_io_fd_gen(const ca_loop *loop, int fd) {
+    const ca_io_loop *io = loop->io;
+    return io != NULL && fd >= 0 && (size_t)fd < io->nfd_gen ? io->fd_gen[fd] : 0;
+}
 
 /** Hands `op` to the backend and counts it in io_pending. The loop must be
  *  open. The completion comes through op->complete from a later poll. */
@@ -78,6 +90,10 @@ void ca_io_format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
  *  the loop thread never blocks on DNS). */
 ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, struct sockaddr_storage *addrs,
                                 socklen_t *lens, size_t cap, size_t *count);
+
+/** At loop close: closes the fds whose close still waited for file
+ *  operations (file.c) and frees the loop's file bookkeeping. */
+void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io);
 
 /* MARK: - Transports (transport.c) */
 

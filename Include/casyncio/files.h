@@ -9,7 +9,8 @@
  * API, so a thread is the only way not to block. Either way the futures
  * behave the same. Cancelling one that has not started skips it; one
  * already in the kernel or on a thread completes, and what it did stands
- * (an fd opened in that race is closed, bytes written stay written).
+ * (an fd opened in that race is closed, bytes written stay written), and
+ * a ca_loop_file_close of its fd waits for it to finish.
  *
  * Offsets: a negative `offset` reads or writes at the file's current
  * position (and moves it), like read(2)/write(2); otherwise like pread(2)/
@@ -52,8 +53,21 @@ struct ca_error *ca_loop_file_write(ca_loop *loop, int fd, ca_bytes *data, int64
 /** fsync(fd), or fdatasync(fd) when `datasync`; resolves to None. */
 struct ca_error *ca_loop_file_fsync(ca_loop *loop, int fd, bool datasync, ca_future **out);
 
-/** close(fd) (after ca_loop_forget_fd); resolves to None. */
+/**
+ * close(fd) (after ca_loop_forget_fd); resolves to None. While file
+ * operations on `fd` are still in the kernel or on a worker thread (a
+ * cancelled one's future is done before that), the close waits for them,
+ * so the number cannot be reused under them; the future resolves after.
+ */
 struct ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out);
+
+/**
+ * Closes `fd` as ca_loop_file_close does, without a future (for
+ * destructors): at once when no file operation is in flight on it, else
+ * once the last one has finished. Errors of close(2) are ignored. On the
+ * loop's thread; on a closed loop it closes at once.
+ */
+void ca_loop_file_close_later(ca_loop *loop, int fd);
 
 /** Whether this loop's file operations go to the kernel through its ring
  *  (false: they run on the default executor). */

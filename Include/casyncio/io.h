@@ -8,7 +8,10 @@
  * system call when the fd is ready. Futures are returned rather than
  * coroutines (await them with CA_AWAIT). Cancelling one cancels the
  * operation in the kernel (ASYNC_CANCEL); data that completes in the race is
- * kept for the next operation on the fd, never dropped.
+ * kept for the next operation on the fd, never dropped — unless the fd was
+ * forgotten (closed through the loop) meanwhile: then it belonged to a file
+ * that is gone, and is dropped (a connection closed) rather than handed to
+ * whatever reuses the number.
  *
  * File descriptors given to these functions are made non-blocking. Close
  * them with ca_loop_sock_close (or call ca_loop_forget_fd before close(2)):
@@ -145,7 +148,13 @@ ca_error *ca_loop_sock_connect(ca_loop *loop, int fd, const struct sockaddr *add
  */
 ca_error *ca_loop_sock_close(ca_loop *loop, int fd);
 
-/** Forgets `fd` as ca_loop_sock_close does, without closing it. */
+/**
+ * Forgets `fd` as ca_loop_sock_close does, without closing it, and starts
+ * a new generation of the number: what an operation started before brings
+ * in afterwards (bytes or a connection that beat its cancellation) is
+ * dropped — an accepted fd closed — never kept for the file that reuses
+ * the number, and such an operation is not retried on it (EBADF).
+ */
 void ca_loop_forget_fd(ca_loop *loop, int fd);
 
 /* MARK: - Readers and writers (poll-based, level-triggered like selectors) */
@@ -212,6 +221,10 @@ typedef struct ca_io_fault_action {
     bool eof;           /* complete with 0 without doing the op (a recv that sees EOF) */
     uint32_t max_len;   /* > 0: clamp a RECV/SEND to this many bytes (a short read or send) */
     bool sq_full;       /* io_uring: the op finds the SQ full and takes the flush-and-retry path */
+    int32_t race_result; /* > 0: complete with this result without doing the op, even when it is
+                            cancelled (and its fd forgotten) meanwhile: the op finished in the kernel
+                            before the cancel reached it. A RECV's buffer is left as it is; an
+                            ACCEPT's result is taken as the accepted fd (the loop then owns it). */
 } ca_io_fault_action;
 
 /** Asked before every submission on the loop (on the loop thread). */

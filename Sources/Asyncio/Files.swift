@@ -22,18 +22,50 @@ import Glibc
 /// Errors are ``OSError`` values with the errno, their message naming the
 /// operation: `[Errno 2] No such file or directory: open('/tmp/missing')`.
 ///
-/// Safety of `@unchecked Sendable`: `fd` is immutable and `closed` is only
-/// touched on the loop thread (every method checks it runs there).
+/// Closing waits for operations still in flight on the file: a cancelled
+/// read or write returns at once, but the kernel or a worker thread may
+/// still be in it, and the descriptor number must not be reused under it.
+///
+/// Safety of `@unchecked Sendable`: `fd` and `loop` are immutable; `closed`
+/// is only touched on the loop's thread (every method checks it runs there,
+/// and `deinit` hands the close to that thread).
 public final class AsyncFile: @unchecked Sendable {
     /// The file descriptor (owned until ``close()``).
     public let fd: Int32
+    private let loop: OpaquePointer
     private var closed = false
 
-    private init(fd: Int32) { self.fd = fd }
+    private init(fd: Int32, loop: OpaquePointer) {
+        self.fd = fd
+        self.loop = loop
+    }
 
-    /// A file never closed is closed here, synchronously.
+    /// A file never closed is closed here: on the loop's thread once the
+    /// operations still in flight on it have finished (at once when none).
     deinit {
-        if !closed { Glibc.close(fd) }
+        if closed { return }
+        let loop = self.loop
+        if cas_tls_get().pointee.loop == loop || ca_get_running_loop() == loop || !ca_loop_is_running(loop) {
+            ca_loop_file_close_later(loop, fd)
+            return
+        }
+        let arg = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
+        guard let err = ca_loop_call_soon_threadsafe(loop, { arg in
+            ca_loop_file_close_later(ca_get_running_loop(), Int32(Int(bitPattern: arg) - 1))
+        }, arg, nil) else { return }
+        // closed meanwhile: nothing runs the loop any more
+        ca_decref(UnsafeMutableRawPointer(err))
+        Glibc.close(fd)
+    }
+
+    /// The running loop, which must be the file's; a closed file refuses
+    /// further operations with `EBADF` (its number may mean another file).
+    private func usableLoop(_ what: String) throws -> OpaquePointer {
+        let loop = try runningCLoop()
+        checkConfined(loop: self.loop)
+        precondition(loop == self.loop, "AsyncFile used from another event loop than the one that opened it")
+        if closed { throw OSError(errno: EBADF, message: "[Errno 9] Bad file descriptor: \(what) on a closed AsyncFile") }
+        return loop
     }
 
     /// Opens `path` (`open(2)`'s flags and mode; `O_CLOEXEC` is added).
@@ -43,13 +75,13 @@ public final class AsyncFile: @unchecked Sendable {
         var f: UnsafeMutablePointer<ca_future>?
         try ErrorBridge.check(ca_loop_file_open(loop, path, flags, mode, &f))
         let fd = try await awaitCFuture(f!) { Int32($0.pointee.u.i) }
-        return AsyncFile(fd: fd)
+        return AsyncFile(fd: fd, loop: loop)
     }
 
     /// Reads up to `count` bytes at `offset` (nil: at the file position,
     /// which moves); an empty array at end of file.
     nonisolated(nonsending) public func read(upTo count: Int, at offset: Int64? = nil) async throws -> [UInt8] {
-        let loop = try runningCLoop()
+        let loop = try usableLoop("read")
         var f: UnsafeMutablePointer<ca_future>?
         try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &f))
         return try await awaitCFuture(f!) { v in
@@ -63,7 +95,7 @@ public final class AsyncFile: @unchecked Sendable {
     /// returns the count written.
     @discardableResult
     nonisolated(nonsending) public func write(_ bytes: [UInt8], at offset: Int64? = nil) async throws -> Int {
-        let loop = try runningCLoop()
+        let loop = try usableLoop("write")
         guard let data = bytes.withUnsafeBytes({ ca_bytes_from($0.baseAddress, $0.count) }) else {
             throw AsyncioError(typeName: "MemoryError")
         }
@@ -75,15 +107,17 @@ public final class AsyncFile: @unchecked Sendable {
 
     /// `fsync(2)`, or `fdatasync(2)` when `dataOnly`.
     nonisolated(nonsending) public func fsync(dataOnly: Bool = false) async throws {
-        let loop = try runningCLoop()
+        let loop = try usableLoop("fsync")
         var f: UnsafeMutablePointer<ca_future>?
         try ErrorBridge.check(ca_loop_file_fsync(loop, fd, dataOnly, &f))
         try await awaitCFuture(f!) { _ in () }
     }
 
-    /// Closes the file; a second call does nothing.
+    /// Closes the file, after the operations still in flight on it (a
+    /// cancelled one included) have finished; a second call does nothing.
     nonisolated(nonsending) public func close() async throws {
         let loop = try runningCLoop()
+        checkConfined(loop: self.loop)
         if closed { return }
         closed = true
         var f: UnsafeMutablePointer<ca_future>?

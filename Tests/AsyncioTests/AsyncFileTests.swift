@@ -40,4 +40,68 @@ struct AsyncFileTests {
             #expect(e.message == "[Errno 2] No such file or directory: open('\(path)')")
         }
     }
+
+    /// How many of this process's fds are open on `path` (/proc/self/fd).
+    func fdsOpen(on path: String) -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var n = 0
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            var target = [CChar](repeating: 0, count: 4096)
+            let len = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            if len > 0, String(decoding: target.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) == path { n += 1 }
+        }
+        return n
+    }
+
+    @Test("close() after a cancelled read still blocked waits for that read, then closes; the closed file refuses reads with EBADF",
+          arguments: ioBackends)
+    func closeWaitsForCancelledRead(backend: EventLoop.Backend) async throws {
+        let fifo = tempPath()
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
+        defer { Glibc.close(writer) }
+        let (onRing, waited, openWhileWaiting, openAfter, refused) =
+            try await runLoop(backend: backend) { () async throws -> (Bool, Bool, Int, Int, Int32) in
+            let file = try await AsyncFile.open(fifo, flags: O_RDWR)
+            let reading = try createTask { try await file.read(upTo: 16) }
+            try await sleep(0.02) // blocked: in the kernel, or in read(2) on a worker thread
+            _ = reading.cancel()
+            while !reading.isDone { try await sleep(0.001) }
+            let closing = try createTask { try await file.close() }
+            try await sleep(0.02)
+            let waited = !closing.isDone
+            let openWhileWaiting = self.fdsOpen(on: fifo)
+            _ = write(writer, "abc", 3)
+            while !closing.isDone { try await sleep(0.001) }
+            _ = try closing.result()
+            var refused: Int32 = 0
+            do { _ = try await file.read(upTo: 1) } catch let e as OSError { refused = e.errno }
+            return (ca_loop_files_use_ring(ca_get_running_loop()), waited, openWhileWaiting, self.fdsOpen(on: fifo), refused)
+        }
+        if !onRing {
+            // a worker thread cannot be interrupted: its read(2) still uses the fd
+            #expect(waited, "close() waited for the read")
+            #expect(openWhileWaiting == 2, "the file's fd stayed open (besides the writer's)")
+        }
+        #expect(openAfter == 1, "only the writer's fd is left")
+        #expect(refused == EBADF)
+    }
+
+    @Test("a file dropped without close() is closed", arguments: ioBackends)
+    func dropCloses(backend: EventLoop.Backend) async throws {
+        let path = tempPath()
+        defer { unlink(path) }
+        let (before, after) = try await runLoop(backend: backend) { () async throws -> (Int, Int) in
+            var file: AsyncFile? = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT, mode: 0o600)
+            let before = self.fdsOpen(on: path)
+            _ = file?.fd
+            file = nil
+            return (before, self.fdsOpen(on: path))
+        }
+        #expect(before == 1)
+        #expect(after == 0)
+    }
 }

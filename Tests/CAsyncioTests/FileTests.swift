@@ -168,4 +168,80 @@ struct FileTests {
             #expect(ts_fds_open_on(path) == 0)
         }
     }
+
+    // MARK: - Closing under operations in flight
+
+    @Test("a close requested while a write still retries waits for it: the bytes land in the file closed, never in a file reusing its number",
+          arguments: IOBackend.allCases)
+    func closeWaitsForRetryingWrite(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            let first = tempPath("first"), second = tempPath("second")
+            defer {
+                unlink(first)
+                unlink(second)
+            }
+            guard case .int(let fd64) = open(l, first, O_RDWR | O_CREAT | O_TRUNC) else {
+                Issue.record("open failed")
+                return
+            }
+            // io_uring: the write's first attempt comes back EAGAIN and is
+            // resubmitted after the close and the open below went out
+            // (the executor path has no submissions to fault)
+            let s = faultScript(l, [rule(CA_IO_WRITE, count: 1, error: EAGAIN)])
+            let data = ca_bytes_from("payload", 7)!
+            defer { decref(data) }
+            var fw: FuturePtr?, fc: FuturePtr?, fo: FuturePtr?
+            expectOK(ca_loop_file_write(l.loop, Int32(fd64), data, 0, &fw))
+            expectOK(ca_loop_file_close(l.loop, Int32(fd64), &fc))
+            expectOK(ca_loop_file_open(l.loop, second, O_RDWR | O_CREAT | O_TRUNC, 0o600, &fo))
+            defer {
+                decref(fw)
+                decref(fc)
+                decref(fo)
+            }
+            for f in [fw, fc, fo] { #expect(l.run(f!) == nil) }
+            #expect(outcome(fw!) == .int(7))
+            #expect(outcome(fc!) == .none)
+            if case .int(let fd2) = outcome(fo!) { Glibc.close(Int32(fd2)) }
+            if backend == .uring { #expect(fired(s, 0) == 1) }
+            var st = stat()
+            #expect(stat(first, &st) == 0 && st.st_size == 7, "the bytes are in the file written to")
+            #expect(stat(second, &st) == 0 && st.st_size == 0, "the file opened after the close got none")
+        }
+    }
+
+    @Test("a close after a cancelled read that is still blocked keeps the fd open until the read has finished",
+          arguments: IOBackend.allCases)
+    func closeWaitsForCancelledRead(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            let fifo = tempPath("fifo")
+            #expect(mkfifo(fifo, 0o600) == 0)
+            defer { unlink(fifo) }
+            guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
+                Issue.record("open failed")
+                return
+            }
+            let fd = Int32(fd64)
+            let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
+            #expect(writer >= 0)
+            defer { Glibc.close(writer) }
+            var fr: FuturePtr?, fc: FuturePtr?
+            expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
+            l.runFor(0.02) // the read blocks: in the kernel, or in read(2) on a worker thread
+            #expect(ca_future_cancel(fr!, nil))
+            decref(fr)
+            expectOK(ca_loop_file_close(l.loop, fd, &fc))
+            defer { decref(fc) }
+            l.runFor(0.02)
+            if !ca_loop_files_use_ring(l.loop) {
+                // a worker thread cannot be interrupted: its read(2) still uses the fd
+                #expect(!ca_future_done(fc!), "the close waits for the read")
+                #expect(ts_fds_open_on(fifo) == 2, "the reader's fd is still open (and the writer's)")
+            }
+            #expect(write(writer, "abc", 3) == 3)
+            #expect(l.run(fc!) == nil)
+            #expect(outcome(fc!) == .none)
+            #expect(ts_fds_open_on(fifo) == 1, "only the writer's fd is left")
+        }
+    }
 }

@@ -259,4 +259,82 @@ struct IOFaultTests {
             ca_server_close(srv.server)
         }
     }
+
+    // MARK: - A completion outliving its fd's generation
+
+    /// A rule making the first `opcode` op complete with `result` even
+    /// though it is cancelled: the kernel finished it before the cancel.
+    func raceRule(_ op: ca_io_opcode, result: Int32) -> ts_fault_rule {
+        var r = rule(op)
+        r.action.race_result = result
+        return r
+    }
+
+    @Test("bytes a cancelled sock_recv brings in after its fd was forgotten are dropped, never handed to the socket reusing the number",
+          arguments: IOBackend.allCases)
+    func staleRecvDroppedAfterForget(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var sv: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&sv) == 0)
+            defer {
+                close(sv[0])
+                close(sv[1])
+            }
+            let s = faultScript(l, [raceRule(CA_IO_RECV, result: 5)])
+            var f1: FuturePtr?
+            expectOK(ca_loop_sock_recv(l.loop, sv[0], 64, &f1))
+            #expect(ca_future_cancel(f1!, nil))
+            decref(f1)
+            // the socket is closed through the loop; from here the number
+            // means a new socket (the same one stands in for it: forgetting
+            // is what closing through the loop does to the loop's records)
+            ca_loop_forget_fd(l.loop, sv[0])
+            l.runOnce()
+            #expect(l.runUntil(timeout: 5) { ca_loop_io_pending(l.loop) == 0 })
+            #expect(fired(s, 0) == 1)
+            #expect(ts_io_write_all(sv[1], "fresh", 5) == 5)
+            var f2: FuturePtr?
+            expectOK(ca_loop_sock_recv(l.loop, sv[0], 64, &f2))
+            defer { decref(f2) }
+            #expect(l.run(f2!) == nil)
+            #expect(bytesResult(f2!) == bytes("fresh"), "the first receive of the new socket got only its own bytes")
+            #expect(l.stats.race_kept == 0)
+        }
+    }
+
+    @Test("a connection a cancelled sock_accept brings in after its listener was forgotten is closed, never handed to the socket reusing the number",
+          arguments: IOBackend.allCases)
+    func staleAcceptClosedAfterForget(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var port: UInt16 = 0
+            let lfd = ts_io_listen(&port)
+            #expect(lfd >= 0)
+            defer { close(lfd) }
+            // the "accepted" connection: one end of a pair, its peer kept
+            // here to see whether the loop closed it
+            var conn: [Int32] = [0, 0]
+            #expect(ts_io_socketpair(&conn) == 0)
+            defer { close(conn[1]) }
+            let s = faultScript(l, [raceRule(CA_IO_ACCEPT, result: conn[0])])
+            var f1: FuturePtr?
+            expectOK(ca_loop_sock_accept(l.loop, lfd, &f1))
+            #expect(ca_future_cancel(f1!, nil))
+            decref(f1)
+            ca_loop_forget_fd(l.loop, lfd)
+            l.runOnce()
+            #expect(l.runUntil(timeout: 5) { ca_loop_io_pending(l.loop) == 0 })
+            #expect(fired(s, 0) == 1)
+            var b: UInt8 = 0
+            let n = recv(conn[1], &b, 1, Int32(MSG_DONTWAIT))
+            #expect(n == 0, "the stale connection was closed (its peer sees EOF); recv gave \(n), errno \(errno)")
+            if n != 0 { close(conn[0]) }
+            // a new accept on the number waits for a real connection
+            var f2: FuturePtr?
+            expectOK(ca_loop_sock_accept(l.loop, lfd, &f2))
+            #expect(ca_future_done(f2!) == false, "no connection kept for the new listener")
+            #expect(ca_future_cancel(f2!, nil))
+            decref(f2)
+            l.runUntil(timeout: 5) { ca_loop_io_pending(l.loop) == 0 }
+        }
+    }
 }
