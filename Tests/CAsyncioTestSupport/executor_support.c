@@ -156,6 +156,29 @@ int ts_fds_open_on(const char *path) {
 }
 
 
+int ts_thread_in_read(int fd) {
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL) return -1;
+    int found = 0, readable = 0;
+    char want[64];
+    snprintf(want, sizeof want, "%ld 0x%x ", (long)SYS_read, (unsigned)fd);
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[128], line[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/syscall", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue;
+        if (fgets(line, sizeof line, f) != NULL) {
+            readable = 1;
+            found = strncmp(line, want, strlen(want)) == 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found ? 1 : readable ? 0 : -1;
+}
+
 ca_error *ts_job_slow(void *arg, ca_value *result) {
     ts_job *j = arg;
     struct timespec ts = {j->b / 1000, (long)(j->b % 1000) * 1000000L};

@@ -227,7 +227,12 @@ struct FileTests {
             defer { Glibc.close(writer) }
             var fr: FuturePtr?, fc: FuturePtr?
             expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
-            l.runFor(0.02) // the read blocks: in the kernel, or in read(2) on a worker thread
+            // the read blocks: in the kernel, or in read(2) on a worker thread,
+            // which is waited for (a loaded machine may start it late)
+            l.runFor(0.02)
+            if !ca_loop_files_use_ring(l.loop) {
+                _ = l.runUntil(timeout: 10) { ts_thread_in_read(fd) != 0 }
+            }
             #expect(ca_future_cancel(fr!, nil))
             decref(fr)
             expectOK(ca_loop_file_close(l.loop, fd, &fc))

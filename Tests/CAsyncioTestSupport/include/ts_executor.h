@@ -90,6 +90,12 @@ extern "C" {
 #endif
 /** How many of this process's fds are open on `path` (/proc/self/fd). */
 int ts_fds_open_on(const char *path);
+
+/** 1 when a thread of this process is blocked in read(2) on `fd` (from
+ *  /proc/self/task/[tid]/syscall), 0 when none is, -1 when the kernel does not
+ *  tell. Lets a test wait for a worker to be inside the call instead of
+ *  sleeping a guessed time. */
+int ts_thread_in_read(int fd);
 #ifdef __cplusplus
 }
 #endif
