@@ -317,7 +317,13 @@ extension Report {
         if peersMissing {
             print("No peer figures: set the peers up with `scripts/peers-setup`, then run `swift run -c release bench compare`.")
         } else if failures.isEmpty {
-            print("Every ratio meets its bar (c ≥ 10×, swift ≥ 2× every peer).")
+            let measured = uniqueInOrder(rows.filter { !$0.isOurs }.map(\.impl))
+            let unmeasured = ["asyncio", "uvloop", "nio", "concurrency"].filter { !measured.contains($0) }
+            print("Every ratio meets its bar (c ≥ 10×, swift ≥ 2× every peer) against the peers measured here: "
+                  + measured.joined(separator: ", ") + ".")
+            if !unmeasured.isEmpty {
+                print("Not measured: \(unmeasured.joined(separator: ", ")) (`scripts/peers-setup` sets them up).")
+            }
         } else {
             print("Below the bar (c ≥ 10×, swift ≥ 2× every peer):")
             for f in failures { print("  \(f)") }
