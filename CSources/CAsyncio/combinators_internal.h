@@ -7,8 +7,6 @@
 
 #include "internal.h"
 
-/** A ca_release_fn dropping the object reference a callback argument holds. */
-void ca_release_object(void *arg);
 
 /** Seconds (a Python float delay) to loop nanoseconds, rounded to the
  *  nearest nanosecond and clamped to +-4e18. */

@@ -61,7 +61,6 @@ static void dgram_dealloc(ca_object *op);
 const ca_type ca_DatagramTransportType = {"_SelectorDatagramTransport", sizeof(ca_datagram_transport), dgram_dealloc,
                                           NULL};
 
-static void release_ref(void *arg) { ca_decref(arg); }
 
 static void dgram_report(ca_loop *loop, const char *message, ca_error *exc) {
     ca_exception_context c = {.message = message, .exception = exc};
@@ -125,7 +124,7 @@ static void dgram_maybe_finish(ca_datagram_transport *t) {
     t->lost_scheduled = true;
     dgram_close_fd(t);
     if (t->loop->closed) return;
-    ca_error *err = ca_loop_call_soon(t->loop, dgram_call_connection_lost, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(t->loop, dgram_call_connection_lost, ca_incref(t), ca_release_object, NULL, NULL);
     if (err != NULL) {
         dgram_report(t->loop, "Cannot schedule connection_lost", err);
         ca_decref(err);
@@ -156,7 +155,7 @@ static void dgram_error(ca_datagram_transport *t, ca_error *exc) {
     CA_CLEAR(t->pending_error);
     t->pending_error = exc;
     if (scheduled || t->loop->closed) return;
-    ca_error *err = ca_loop_call_soon(t->loop, dgram_call_error_received, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(t->loop, dgram_call_error_received, ca_incref(t), ca_release_object, NULL, NULL);
     if (err != NULL) ca_decref(err);
 }
 
@@ -201,7 +200,7 @@ static void dgram_recv_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     if (res >= 0) {
         t->rres = res;
         t->delivering = true;
-        ca_error *err = ca_loop_call_soon(t->loop, dgram_deliver, ca_incref(t), release_ref, NULL, NULL);
+        ca_error *err = ca_loop_call_soon(t->loop, dgram_deliver, ca_incref(t), ca_release_object, NULL, NULL);
         if (err != NULL) {
             t->delivering = false;
             dgram_report(t->loop, "Cannot schedule datagram_received", err);
@@ -437,7 +436,7 @@ ca_error *ca_loop_create_datagram_endpoint(ca_loop *loop, ca_datagram_protocol *
                 memcpy(&t->peer, &remote, remote_len);
                 t->peerlen = remote_len;
             }
-            err = ca_loop_call_soon(loop, dgram_start, ca_incref(t), release_ref, NULL, NULL);
+            err = ca_loop_call_soon(loop, dgram_start, ca_incref(t), ca_release_object, NULL, NULL);
             if (err != NULL) {
                 ca_decref(t); /* closes the socket and releases the protocol */
                 return err;

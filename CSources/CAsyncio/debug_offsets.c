@@ -302,10 +302,3 @@ uint64_t ca_debug_thread_count(void) {
     return n;
 }
 
-uint64_t ca_debug_loop_count(void) {
-    ca_debug_registry *r = &ca_debug_registry_global;
-    pthread_mutex_lock(&r->lock);
-    uint64_t n = r->loop_count;
-    pthread_mutex_unlock(&r->lock);
-    return n;
-}

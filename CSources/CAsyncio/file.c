@@ -309,7 +309,6 @@ static void file_job_arg_release(void *arg) {
     ca_decref(r);
 }
 
-static void file_job_release(void *arg) { ca_decref(arg); }
 
 /* The job is done (or was cancelled with the request): copy its outcome. */
 static void file_job_done(ca_future *job, void *arg) {
@@ -344,7 +343,7 @@ static ca_error *file_start(file_req *r, ca_future **out) {
         return NULL;
     }
     ca_error *err = ca_loop_run_in_executor(loop, file_job, ca_incref(r), file_job_arg_release, &r->job);
-    if (err == NULL) err = ca_future_add_done_callback(r->job, file_job_done, ca_incref(r), file_job_release, NULL);
+    if (err == NULL) err = ca_future_add_done_callback(r->job, file_job_done, ca_incref(r), ca_release_object, NULL);
     if (err != NULL) {
         if (r->job != NULL) ca_future_cancel(r->job, NULL);
         ca_decref(r);

@@ -351,6 +351,9 @@ typedef struct ca_strbuf {
     size_t len; /* length needed so far */
 } ca_strbuf;
 void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** A ca_release_fn dropping the object reference a callback argument holds. */
+void ca_release_object(void *arg);
 void ca_value_repr(ca_strbuf *sb, const ca_value *v);
 void ca_error_repr(ca_strbuf *sb, const ca_error *err);
 void ca_fn_repr(ca_strbuf *sb, const void *fn);

@@ -39,7 +39,6 @@ static void sig_handler_run(void *arg) {
     h->fn(h->arg);
 }
 
-static void sig_handler_decref(void *arg) { ca_decref(arg); }
 
 typedef struct sig_entry {
     sig_handler *handler;   /* strong, NULL when no handler is set */
@@ -80,7 +79,7 @@ static void sig_read_ready(void *arg) {
             int sig = (int)info[i].ssi_signo;
             if (sig <= 0 || sig >= NSIG || !s->entries[sig].set) continue;
             sig_entry *e = &s->entries[sig];
-            ca_error *err = ca_loop_call_soon(loop, sig_handler_run, ca_incref(e->handler), sig_handler_decref,
+            ca_error *err = ca_loop_call_soon(loop, sig_handler_run, ca_incref(e->handler), ca_release_object,
                                               e->ctx, NULL);
             if (err != NULL) {
                 ca_loop_report_callback_error(loop, NULL, err);

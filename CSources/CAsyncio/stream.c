@@ -528,7 +528,6 @@ static void client_task_done(ca_future *fut, void *arg) {
     }
 }
 
-static void release_ref(void *arg) { ca_decref(arg); }
 
 static ca_error *sp_connection_made(ca_protocol *self, ca_transport *t) {
     stream_protocol *p = sp_of(self);
@@ -543,7 +542,7 @@ static ca_error *sp_connection_made(ca_protocol *self, ca_transport *t) {
     ca_error *err = ca_loop_create_task(p->loop, coro, NULL, &task);
     if (err != NULL) return err;
     p->task = task;
-    return ca_future_add_done_callback((ca_future *)task, client_task_done, ca_incref(t), release_ref, NULL);
+    return ca_future_add_done_callback((ca_future *)task, client_task_done, ca_incref(t), ca_release_object, NULL);
 }
 
 static ca_error *sp_data_received(ca_protocol *self, const void *data, size_t len) {
@@ -845,7 +844,7 @@ static ca_error *open_conn_start(ca_loop *loop, const char *host, uint16_t port,
     ca_error *err = path != NULL ? ca_loop_create_unix_connection(loop, open_conn_factory, oc, path, &oc->inner)
                                  : ca_loop_create_connection(loop, open_conn_factory, oc, host, port, &oc->inner);
     if (err == NULL)
-        err = ca_future_add_done_callback(oc->inner, open_conn_inner_done, ca_incref(oc), release_ref, NULL);
+        err = ca_future_add_done_callback(oc->inner, open_conn_inner_done, ca_incref(oc), ca_release_object, NULL);
     if (err != NULL) {
         if (oc->inner != NULL) ca_future_cancel(oc->inner, NULL);
         ca_decref(oc);

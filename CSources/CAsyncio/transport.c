@@ -142,7 +142,6 @@ static void server_dealloc(ca_object *op);
 const ca_type ca_TransportType = {"_SelectorSocketTransport", sizeof(ca_transport), transport_dealloc, NULL};
 const ca_type ca_ServerType = {"Server", sizeof(ca_server), server_dealloc, NULL};
 
-static void release_ref(void *arg) { ca_decref(arg); }
 static void rq_clear(ca_transport *t);
 
 /* MARK: - The loop's list of open transports */
@@ -270,7 +269,7 @@ static void transport_schedule_connection_lost(ca_transport *t, ca_error *exc) {
     ca_incref(exc);
     CA_CLEAR(t->lost_exc);
     t->lost_exc = exc;
-    ca_error *err = ca_loop_call_soon(t->loop, transport_call_connection_lost, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(t->loop, transport_call_connection_lost, ca_incref(t), ca_release_object, NULL, NULL);
     if (err != NULL) {
         /* the loop is closed: nobody is listening, but the fd must go */
         ca_decref(err);
@@ -340,7 +339,7 @@ static void transport_read_retry_cb(void *arg) { transport_read_arm(arg); }
 
 static void transport_schedule_read_ready(ca_transport *t) {
     if (t->rready_scheduled) return;
-    ca_error *err = ca_loop_call_soon(t->loop, transport_read_ready, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(t->loop, transport_read_ready, ca_incref(t), ca_release_object, NULL, NULL);
     if (err != NULL) {
         ca_decref(err);
         return;
@@ -416,7 +415,7 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
         /* cancelled by pause_reading, or a spurious failure: nothing to deliver */
     } else if (ca_io_short_of_memory(res)) {
         ca_error *err = ca_loop_call_later(t->loop, CA_IO_RETRY_DELAY_NS, transport_read_retry_cb, ca_incref(t),
-                                           release_ref, NULL, NULL);
+                                           ca_release_object, NULL, NULL);
         ca_decref(err);
         transport_op_ended(t);
         return;
@@ -601,7 +600,7 @@ static void transport_maybe_pause_protocol(ca_transport *t) {
 static void transport_maybe_resume_protocol(ca_transport *t) {
     if (!t->protocol_paused || ca_transport_get_write_buffer_size(t) > t->low_water) return;
     t->protocol_paused = 0;
-    ca_error *err = ca_loop_call_soon(t->loop, transport_resume_writing_cb, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(t->loop, transport_resume_writing_cb, ca_incref(t), ca_release_object, NULL, NULL);
     ca_decref(err);
 }
 
@@ -653,11 +652,11 @@ static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
             transport_send_submit(t);
         } else if (ca_io_short_of_memory(res)) {
             ca_error *err = ca_loop_call_later(t->loop, CA_IO_RETRY_DELAY_NS, transport_send_retry_cb, ca_incref(t),
-                                               release_ref, NULL, NULL);
+                                               ca_release_object, NULL, NULL);
             ca_decref(err);
         } else {
             t->write_exc = ca_error_from_io(-res, "send");
-            ca_error *err = ca_loop_call_soon(t->loop, transport_write_error_cb, ca_incref(t), release_ref, NULL, NULL);
+            ca_error *err = ca_loop_call_soon(t->loop, transport_write_error_cb, ca_incref(t), ca_release_object, NULL, NULL);
             ca_decref(err);
         }
         transport_op_ended(t);
@@ -886,7 +885,7 @@ ca_error *ca_transport_new_socket(ca_loop *loop, int fd, ca_protocol *protocol, 
      * _call_connection_lost */
     ca_incref(t);
     transport_list_add(t);
-    ca_error *err = ca_loop_call_soon(loop, transport_start, ca_incref(t), release_ref, NULL, NULL);
+    ca_error *err = ca_loop_call_soon(loop, transport_start, ca_incref(t), ca_release_object, NULL, NULL);
     if (err != NULL) {
         t->lost = 1;
         transport_list_remove(t);
@@ -1009,7 +1008,7 @@ static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags)
                 s->accept_paused = true;
                 for (size_t i = 0; i < s->nlisteners; i++) ca_io_cancel(loop, &s->listeners[i].op);
                 ca_error *err = ca_loop_call_later(loop, ACCEPT_RETRY_DELAY_NS, server_accept_retry_cb, ca_incref(s),
-                                                   release_ref, NULL, &s->retry_timer);
+                                                   ca_release_object, NULL, &s->retry_timer);
                 ca_decref(err);
             }
         } else if (!(ca_io_transient(res) || e == ECONNABORTED)) {
@@ -1416,7 +1415,6 @@ static ca_error *connector_start(connector *c, ca_future **out) {
     return NULL;
 }
 
-static void connector_release_ref(void *arg) { ca_decref(arg); }
 
 /* The name was looked up (base_events._ensure_resolved): try its addresses. */
 static void connector_resolved(ca_future *f, void *arg) {
@@ -1443,7 +1441,7 @@ static ca_error *connector_resolve(connector *c, const char *host, uint16_t port
     snprintf(service, sizeof service, "%u", port);
     ca_error *err = ca_loop_getaddrinfo(c->fut.fut_loop, host, service, AF_UNSPEC, SOCK_STREAM, 0, 0, &c->resolving);
     if (err == NULL)
-        err = ca_future_add_done_callback(c->resolving, connector_resolved, ca_incref(c), connector_release_ref, NULL);
+        err = ca_future_add_done_callback(c->resolving, connector_resolved, ca_incref(c), ca_release_object, NULL);
     if (err != NULL) {
         if (c->resolving != NULL) ca_future_cancel(c->resolving, NULL);
         ca_decref(c);

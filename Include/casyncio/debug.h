@@ -203,10 +203,9 @@ extern ca_debug_offsets ca_debug_offsets_table;
 /** The same table, for callers that cannot name a mutable global (Swift). */
 const ca_debug_offsets *ca_debug_offsets_get(void);
 
-/** Threads and loops currently registered (for tests and diagnostics;
- *  a thread registers the first time it uses the core). */
+/** Threads currently registered (for tests and diagnostics; a thread
+ *  registers the first time it uses the core). */
 uint64_t ca_debug_thread_count(void);
-uint64_t ca_debug_loop_count(void);
 
 #ifdef __cplusplus
 }
