@@ -185,16 +185,15 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
 /// server owns one reference (its callback's argument), the TCPServer
 /// another.
 final class ServerState {
-    /// Accepted StreamWriters (one reference each), oldest at `head`.
-    private var pending: [OpaquePointer] = []
-    private var head = 0
+    /// Accepted StreamWriters (one reference each), oldest first.
+    private var pending = FIFO<OpaquePointer>()
     /// Futures of waiting accept() calls (one reference each).
     var waiters: [UnsafeMutablePointer<ca_future>] = []
     /// The server was closed: connections made from now on are closed.
     private(set) var closed = false
 
     deinit {
-        for w in pending[head...] { closeAndRelease(w) }
+        for w in pending.remaining { closeAndRelease(w) }
         for f in waiters { ca_decref(UnsafeMutableRawPointer(f)) }
     }
 
@@ -210,19 +209,7 @@ final class ServerState {
     }
 
     /// The oldest accepted connection (its reference is the caller's).
-    func pop() -> OpaquePointer? {
-        guard head < pending.count else { return nil }
-        let w = pending[head]
-        head += 1
-        if head == pending.count {
-            pending.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head >= 64 && head * 2 >= pending.count {
-            pending.removeFirst(head)
-            head = 0
-        }
-        return w
-    }
+    func pop() -> OpaquePointer? { pending.popFirst() }
 
     /// Drops `waiter` from the waiting list if it is still there.
     func forget(_ waiter: UnsafeMutablePointer<ca_future>) {
@@ -235,10 +222,7 @@ final class ServerState {
     func close() {
         if closed { return }
         closed = true
-        let left = pending[head...]
-        pending = []
-        head = 0
-        for w in left { closeAndRelease(w) }
+        for w in pending.removeAll() { closeAndRelease(w) }
         wakeWaiters()
     }
 

@@ -100,10 +100,7 @@ public final class DatagramSocket: @unchecked Sendable {
     /// The bound address (`get_extra_info('sockname')`), nil once closed.
     public var localAddress: SocketAddress? {
         guard let t = transport else { return nil }
-        var storage = sockaddr_storage()
-        var len = socklen_t(0)
-        guard ca_datagram_transport_get_sockname(t, &storage, &len) else { return nil }
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, len) } }
+        return SocketAddress.read { ca_datagram_transport_get_sockname(t, $0, $1) }
     }
 
     /// The next datagram; suspends until one arrives.
@@ -156,8 +153,7 @@ private func closeAndReleaseDatagramTransport(_ arg: UnsafeMutableRawPointer?) {
 /// by `receive()`, which ``DatagramSocket`` calls after checking the thread.
 final class DatagramInbox: @unchecked Sendable {
     private let loop: OpaquePointer
-    private var queue: [Datagram] = []
-    private var head = 0
+    private var queue = FIFO<Datagram>()
     private var waiter: UnsafeMutablePointer<ca_future>?
     private var pendingError: (any Error)?
     private var lost = false
@@ -172,15 +168,7 @@ final class DatagramInbox: @unchecked Sendable {
                 pendingError = nil
                 throw e
             }
-            if head < queue.count {
-                let d = queue[head]
-                head += 1
-                if head == queue.count {
-                    queue.removeAll(keepingCapacity: true)
-                    head = 0
-                }
-                return d
-            }
+            if let d = queue.popFirst() { return d }
             if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
             // One waiter at a time, as StreamReader._wait_for_data: a second
             // would replace the first, which would then never wake.
