@@ -9,6 +9,9 @@ struct FIFO<Element> {
     private var items: [Element] = []
     private var head = 0
 
+    /// Elements held, popped ones not yet dropped included.
+    var storedCount: Int { items.count }
+
     /// The elements not popped yet, oldest first.
     var remaining: ArraySlice<Element> { items[head...] }
 
