@@ -249,10 +249,10 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     /// iteration, after what is already scheduled.
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the loop is closed.
     @discardableResult
-    public nonisolated func callSoon(_ callback: @escaping @Sendable () -> Void) throws -> Handle {
+    public nonisolated func callSoon(_ callback: consuming @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, consume callback) { fn, arg, release, out in
             ca_loop_call_soon(loop, fn, arg, release, nil, out)
         }
     }
@@ -261,10 +261,10 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     /// have passed.
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the loop is closed.
     @discardableResult
-    public nonisolated func callLater(_ delay: Double, _ callback: @escaping @Sendable () -> Void) throws -> Handle {
+    public nonisolated func callLater(_ delay: Double, _ callback: consuming @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, consume callback) { fn, arg, release, out in
             ca_loop_call_later(loop, nanoseconds(delay), fn, arg, release, nil, out)
         }
     }
@@ -273,10 +273,10 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     /// `when` (seconds on the loop's clock).
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the loop is closed.
     @discardableResult
-    public nonisolated func callAt(_ when: Double, _ callback: @escaping @Sendable () -> Void) throws -> Handle {
+    public nonisolated func callAt(_ when: Double, _ callback: consuming @escaping @Sendable () -> Void) throws -> Handle {
         checkConfined(loop: core.loop)
         let loop = core.loop
-        return try Handle.schedule(on: core, callback) { fn, arg, release, out in
+        return try Handle.schedule(on: core, consume callback) { fn, arg, release, out in
             ca_loop_call_at(loop, nanoseconds(when), fn, arg, release, nil, out)
         }
     }

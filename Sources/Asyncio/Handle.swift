@@ -37,14 +37,14 @@ public final class Handle: @unchecked Sendable {
         set { unsafeRaw = newValue.map { OpaquePointer($0) } }
     }
 
-    private init(_ callback: @escaping @Sendable () -> Void) { self.callback = callback }
+    private init(_ callback: consuming @escaping @Sendable () -> Void) { self.callback = callback }
 
     /// Schedules `callback` with `schedule` (a `ca_loop_call_*` function
     /// given the C callback, its argument and release, and the handle slot),
     /// on a recycled handle of `core` when it has one.
     static func schedule(
         on core: LoopCore,
-        _ callback: @escaping @Sendable () -> Void,
+        _ callback: consuming @escaping @Sendable () -> Void,
         _ schedule: (ca_callback_fn, UnsafeMutableRawPointer, ca_release_fn,
                      UnsafeMutablePointer<OpaquePointer?>) -> UnsafeMutablePointer<ca_error>?
     ) throws -> Handle {
@@ -57,10 +57,10 @@ public final class Handle: @unchecked Sendable {
             core.spareHandles = handle.nextSpare
             core.spareHandleCount -= 1
             handle.nextSpare = nil
-            handle.callback = callback
+            handle.callback = consume callback
             arg = spare
         } else {
-            handle = Handle(callback)
+            handle = Handle(consume callback)
             arg = Unmanaged.passRetained(handle).toOpaque()
         }
         var h: OpaquePointer?
@@ -104,7 +104,8 @@ public final class Handle: @unchecked Sendable {
             handle._withUnsafeGuaranteedRef { h in
                 guard let raw = h.unsafeRaw, core.loop == ca_handle_get_loop(raw),
                       core.spareHandleCount < LoopCore.spareHandleLimit else { return false }
-                h.callback = {}
+                // Empty already when the callback ran (runHandle took it).
+                h.callback = noCallback
                 // The loop still holds the C handle while it runs or drops
                 // it (the caller of this release), so this is not the last
                 // reference.
@@ -131,9 +132,23 @@ private func isUniquelyReferenced(_ arg: UnsafeMutableRawPointer) -> Bool {
     }
 }
 
-/// The C callback of a handle: runs its Swift callback.
+/// What a handle holds once its callback ran (a closure without context:
+/// storing or dropping it touches no reference count).
+private let noCallback: @Sendable () -> Void = {}
+
+/// The C callback of a handle: runs its Swift callback, taken out of the
+/// handle first. A handle runs at most once, and moving the closure out
+/// rather than calling it in place spares a retain/release pair of its
+/// context (two atomic operations per callback); the handle's release then
+/// finds nothing left to drop.
 private func runHandle(_ arg: UnsafeMutableRawPointer?) {
-    Unmanaged<Handle>.fromOpaque(arg!)._withUnsafeGuaranteedRef { $0.callback() }
+    Unmanaged<Handle>.fromOpaque(arg!)._withUnsafeGuaranteedRef { h in
+        // Not `swap`: unspecialized (a debug build), it would box both
+        // closures to pass them generically.
+        let callback = h.callback
+        h.callback = noCallback
+        callback()
+    }
 }
 
 /// The C handle is done with its argument.
