@@ -26,7 +26,12 @@ import CAsyncioShim
 /// thread (see `releaseOnLoop`).
 public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStringConvertible {
     /// The C future (this wrapper owns one reference).
-    public let unsafeRaw: UnsafeMutablePointer<ca_future>
+    ///
+    /// Constant for the wrapper's life as the caller sees it; only a wrapper
+    /// that a done callback received and that nobody kept afterwards is
+    /// pointed at another future, when the loop reuses it for a later
+    /// callback (see ``DoneCallbackSlot``).
+    public internal(set) final var unsafeRaw: UnsafeMutablePointer<ca_future>
 
     /// Wraps a C future, taking over the caller's reference.
     public init(unsafeTakingOwnershipOf raw: UnsafeMutablePointer<ca_future>) {
@@ -48,6 +53,8 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     }
 
     deinit {
+        // A wrapper kept for reuse holds no future.
+        if unsafeRaw == spareFuturePlaceholder { return }
         releaseOnLoop(UnsafeMutableRawPointer(unsafeRaw), loop: unsafeRaw.pointee.fut_loop)
     }
 
@@ -148,9 +155,9 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// loop (through `call_soon`) once it is done; at once (next iteration)
     /// if it is done already.
     @inlinable
-    public final func addDoneCallback(_ callback: @escaping @Sendable (Future<Value>) -> Void) {
+    public final func addDoneCallback(_ callback: consuming @escaping @Sendable (Future<Value>) -> Void) {
         checkLoopThread()
-        let slot = DoneCallbackSlot.make(callback)
+        let slot = DoneCallbackSlot.make(consume callback)
         if let err = ca_future_add_done_callback(unsafeRaw, runDoneCallbackSlot, slot, releaseDoneCallbackSlot, nil) {
             ca_decref(UnsafeMutableRawPointer(err))
         }
@@ -181,6 +188,13 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
         var v = ca_value()
         if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
         return try ValueCodec<Value>.decode(&v)
+    }
+
+    /// Points a wrapper the loop reuses at another future (see
+    /// ``DoneCallbackSlot``); the reference moves with it.
+    @usableFromInline @inline(__always)
+    final func repoint(to f: UnsafeMutablePointer<ca_future>) {
+        unsafeRaw = f
     }
 
     @usableFromInline @inline(__always)
@@ -220,10 +234,17 @@ private func releaseDoneCallback(_ arg: UnsafeMutableRawPointer?) {
 /// knows its `Value` (last two) and calls it, or destroys it when given no
 /// future. Where `addDoneCallback` is specialized for a concrete `Value`, the
 /// invoker captures nothing, so it is a bare function pointer.
+///
+/// The callback receives a wrapper of the future of its own, not the
+/// caller's (a pending future that nobody references must not keep itself
+/// alive through its callback). When the callback did not keep that wrapper
+/// (nobody holds it afterwards: one strong reference, no weak or unowned
+/// one), the loop keeps it and points it at the next callback's future, so a
+/// done callback allocates nothing in steady state either.
 @usableFromInline
 enum DoneCallbackSlot {
-    /// Calls the slot's callback with the future, or destroys the callback
-    /// when the future is `nil`.
+    /// Calls the slot's callback with the future (at most once), or destroys
+    /// what the slot holds when the future is `nil`.
     @usableFromInline
     typealias Invoker = (UnsafeMutableRawPointer, UnsafeMutablePointer<ca_future>?) -> Void
 
@@ -234,29 +255,36 @@ enum DoneCallbackSlot {
     @usableFromInline
     struct Callback<Value: Sendable> {
         @usableFromInline let call: @Sendable (Future<Value>) -> Void
-        @inlinable init(call: @escaping @Sendable (Future<Value>) -> Void) { self.call = call }
+        @inlinable init(call: consuming @escaping @Sendable (Future<Value>) -> Void) { self.call = call }
+        /// What a slot holds once its callback ran: a closure without
+        /// context, which costs nothing to store or destroy.
+        @inlinable static var ran: Callback { Callback(call: { _ in }) }
     }
 
     /// A slot holding `callback`, owned by the caller until `release`.
     @inlinable
-    static func make<Value: Sendable>(_ callback: @escaping @Sendable (Future<Value>) -> Void)
+    static func make<Value: Sendable>(_ callback: consuming @escaping @Sendable (Future<Value>) -> Void)
         -> UnsafeMutableRawPointer {
         assert(MemoryLayout<Callback<Value>>.size <= invokerOffset)
         assert(invokerOffset + MemoryLayout<Invoker>.size <= Int(CAS_SLOT_SIZE))
         guard let slot = cas_slot_alloc() else { fatalError("out of memory registering a done callback") }
-        slot.initializeMemory(as: Callback<Value>.self, repeating: Callback(call: callback), count: 1)
+        slot.bindMemory(to: Callback<Value>.self, capacity: 1).initialize(to: Callback(call: consume callback))
         let invoker: Invoker = { slot, f in
             let stored = slot.assumingMemoryBound(to: Callback<Value>.self)
             if let f {
-                // A new wrapper, not the caller's: a pending future that
-                // nobody references must not keep itself alive through its
-                // callback.
-                stored.pointee.call(Future<Value>(unsafeRetaining: f))
+                // Moved out, not called in place: calling through the slot
+                // would retain and release the closure's context around the
+                // call (two atomic operations).
+                let call = stored.move().call
+                stored.initialize(to: .ran)
+                let wrapper = takeWrapper(of: f, as: Value.self)
+                call(wrapper)
+                keepWrapper(wrapper)
             } else {
                 stored.deinitialize(count: 1)
             }
         }
-        (slot + invokerOffset).initializeMemory(as: Invoker.self, repeating: invoker, count: 1)
+        (slot + invokerOffset).bindMemory(to: Invoker.self, capacity: 1).initialize(to: invoker)
         return slot
     }
 
@@ -278,7 +306,40 @@ enum DoneCallbackSlot {
         invoker.deinitialize(count: 1)
         cas_slot_free(slot)
     }
+
+    /// A new reference to `f` in a wrapper of its own: the one the loop
+    /// kept from an earlier callback when it is a `Future<Value>`, else a
+    /// new one.
+    @inlinable
+    static func takeWrapper<Value: Sendable>(of f: UnsafeMutablePointer<ca_future>, as: Value.Type) -> Future<Value> {
+        ca_incref(UnsafeMutableRawPointer(f))
+        if let spare = LoopCore.takeSpareFuture(ObjectIdentifier(Future<Value>.self)) {
+            let wrapper = Unmanaged<Future<Value>>.fromOpaque(spare).takeRetainedValue()
+            wrapper.repoint(to: f)
+            return wrapper
+        }
+        return Future(unsafeTakingOwnershipOf: f)
+    }
+
+    /// After the callback: keeps `wrapper` for the next callback when
+    /// nobody else holds it and this thread runs an EventLoop with no
+    /// wrapper kept yet; otherwise it is released as usual.
+    @inlinable
+    static func keepWrapper<Value: Sendable>(_ wrapper: consuming Future<Value>) {
+        var w = wrapper
+        guard LoopCore.canKeepSpareFuture, isKnownUniquelyReferenced(&w),
+              cas_swift_no_weak_or_unowned(Unmanaged.passUnretained(w).toOpaque()) else { return }
+        let raw = w.unsafeRaw
+        w.repoint(to: spareFuturePlaceholder)
+        releaseOnLoop(UnsafeMutableRawPointer(raw), loop: raw.pointee.fut_loop)
+        LoopCore.keepSpareFuture(Unmanaged.passRetained(consume w).toOpaque(), ObjectIdentifier(Future<Value>.self))
+    }
 }
+
+/// What a wrapper kept for reuse points at instead of a future (never
+/// dereferenced: `deinit` checks for it).
+@inlinable
+var spareFuturePlaceholder: UnsafeMutablePointer<ca_future> { UnsafeMutablePointer(bitPattern: 0x10)! }
 
 @usableFromInline
 func runDoneCallbackSlot(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
@@ -299,15 +360,16 @@ func releaseDoneCallbackSlot(_ arg: UnsafeMutableRawPointer?) {
 func checkConfined(loop: OpaquePointer?) {
     guard let loop else { return }
     if cas_tls_get().pointee.loop == loop { return }
-    precondition(ca_get_running_loop() == loop || !ca_loop_is_running(loop),
+    precondition(!ca_loop_is_running(loop) || ca_get_running_loop() == loop,
                  "asyncio object used off its event loop's thread; use callSoonThreadsafe")
 }
 
 /// Drops a reference to a core object owned by `loop` where that is safe:
 /// at once on the loop's thread or when the loop is idle, else through
 /// `call_soon_threadsafe` (core reference counts are not atomic).
+@usableFromInline
 func releaseOnLoop(_ object: UnsafeMutableRawPointer, loop: OpaquePointer?) {
-    if let loop, cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
+    if let loop, cas_tls_get().pointee.loop != loop, ca_loop_is_running(loop), ca_get_running_loop() != loop {
         guard let err = ca_loop_call_soon_threadsafe(loop, { ca_decref($0) }, object, nil) else { return }
         // Closed meanwhile: nothing runs the loop any more.
         ca_decref(UnsafeMutableRawPointer(err))

@@ -27,6 +27,7 @@ import CAsyncioShim
 /// `enqueue` may run on any thread: off the loop thread it only reads its
 /// own thread-local windows and calls `ca_loop_call_soon_threadsafe`, the
 /// core's cross-thread entry point.
+@usableFromInline
 final class LoopCore: @unchecked Sendable {
     /// The C loop (one strong reference, released in `deinit`).
     let loop: OpaquePointer
@@ -53,6 +54,11 @@ final class LoopCore: @unchecked Sendable {
     var spareHandleCount = 0
     /// How many spare handles a loop keeps at most.
     static var spareHandleLimit: Int { 1024 }
+    /// A `Future` wrapper a done callback received and nobody kept (one
+    /// reference), for the next done callback of the same type (see
+    /// `DoneCallbackSlot`), and its type. Loop thread only.
+    private var spareFuture: UnsafeMutableRawPointer?
+    private var spareFutureType: ObjectIdentifier?
 
     let serialUnowned: UnownedSerialExecutor
     /// The EventLoop owning this core, which is the task executor. The
@@ -83,6 +89,7 @@ final class LoopCore: @unchecked Sendable {
     }
 
     deinit {
+        if let spare = spareFuture { Unmanaged<AnyObject>.fromOpaque(spare).release() }
         while let spare = spareHandles {
             let handle = Unmanaged<Handle>.fromOpaque(spare)
             handle._withUnsafeGuaranteedRef { h in
@@ -95,6 +102,7 @@ final class LoopCore: @unchecked Sendable {
     }
 
     /// The core whose loop an EventLoop runs on the calling thread.
+    @usableFromInline
     static var current: LoopCore? {
         guard let p = cas_tls_get().pointee.core else { return nil }
         return Unmanaged<LoopCore>.fromOpaque(p).takeUnretainedValue()
@@ -102,6 +110,41 @@ final class LoopCore: @unchecked Sendable {
 
     /// True on the thread running this loop through an EventLoop.
     var isCurrent: Bool { cas_tls_get().pointee.core == opaque }
+
+    /// Takes the kept `Future` wrapper of the loop running on this thread
+    /// when it has the type `type` (one reference, the caller's).
+    @usableFromInline
+    static func takeSpareFuture(_ type: ObjectIdentifier) -> UnsafeMutableRawPointer? {
+        guard let p = cas_tls_get().pointee.core else { return nil }
+        return Unmanaged<LoopCore>.fromOpaque(p)._withUnsafeGuaranteedRef { core in
+            guard let spare = core.spareFuture, core.spareFutureType == type else { return nil }
+            core.spareFuture = nil
+            return spare
+        }
+    }
+
+    /// Whether the loop running on this thread has room for a kept wrapper.
+    @usableFromInline
+    static var canKeepSpareFuture: Bool {
+        guard let p = cas_tls_get().pointee.core else { return false }
+        return Unmanaged<LoopCore>.fromOpaque(p)._withUnsafeGuaranteedRef { $0.spareFuture == nil }
+    }
+
+    /// Keeps `wrapper` (one reference, taken over; it holds no future) for
+    /// reuse by the loop running on this thread (check
+    /// ``canKeepSpareFuture`` first).
+    @usableFromInline
+    static func keepSpareFuture(_ wrapper: UnsafeMutableRawPointer, _ type: ObjectIdentifier) {
+        let kept = cas_tls_get().pointee.core.map { p in
+            Unmanaged<LoopCore>.fromOpaque(p)._withUnsafeGuaranteedRef { core in
+                guard core.spareFuture == nil else { return false }
+                core.spareFuture = wrapper
+                core.spareFutureType = type
+                return true
+            }
+        } ?? false
+        if !kept { Unmanaged<AnyObject>.fromOpaque(wrapper).release() }
+    }
 
     // MARK: The decision
 

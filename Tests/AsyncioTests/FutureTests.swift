@@ -142,6 +142,97 @@ struct FutureTests {
         #expect(!ran.value)
     }
 
+    @Test("a future a done callback kept still names its own future after later callbacks ran")
+    func doneCallbackKeptFuture() async throws {
+        let kept = Shared<[Future<Int>]>([])
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let a = loop.createFuture(of: Int.self)
+            let b = loop.createFuture(of: Int.self)
+            a.addDoneCallback { g in kept.value.append(g) }
+            b.addDoneCallback { g in log.append("b \(try! g.result())") }
+            try a.setResult(1)
+            try b.setResult(2)
+            try await sleep(0)
+            let c = loop.createFuture(of: Int.self)
+            c.addDoneCallback { g in log.append("c \(try! g.result())") }
+            try c.setResult(3)
+            try await sleep(0)
+            #expect(kept.value.count == 1)
+            #expect(kept.value[0] == a)
+            #expect(try kept.value[0].result() == 1)
+        }
+        #expect(log.value == ["b 2", "c 3"])
+    }
+
+    @Test("done callbacks that drop the future they receive get one wrapper, each time naming their own future")
+    func doneCallbackWrapperReused() async throws {
+        let seen = Shared<[ObjectIdentifier]>([])
+        try await runLoop {
+            let loop = EventLoop.current!
+            for i in 0..<3 {
+                let f = loop.createFuture(of: Int.self)
+                f.addDoneCallback { g in
+                    seen.update { $0.append(ObjectIdentifier(g)) }
+                    #expect(try! g.result() == i)
+                    #expect(g == f)
+                    #expect(g !== f)
+                }
+                try f.setResult(i)
+                try await sleep(0)
+            }
+        }
+        #expect(seen.value.count == 3)
+        #expect(Set(seen.value).count == 1)
+    }
+
+    @Test("a wrapper the loop keeps for reuse does not keep its last future, nor that future's result, alive")
+    func doneCallbackKeptWrapperReleasesFuture() async throws {
+        final class Tracked: Sendable {
+            let dropped: Shared<Bool>
+            init(_ dropped: Shared<Bool>) { self.dropped = dropped }
+            deinit { dropped.value = true }
+        }
+        let dropped = Shared(false)
+        try await runLoop {
+            let loop = EventLoop.current!
+            do {
+                let f = loop.createFuture(of: Tracked.self)
+                f.addDoneCallback { _ in }
+                try f.setResult(Tracked(dropped))
+            }
+            try await sleep(0)
+            #expect(dropped.value)
+        }
+    }
+
+    @Test("a done callback that keeps a weak reference to its future gets a wrapper the loop does not reuse")
+    func doneCallbackWeaklyKeptWrapper() async throws {
+        // Safety of `@unchecked Sendable`: written and read on the loop
+        // thread only (in done callbacks and the main task).
+        final class WeakRef: @unchecked Sendable {
+            weak var future: Future<Int>?
+        }
+        let weak = WeakRef()
+        let log = Log()
+        try await runLoop {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: Int.self)
+            f.addDoneCallback { g in weak.future = g }
+            try f.setResult(1)
+            try await sleep(0)
+            let h = loop.createFuture(of: Int.self)
+            h.addDoneCallback { g in
+                // Reused, the first wrapper would be alive (it is `g`).
+                log.append("weak reference \(weak.future == nil ? "cleared" : "alive"), result \(try! g.result())")
+            }
+            try h.setResult(2)
+            try await sleep(0)
+        }
+        #expect(log.value == ["weak reference cleared, result 2"])
+    }
+
     @Test("a done callback of a future with a boxed result reads that result")
     func doneCallbackBoxedResult() async throws {
         let log = Log()
