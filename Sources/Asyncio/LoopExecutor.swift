@@ -61,6 +61,10 @@ final class LoopCore: @unchecked Sendable {
     private var spareFutureType: ObjectIdentifier?
 
     let serialUnowned: UnownedSerialExecutor
+    /// The two words of `serialUnowned` (a SerialExecutorRef), for
+    /// `cas_continuation_resume_to`.
+    let serialIdentity: UnsafeMutableRawPointer?
+    let serialImplementation: UInt
     /// The EventLoop owning this core, which is the task executor. The
     /// runtime releases the executor *identity* a task was given as
     /// preference when the task ends, after retaining the object passed in,
@@ -78,6 +82,7 @@ final class LoopCore: @unchecked Sendable {
         let serial = LoopSerialExecutor()
         self.serial = serial
         serialUnowned = UnownedSerialExecutor(ordinary: serial)
+        (serialIdentity, serialImplementation) = unsafeBitCast(serialUnowned, to: (UnsafeMutableRawPointer?, UInt).self)
         serial.core = self
         opaque = Unmanaged.passUnretained(self).toOpaque()
     }
@@ -156,9 +161,14 @@ final class LoopCore: @unchecked Sendable {
         if let c = tls.pointee.capture, c.pointee.core == opaque,
            c.pointee.swift_task == nil || c.pointee.swift_task == p {
             // A step is resuming (or starting) this body: the step runs it.
+            // A resumed await comes here on the serial role (the step
+            // points its continuation at it, cas_continuation_resume_to) but
+            // is run on the task role, as the generic executor's resumption
+            // it replaces would be: the body goes on nonisolated, with no
+            // hop back.
             tls.pointee.capture = nil
             if c.pointee.swift_task == nil { c.pointee.swift_task = p }
-            c.pointee.job = tagged(p, serialRole)
+            c.pointee.job = tagged(p, serialRole && c.pointee.phase != UInt8(CAS_PHASE_AWAITING.rawValue))
             return
         }
         if let r = tls.pointee.running, r.pointee.swift_task == p {

@@ -199,6 +199,13 @@ private func resume(_ c: CoroPtr, _ res: UnsafeMutablePointer<ca_coro_result>) -
         tls.pointee.capture = c
         let k = c.pointee.cont!
         c.pointee.cont = nil
+        // Straight to the loop's serial executor: resumed onto the generic
+        // executor, the runtime would look up the task's executor
+        // preference under its status lock first. The step runs the job as
+        // a task-executor one all the same (see LoopCore.enqueue).
+        Unmanaged<LoopCore>.fromOpaque(c.pointee.core)._withUnsafeGuaranteedRef { core in
+            _ = cas_continuation_resume_to(k, core.serialIdentity, core.serialImplementation)
+        }
         unsafeBitCast(k, to: UnsafeContinuation<Void, Never>.self).resume()
         tls.pointee.capture = previous
     }

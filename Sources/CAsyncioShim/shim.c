@@ -5,6 +5,7 @@
  */
 #include "casyncio_shim.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -21,6 +22,60 @@ extern void swift_release(void *object);
 void *cas_swift_task_current(void) { return swift_task_getCurrent(); }
 void cas_swift_task_cancel(void *task) { swift_task_cancel(task); }
 void cas_swift_retain(void *object) { (void)swift_retain(object); }
+
+/* The parts of the runtime's layout cas_continuation_resume_to relies on
+ * (64-bit; swift/ABI/Task.h). */
+enum {
+    /* AsyncTask::ResumeContext, its first field after the Job header, which
+     * Task.h pins at eight words (static_assert(sizeof(Job) == 8 * sizeof(void*))). */
+    TASK_RESUME_CONTEXT_OFFSET = 8 * sizeof(void *),
+    /* The value of _swift_concurrency_debug_internal_layout_version these
+     * offsets were read for (the runtime bumps it when the layout debuggers
+     * read changes). */
+    KNOWN_TASK_LAYOUT_VERSION = 1,
+};
+typedef struct cas_continuation_context {
+    void *parent;                      /* AsyncContext::Parent */
+    void *resume_parent;               /* AsyncContext::ResumeParent */
+    size_t flags;                      /* bit 0 CanThrow, bit 1 IsExecutorSwitchForced */
+    _Atomic size_t await_synchronization; /* ContinuationStatus: 0 pending, 1 awaited, 2 resumed */
+    void *error_result;
+    void *normal_result;
+    void *resume_to_identity;          /* SerialExecutorRef ResumeToExecutor */
+    uintptr_t resume_to_implementation;
+} cas_continuation_context;
+
+/* The metadata of AsyncTask objects when the runtime's layout is the one
+ * above, else NULL (retargeting off). Written once by cas_install. */
+static const void *_Atomic known_task_metadata;
+
+static void continuation_retarget_setup(void) {
+    const unsigned *version = dlsym(RTLD_DEFAULT, "_swift_concurrency_debug_internal_layout_version");
+    const void *const *metadata = dlsym(RTLD_DEFAULT, "_swift_concurrency_debug_asyncTaskMetadata");
+    if (sizeof(void *) == 8 && version != NULL && *version == KNOWN_TASK_LAYOUT_VERSION && metadata != NULL) {
+        atomic_store(&known_task_metadata, *metadata);
+    }
+}
+
+bool cas_continuation_retarget_supported(void) { return atomic_load(&known_task_metadata) != NULL; }
+
+bool cas_continuation_resume_to(void *cont, void *identity, uintptr_t implementation) {
+    const void *metadata = atomic_load_explicit(&known_task_metadata, memory_order_relaxed);
+    if (metadata == NULL || cont == NULL) return false;
+    const void *isa;
+    memcpy(&isa, cont, sizeof isa);
+    if (isa != metadata) return false;
+    cas_continuation_context *ctx;
+    memcpy(&ctx, (char *)cont + TASK_RESUME_CONTEXT_OFFSET, sizeof ctx);
+    if (ctx == NULL || ctx->flags != 0 || ctx->error_result != NULL ||
+        atomic_load_explicit(&ctx->await_synchronization, memory_order_relaxed) != 1 ||
+        ctx->resume_to_identity != NULL || ctx->resume_to_implementation != 0) {
+        return false;
+    }
+    ctx->resume_to_identity = identity;
+    ctx->resume_to_implementation = implementation;
+    return true;
+}
 
 extern size_t swift_unownedRetainCount(void *object);
 extern size_t swift_weakRetainCount(void *object);
@@ -41,7 +96,10 @@ static atomic_bool hooks_installed;
 
 void cas_install(const cas_hooks *h) {
     bool expected = false;
-    if (atomic_compare_exchange_strong(&hooks_installed, &expected, true)) hooks = *h;
+    if (atomic_compare_exchange_strong(&hooks_installed, &expected, true)) {
+        hooks = *h;
+        continuation_retarget_setup();
+    }
 }
 
 /* MARK: - Swift coroutines */

@@ -29,6 +29,29 @@ void *cas_swift_task_current(void);
  *  thread. The task must be alive (not yet completed). */
 void cas_swift_task_cancel(void *task);
 
+/** Makes the suspended continuation `cont` (an UnsafeContinuation's raw
+ *  value: its AsyncTask) resume onto the serial executor (`identity`,
+ *  `implementation`: the two words of an UnownedSerialExecutor) instead of
+ *  the generic executor, when it still has the shape this code knows: a
+ *  non-throwing continuation the task awaits, set to resume on the generic
+ *  executor. Its resumption then goes straight to that executor's enqueue,
+ *  where the generic executor would first look up the task's executor
+ *  preference under the task's status lock. Returns whether it did; false
+ *  leaves the continuation untouched (it resumes as before).
+ *
+ *  Reads the Swift runtime's ABI layout (swift/ABI/Task.h: AsyncTask's
+ *  ResumeContext, ContinuationAsyncContext's Flags, AwaitSynchronization
+ *  and ResumeToExecutor, the last "public ABI") only when the runtime reports
+ *  the layout version it was written for and `cont` is an AsyncTask (its
+ *  metadata). Loop thread, between the
+ *  body's suspension and the resume of `cont`. */
+bool cas_continuation_resume_to(void *cont, void *identity, uintptr_t implementation);
+
+/** Whether cas_continuation_resume_to recognizes this Swift runtime (the
+ *  layout version it was written for; checked once by cas_install). When
+ *  false, every resumption takes the generic executor's path. Any thread. */
+bool cas_continuation_retarget_supported(void);
+
 /** swift_retain / swift_release of a Swift object given as a raw pointer. */
 void cas_swift_retain(void *object);
 void cas_swift_release(void *object);
