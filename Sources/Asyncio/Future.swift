@@ -19,7 +19,9 @@ import CAsyncioShim
 /// is not running. `value` may be awaited from anywhere.
 ///
 /// Safety of `@unchecked Sendable`: the wrapper's only stored property is
-/// an immutable pointer. The C future it points to is confined to the loop
+/// a pointer that does not change while anyone but the loop holds the
+/// wrapper (the loop re-points only a wrapper it alone holds, on its own
+/// thread: see ``DoneCallbackSlot``). The C future it points to is confined to the loop
 /// thread: the mutating methods check that they run there (or that the
 /// loop is not running), awaiting from another thread goes through
 /// `call_soon_threadsafe`, and `deinit` releases the C reference on the loop
@@ -395,6 +397,11 @@ func reprString(_ fill: (UnsafeMutablePointer<CChar>, Int) -> Int) -> String {
 /// ``Future/removeDoneCallback(_:)`` removes every registration of it
 /// (`remove_done_callback(fn)`). Closures have no identity, so a callback
 /// that may be removed is registered through one of these.
+///
+/// Safety of `@unchecked Sendable`: its only stored property is a constant
+/// reference to a box whose only stored property is a constant `@Sendable`
+/// closure; the box is not Sendable only because its class is open to the
+/// typed subclass.
 public final class DoneCallback<Value: Sendable>: @unchecked Sendable {
     let box: TypedDoneCallbackBox<Value>
 

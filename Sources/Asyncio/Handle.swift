@@ -84,11 +84,17 @@ public final class Handle: @unchecked Sendable {
     }
 
     /// `cancelled()`.
-    public var isCancelled: Bool { ca_handle_cancelled(unsafeRaw) }
+    public var isCancelled: Bool {
+        checkConfined(loop: ca_handle_get_loop(unsafeRaw))
+        return ca_handle_cancelled(unsafeRaw)
+    }
 
     /// `TimerHandle.when()`: the scheduled time in seconds on the loop's
     /// clock (0 for a handle of ``EventLoop/callSoon(_:)``).
-    public var when: Double { Double(ca_handle_when(unsafeRaw)) / 1e9 }
+    public var when: Double {
+        checkConfined(loop: ca_handle_get_loop(unsafeRaw))
+        return Double(ca_handle_when(unsafeRaw)) / 1e9
+    }
 
     /// The C handle is done with the callback (it ran, was cancelled, or
     /// its loop dropped it): keeps the handle for reuse when the reference

@@ -179,7 +179,7 @@ final class LoopCore: @unchecked Sendable {
         if tls.pointee.core == opaque {
             enqueueOnLoopThread(p, serialRole: serialRole)
         } else {
-            let err = ca_loop_call_soon_threadsafe(loop, runJobFromAnotherThread, tagged(p, serialRole), nil)
+            let err = ca_loop_call_soon_threadsafe(loop, runJobOnLoop, tagged(p, serialRole), nil)
             if let err { reportLostJob(err) }
         }
     }
@@ -299,7 +299,8 @@ func tagged(_ p: UnsafeMutableRawPointer, _ serialRole: Bool) -> UnsafeMutableRa
 
 // MARK: - Loop callbacks
 
-/// call_soon target: a job queued on the loop thread.
+/// call_soon / call_soon_threadsafe target: a job queued on the loop, from
+/// its thread or another one.
 private func runJobOnLoop(_ arg: UnsafeMutableRawPointer?) {
     let bits = UInt(bitPattern: arg)
     guard let core = LoopCore.current, let p = UnsafeMutableRawPointer(bitPattern: bits & ~1) else {
@@ -308,7 +309,3 @@ private func runJobOnLoop(_ arg: UnsafeMutableRawPointer?) {
     core.runPlainJob(p, serialRole: bits & 1 != 0)
 }
 
-/// call_soon_threadsafe target: a job enqueued by another thread.
-private func runJobFromAnotherThread(_ arg: UnsafeMutableRawPointer?) {
-    runJobOnLoop(arg)
-}
