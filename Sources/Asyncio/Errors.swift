@@ -159,6 +159,7 @@ enum ErrorBridge {
     /// `swiftError(_:)` gives back exactly `error`; its C type is the asyncio
     /// type it stands for (so the core's checks — "is it a CancelledError?"
     /// — see it), or SwiftError for an error of the application.
+    @usableFromInline
     static func cError(_ error: any Error) -> UnsafeMutablePointer<ca_error> {
         let e: UnsafeMutablePointer<ca_error>
         var keepPayload = true

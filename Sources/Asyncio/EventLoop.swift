@@ -29,7 +29,7 @@ import CAsyncioShim
 /// resumes on the loop thread, inside its C task's step.
 public actor EventLoop: SerialExecutor, TaskExecutor {
     /// The Swift side of the loop (executors, foreign-suspension registry).
-    nonisolated let core: LoopCore
+    @usableFromInline nonisolated let core: LoopCore
 
     /// Creates a loop (`asyncio.new_event_loop()`).
     ///
@@ -310,7 +310,7 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     ///   - line: its first line (default: the caller's).
     ///   - body: the coroutine.
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the loop is closed.
-    @discardableResult
+    @discardableResult @inlinable
     public nonisolated func createTask<T: Sendable>(name: String? = nil, eagerStart: Bool? = nil,
                                                    function: StaticString = #function,
                                                    file: StaticString = #fileID, line: UInt = #line,

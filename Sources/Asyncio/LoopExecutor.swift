@@ -30,12 +30,12 @@ import CAsyncioShim
 @usableFromInline
 final class LoopCore: @unchecked Sendable {
     /// The C loop (one strong reference, released in `deinit`).
-    let loop: OpaquePointer
+    @usableFromInline let loop: OpaquePointer
     /// The serial role (same loop, separate object so the two enqueue roles
     /// are told apart).
     let serial: LoopSerialExecutor
     /// `self` as the pointer `cas_tls.core` holds while the loop runs here.
-    private(set) var opaque: UnsafeMutableRawPointer!
+    @usableFromInline private(set) var opaque: UnsafeMutableRawPointer!
     /// Bodies suspended outside the loop, by their Swift task: the next job
     /// of that task is adopted into its C step. Loop thread only.
     var registry: [UnsafeMutableRawPointer: UnsafeMutablePointer<cas_coro>] = [:]
@@ -43,7 +43,7 @@ final class LoopCore: @unchecked Sendable {
     var foreignSuspensions = 0
     /// Swift tasks of bodies created on this loop and not finished yet. Loop
     /// thread only (bodies are created and end there).
-    var liveBodies = 0
+    @usableFromInline var liveBodies = 0
     /// Handles whose callback is done and that nobody else holds, kept for
     /// reuse by the next ``EventLoop/callSoon(_:)`` (see ``Handle``). Touched
     /// where the C loop is: on the thread running it, or by the thread
@@ -74,7 +74,7 @@ final class LoopCore: @unchecked Sendable {
     /// the EventLoop and send every retain of it, one per task, down the
     /// runtime's slow path). Valid while the EventLoop lives: it runs the
     /// loop, and every task of the loop holds it through its preference.
-    private(set) unowned(unsafe) var executor: EventLoop!
+    @usableFromInline private(set) unowned(unsafe) var executor: EventLoop!
     private(set) var taskUnowned: UnownedTaskExecutor!
 
     init(loop: OpaquePointer) {

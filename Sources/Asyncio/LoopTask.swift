@@ -57,7 +57,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
     // MARK: Creation
 
     /// Creates the C task of a Swift body on `core`'s loop (through the
-    /// loop's task factory).
+    /// loop's task factory). Inlinable, as the whole creation path: compiled
+    /// for the caller's concrete `Value`, it finds its types' metadata in
+    /// place rather than in the runtime's generic caches.
+    @usableFromInline @inlinable
     static func create(core: LoopCore, name: String?, eagerStart: Bool?, function: StaticString,
                        file: StaticString, line: UInt,
                        body: @escaping TaskBody<Value>) throws -> LoopTask<Value> {
@@ -68,6 +71,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
 
     /// Hands a coroutine (taken) to `spawn`, the C function that creates its
     /// task (`ca_loop_create_task`, `ca_taskgroup_create_task`, ...).
+    @usableFromInline @inlinable
     static func create(coro c: CoroPtr,
                        _ spawn: (UnsafeMutablePointer<ca_coro>, UnsafePointer<ca_task_options>,
                                  UnsafeMutablePointer<UnsafeMutablePointer<ca_task>?>) -> UnsafeMutablePointer<ca_error>?,
@@ -249,7 +253,7 @@ public func allTasks() -> [AnyLoopTask] {
 ///   - body: the coroutine.
 /// - Throws: ``AsyncioError`` (`RuntimeError`) when no loop runs on this
 ///   thread, or it is closed.
-@discardableResult
+@discardableResult @inlinable
 public func createTask<T: Sendable>(name: String? = nil, eagerStart: Bool? = nil,
                                     function: StaticString = #function, file: StaticString = #fileID,
                                     line: UInt = #line,

@@ -36,7 +36,7 @@ public final class LoopTaskGroup: @unchecked Sendable, CustomStringConvertible {
     ///   - body: the coroutine.
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the group is not
     ///   entered, finished or shutting down.
-    @discardableResult
+    @discardableResult @inlinable
     public func createTask<T: Sendable>(name: String? = nil, eagerStart: Bool? = nil,
                                         function: StaticString = #function, file: StaticString = #fileID,
                                         line: UInt = #line,

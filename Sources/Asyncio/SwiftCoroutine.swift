@@ -15,12 +15,16 @@ typealias CoroPtr = UnsafeMutablePointer<cas_coro>
 /// body's own Swift task, whose jobs all run on the loop thread (it has the
 /// loop as task-executor preference), and by the loop's C task on that same
 /// thread.
+@usableFromInline
 struct CoroRef: @unchecked Sendable {
-    let pointer: CoroPtr
+    @usableFromInline let pointer: CoroPtr
+    @inlinable init(pointer: CoroPtr) { self.pointer = pointer }
 }
 
+@usableFromInline
 enum SwiftCoroutine {
     /// Installs send/throw/close once per process.
+    @usableFromInline
     static let installed: Void = {
         var hooks = cas_hooks(send: coroSend, throw_: coroThrow, close: coroClose)
         cas_install(&hooks)
@@ -29,6 +33,7 @@ enum SwiftCoroutine {
     /// Creates the coroutine of a body and its Swift task; the task's first
     /// job is captured, to run at the coroutine's first send. The returned
     /// reference is the caller's (hand it to a C task).
+    @usableFromInline @inlinable
     static func make<T: Sendable>(core: LoopCore, name: StaticString, file: StaticString, line: UInt,
                                   body: @escaping TaskBody<T>) -> CoroPtr {
         _ = installed
@@ -54,7 +59,8 @@ enum SwiftCoroutine {
     }
 
     /// What the Swift task runs: the body, its outcome stored in the coroutine.
-    nonisolated(nonsending) private static func runBody<T: Sendable>(_ ref: CoroRef, _ body: TaskBody<T>) async {
+    @usableFromInline @inlinable
+    nonisolated(nonsending) static func runBody<T: Sendable>(_ ref: CoroRef, _ body: TaskBody<T>) async {
         let c = ref.pointer
         if c.pointee.abandoned == 0 {
             do {
@@ -71,6 +77,7 @@ enum SwiftCoroutine {
 }
 
 /// A C string pointer for a static string (file and function names).
+@usableFromInline
 func staticCString(_ s: StaticString) -> UnsafePointer<CChar> {
     if s.hasPointerRepresentation {
         return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)

@@ -36,6 +36,7 @@ ca_error *ts_job_fail(void *arg, ca_value *result) {
 
 ca_error *ts_job_gated(void *arg, ca_value *result) {
     ts_job *j = arg;
+    __atomic_add_fetch(&j->started, 1, __ATOMIC_SEQ_CST);
     struct timespec ms = {0, 1000000};
     while (!__atomic_load_n(&j->gate, __ATOMIC_SEQ_CST)) nanosleep(&ms, NULL);
     return ts_job_add(arg, result);
@@ -48,6 +49,7 @@ void ts_job_release(void *arg) {
 
 void ts_job_open_gate(ts_job *job) { __atomic_store_n(&job->gate, 1, __ATOMIC_SEQ_CST); }
 int ts_job_runs(const ts_job *job) { return __atomic_load_n(&job->runs, __ATOMIC_SEQ_CST); }
+int ts_job_started(const ts_job *job) { return __atomic_load_n(&job->started, __ATOMIC_SEQ_CST); }
 
 int ts_addrinfo_describe(ca_future *fut, char *out, size_t size) {
     ca_value v;

@@ -79,7 +79,9 @@ struct ExecutorTests {
             var f: FuturePtr?
             expectOK(ca_loop_run_in_executor(l.loop, ts_job_gated, j, ts_job_release, &f))
             defer { decref(f) }
-            l.runFor(0.01)
+            // Running on a worker, not just queued (a fixed wait is not
+            // enough on a loaded machine).
+            #expect(l.runUntil(timeout: 5) { ts_job_started(j) == 1 })
             #expect(ca_future_cancel(f!, nil))
             ts_job_open_gate(j)
             #expect(l.runUntil(timeout: 5) { j.pointee.releases == 1 })
@@ -144,7 +146,7 @@ struct ExecutorTests {
         var f1: FuturePtr?, f2: FuturePtr?
         expectOK(ca_loop_run_in_executor(l.loop, ts_job_gated, running, ts_job_release, &f1))
         expectOK(ca_loop_run_in_executor(l.loop, ts_job_add, queued, ts_job_release, &f2))
-        l.runFor(0.01)
+        #expect(l.runUntil(timeout: 5) { ts_job_started(running) == 1 })
         ts_job_open_gate(running)
         expectOK(ca_loop_close(l.loop))
         #expect(ts_job_runs(running) == 1)

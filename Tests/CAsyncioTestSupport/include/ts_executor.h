@@ -17,6 +17,7 @@ extern "C" {
 typedef struct ts_job {
     int64_t a, b;          /* ts_job_add: the result is a + b */
     int gate;              /* ts_job_gated waits until it is non-zero */
+    int started;           /* ts_job_gated calls that reached the gate */
     int runs;              /* jobs that ran */
     int releases;          /* releases seen (loop thread) */
     uint64_t worker_tid;   /* the thread the last job ran on */
@@ -38,6 +39,8 @@ void ts_job_release(void *arg);
 
 void ts_job_open_gate(ts_job *job);
 int ts_job_runs(const ts_job *job);
+/** How many ts_job_gated calls are running (waiting at the gate or past it). */
+int ts_job_started(const ts_job *job);
 /** The calling thread's id, to compare with worker_tid. */
 uint64_t ts_thread_self(void);
 
