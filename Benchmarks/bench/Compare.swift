@@ -85,7 +85,7 @@ struct MicroRow {
     /// Every malloc of the measuring thread per op (ours, when counted).
     var mallocsPerOp: Double?
     var n: UInt64?
-    var variant: String?
+    /// A peer's impl_version (Python's or uvloop's, Swift's or SwiftNIO's).
     var version: String?
 
     var isOurs: Bool { impl == Implementation.c.rawValue || impl == Implementation.swift.rawValue }
@@ -168,7 +168,6 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
                 case .success(let line):
                     var row = theirs[peer.name] ?? MicroRow(workload: name, impl: peer.name)
                     row.runsNs.append(contentsOf: line.runs_ns)
-                    row.variant = line.variant
                     row.version = line.impl_version
                     theirs[peer.name] = row
                 case .failure(let failure):
@@ -301,7 +300,7 @@ extension Report {
                     let parts = [c.map { "c ×\(ratioText(row.median / $0.median))" },
                                  swift.map { "swift ×\(ratioText(row.median / $0.median))" }].compactMap { $0 }
                     ratio = parts.joined(separator: ", ")
-                    bar = row.variant ?? ""
+                    bar = row.version.map { "\(row.impl) \($0)" } ?? ""
                 }
                 cells.append([workload, row.impl, fixed(row.median, digits: 1),
                               "\(fixed(row.min, digits: 1))–\(fixed(row.max, digits: 1))",
@@ -313,7 +312,7 @@ extension Report {
         print("c = the C core, swift = the Swift layer (module Asyncio); median of \(rounds) round(s), "
               + "each round one run of every implementation (interleaved); ×r = peer median / ours.")
         print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring "
-              + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their variant.")
+              + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their version.")
         if peersMissing {
             print("No peer figures: set the peers up with `scripts/peers-setup`, then run `swift run -c release bench compare`.")
         } else if failures.isEmpty {
@@ -340,7 +339,6 @@ extension Report {
             ("mallocs_per_op", row.mallocsPerOp.map { allocs($0) } ?? "null"),
         ]
         if let n = row.n { fields.append(("n", String(n))) }
-        if let v = row.variant { fields.append(("variant", quoted(v))) }
         if let v = row.version { fields.append(("impl_version", quoted(v))) }
         let peers = group.filter { !$0.isOurs }
         if row.isOurs {

@@ -2,8 +2,9 @@
 // Benchmarks/peers/ (CPython asyncio and uvloop through asyncio_peers.py,
 // SwiftNIO and Swift Concurrency through the separate package in
 // Benchmarks/peers/swift, so the library never depends on NIO). Each takes
-// `--impl I --workload W --runs R --json` and prints one JSON line per
-// workload; exit status 3 means the peer is not available here.
+// `--impl I --workload W --variant default --runs R --json` and prints one
+// JSON line for the workload's default way (the only one the table shows);
+// exit status 3 means the peer is not available here.
 
 import Foundation
 import SwiftBench
@@ -30,6 +31,7 @@ struct PeerLine: Decodable {
     let unit: String?
     let runs_ns: [Double]
     let impl_version: String?
+    /// Set on the lines of a non-default variant, which `--variant default` does not ask for.
     let variant: String?
 }
 
@@ -45,7 +47,8 @@ struct PeerLatencyLine: Decodable {
 /// Runs a peer's wakeup_latency once (idle loop, its own sample count).
 func runPeerLatency(_ peer: Peer) -> Result<LatencySummary, WorkloadFailure> {
     let name = LatencyWorkload.wakeupLatency.rawValue
-    guard let outcome = runProcess(peer.executable, peer.arguments(["--workload", name, "--runs", "1", "--json"])) else {
+    guard let outcome = runProcess(peer.executable,
+                                   peer.arguments(["--workload", name, "--variant", "default", "--runs", "1", "--json"])) else {
         return .failure(WorkloadFailure(workload: name, message: "\(peer.name): cannot start \(peer.executable)"))
     }
     guard outcome.status == 0 else {
@@ -135,10 +138,16 @@ struct PeerSet {
             set.needsSetup = true
             set.notes.append("asyncio, uvloop: \(script) is missing")
         }
-        let swiftPeers = root + "/Benchmarks/peers/swift/.build/rel/release/peers"
+        let swiftPackage = root + "/Benchmarks/peers/swift"
+        let swiftPeers = swiftPackage + "/.build/rel/release/peers"
         if FileManager.default.isExecutableFile(atPath: swiftPeers) {
             candidates.append(Peer(name: "nio", executable: swiftPeers, leadingArguments: []))
             candidates.append(Peer(name: "concurrency", executable: swiftPeers, leadingArguments: []))
+            // An old build may not speak the protocol bench now uses (e.g. --variant).
+            if isOlderThanSources(swiftPeers, package: swiftPackage) {
+                set.needsSetup = true
+                set.notes.append("nio, concurrency: \(swiftPeers) is older than its sources")
+            }
         } else {
             set.needsSetup = true
             set.notes.append("nio, concurrency: \(swiftPeers) is not built")
@@ -163,6 +172,19 @@ struct PeerSet {
         return set
     }
 
+    /// Whether Package.swift or a file under Sources of `package` was
+    /// modified after `binary` (what scripts/peers-setup rebuilds on).
+    static func isOlderThanSources(_ binary: String, package: String) -> Bool {
+        let fm = FileManager.default
+        func modified(_ path: String) -> Date? { (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date }
+        guard let built = modified(binary) else { return false }
+        var sources = [package + "/Package.swift"]
+        if let files = fm.enumerator(atPath: package + "/Sources") {
+            for case let file as String in files { sources.append(package + "/Sources/" + file) }
+        }
+        return sources.contains { modified($0).map { $0 > built } ?? false }
+    }
+
     /// `--list` output: a JSON array, or names separated by white space or commas.
     static func parseList(_ text: String) -> Set<String> {
         if let data = text.data(using: .utf8), let names = try? JSONDecoder().decode([String].self, from: data) {
@@ -181,7 +203,7 @@ func firstLine(_ s: String) -> String {
 /// Runs one peer workload once (`--runs 1`); its start-up is outside the
 /// timed region on its side.
 func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, WorkloadFailure> {
-    let args = peer.arguments(["--workload", workload, "--runs", String(runs), "--json"])
+    let args = peer.arguments(["--workload", workload, "--variant", "default", "--runs", String(runs), "--json"])
     guard let outcome = runProcess(peer.executable, args) else {
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): cannot start \(peer.executable)"))
     }
@@ -189,14 +211,12 @@ func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, Work
         let why = outcome.status == 3 ? "not available" : "exit status \(outcome.status)"
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): \(why): \(firstLine(outcome.stderr))"))
     }
-    // One line per variant: the default one (no "variant") is the peer's figure.
-    var lines: [PeerLine] = []
+    // `--variant default`: one line, without a "variant" key.
     for line in outcome.stdout.split(separator: "\n") {
         guard let data = line.data(using: .utf8),
               let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
-        if parsed.workload == workload && !parsed.runs_ns.isEmpty { lines.append(parsed) }
+        if parsed.workload == workload && parsed.variant == nil && !parsed.runs_ns.isEmpty { return .success(parsed) }
     }
-    if let line = lines.first(where: { $0.variant == nil }) ?? lines.first { return .success(line) }
     return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
 }
 
