@@ -5,6 +5,7 @@
 // ratios and the bars, and the latency workloads.
 
 import ArgumentParser
+import CAsyncioBench
 import SwiftBench
 #if canImport(Glibc)
 import Glibc
@@ -89,10 +90,7 @@ struct MicroRow {
     var version: String?
 
     var isOurs: Bool { impl == Implementation.c.rawValue || impl == Implementation.swift.rawValue }
-    var median: Double {
-        let s = runsNs.sorted()
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
+    var median: Double { SwiftBench.median(runsNs)! }
     var min: Double { runsNs.min()! }
     var max: Double { runsNs.max()! }
 
@@ -238,7 +236,7 @@ struct Progress {
     let enabled: Bool
     let tty: Bool
     private var done = 0
-    private let start = monotonicNanoseconds()
+    private let start = cab_now_ns()
     private var drawn = false
 
     init(total: Int, forced: Bool) {
@@ -250,7 +248,7 @@ struct Progress {
     mutating func step(_ what: String) {
         done += 1
         guard enabled else { return }
-        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        let elapsed = Double(cab_now_ns() - start) / 1e9
         let text = "[\(Swift.min(done, total))/\(total)] \(what)  \(Report.fixed(elapsed, digits: 0)) s"
         if tty {
             printErrorRaw("\r\u{1B}[K" + text)
@@ -267,12 +265,6 @@ struct Progress {
             drawn = false
         }
     }
-}
-
-private func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 extension Report {

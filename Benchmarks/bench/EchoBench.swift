@@ -210,16 +210,10 @@ final class EchoChild {
     private let output: UnsafeMutablePointer<FILE>
 
     init(impl: EchoImpl, backend: String?, pin: Int?) throws {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ExitCode.failure }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        let args = ["bench", "echo-server", "--impl", impl.rawValue, "--port", "0"]
-        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        guard let out = closeOnExecPipe() else {
+            printError("error: pipe: \(String(cString: strerror(errno)))")
+            throw ExitCode.failure
+        }
         var env: [String] = []
         var e = environ
         while let p = e.pointee {
@@ -228,23 +222,24 @@ final class EchoChild {
             e += 1
         }
         if let backend { env.append("ASYNCIO_BACKEND=\(backend)") }
-        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-        defer { envp.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, "/proc/self/exe", &actions, nil, &argv, &envp)
-        close(fds[1])
-        guard rc == 0 else {
-            printError("error: cannot start the server: \(String(cString: strerror(rc)))")
+        let child: pid_t
+        do {
+            child = try spawnProcess("/proc/self/exe", ["echo-server", "--impl", impl.rawValue, "--port", "0"],
+                                     argv0: "bench", stdout: .fd(out.write), environment: env)
+        } catch {
+            close(out.read)
+            close(out.write)
+            printError("error: the echo server: \(error)")
             throw ExitCode.failure
         }
+        close(out.write)
         pid = child
-        output = fdopen(fds[0], "r")
+        output = fdopen(out.read, "r")
         if let pin { _ = cab_pin_to_cpu(child, Int32(pin)) }
         guard let line = EchoChild.readLine(output), line.hasPrefix("READY "),
               let p = UInt16(line.dropFirst(6)) else {
             kill(child, SIGTERM)
-            var status: Int32 = 0
-            waitpid(child, &status, 0)
+            waitForExit(child)
             printError("error: the server did not start")
             throw ExitCode.failure
         }
@@ -262,8 +257,7 @@ final class EchoChild {
 
     func stop() {
         kill(pid, SIGTERM)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        waitForExit(pid)
         fclose(output)
     }
 

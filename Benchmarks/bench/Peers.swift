@@ -222,57 +222,40 @@ func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, Work
 
 /// Runs `path args` (a bare name is looked up in PATH) with stdout captured
 /// and stderr in a temporary file; nil when it cannot start.
-///
-/// posix_spawn rather than Foundation's `Process`: `Process` leaves a
-/// monitoring thread and run-loop machinery behind in this process, after
-/// which the Swift layer's workloads measured here ran ~20 % slower (sleep0
-/// 146 -> 178 ns, ping_pong 350 -> 410 ns) while the C core's did not move.
 func runProcess(_ path: String, _ args: [String]) -> ProcessOutcome? {
     var errTemplate = Array((NSTemporaryDirectory() + "bench-peer-XXXXXX.err").utf8CString)
     let errFd = mkstemps(&errTemplate, 4)
     guard errFd >= 0 else { return nil }
-    let errPath = String(cString: errTemplate)
+    _ = fcntl(errFd, F_SETFD, FD_CLOEXEC)
+    let errPath = String(decoding: errTemplate.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     defer {
         close(errFd)
         unlink(errPath)
     }
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return nil }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errFd, 2)
-    posix_spawn_file_actions_addclose(&actions, fds[0])
-    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var child: pid_t = 0
-    let rc = path.contains("/") ? posix_spawn(&child, path, &actions, nil, &argv, environ)
-                                : posix_spawnp(&child, path, &actions, nil, &argv, environ)
-    close(fds[1])
-    guard rc == 0 else {
-        close(fds[0])
+    guard let out = closeOnExecPipe() else { return nil }
+    let child: pid_t
+    do {
+        child = try spawnProcess(path, args, stdin: .devNull, stdout: .fd(out.write), stderr: .fd(errFd))
+    } catch {
+        close(out.read)
+        close(out.write)
         return nil
     }
+    close(out.write)
     var data = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
-        let n = read(fds[0], &buffer, buffer.count)
+        let n = read(out.read, &buffer, buffer.count)
         if n > 0 {
             data += buffer[..<n]
         } else if n == 0 || errno != EINTR {
             break
         }
     }
-    close(fds[0])
-    var status: Int32 = 0
-    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-    // WIFEXITED / WEXITSTATUS / WTERMSIG, which Glibc's macros do not export.
-    let signal = status & 0x7f
-    let exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    close(out.read)
+    let status = waitForExit(child)
     let err = FileManager.default.contents(atPath: errPath) ?? Data()
-    return ProcessOutcome(status: exitStatus,
+    return ProcessOutcome(status: status,
                           stdout: String(decoding: data, as: UTF8.self),
                           stderr: String(decoding: err, as: UTF8.self))
 }
@@ -288,23 +271,15 @@ func runPeersSetup(root: String) -> Bool {
     printError("bench: setting up the peers (scripts/peers-setup; the first time takes a few minutes)…")
     // Its stdout goes to our stderr, so ours stays clean for --json; spawned
     // like the peers (runProcess), not with Foundation's Process.
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, 2, 1)
-    var argv: [UnsafeMutablePointer<CChar>?] = [strdup(script), nil]
-    defer { argv.forEach { free($0) } }
-    var child: pid_t = 0
-    let rc = posix_spawn(&child, script, &actions, nil, &argv, environ)
-    guard rc == 0 else {
-        printError("note: cannot run \(script): \(String(cString: strerror(rc)))")
+    let status: Int32
+    do {
+        status = waitForExit(try spawnProcess(script, [], stdin: .devNull, stdout: .fd(2)))
+    } catch {
+        printError("note: \(error)")
         return false
     }
-    var status: Int32 = 0
-    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
     if status != 0 {
-        printError("note: scripts/peers-setup failed (wait status \(status)); continuing with the peers that work")
+        printError("note: scripts/peers-setup failed (exit status \(status)); continuing with the peers that work")
     }
     return status == 0
 }
