@@ -18,7 +18,7 @@ struct SuiteOptions: ParsableArguments {
     @Option(help: "Rounds: one run of every implementation per workload per round; medians over rounds.")
     var rounds: Int = defaultRounds
 
-    @Option(help: "Peers to include, comma-separated (default: every one available: asyncio, uvloop, nio, concurrency).")
+    @Option(help: "Peers to include, comma-separated (default: every one available: \(PeerName.all.joined(separator: ", "))).")
     var peers: String?
 
     @Flag(help: "Measure only the C core and the Swift layer.")
@@ -39,6 +39,20 @@ struct SuiteOptions: ParsableArguments {
     func validate() throws {
         if rounds < 1 { throw ValidationError("--rounds must be at least 1") }
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if peers != nil && noPeers { throw ValidationError("--peers and --no-peers exclude each other") }
+        _ = try wantedPeers
+    }
+
+    /// The peers `--peers` names, nil for every one.
+    var wantedPeers: [String]? {
+        get throws {
+            guard let peers else { return nil }
+            do {
+                return try PeerName.parseList(peers)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
     }
 }
 
@@ -104,7 +118,7 @@ struct MicroRow {
 /// (bench compare); otherwise a missing peer is a note with that command.
 func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers: Bool) throws {
     let names = workloads.isEmpty ? Workload.all.map(\.name) : workloads
-    let wantedPeers = options.peers.map { $0.split(separator: ",").map(String.init) }
+    let wantedPeers = try options.wantedPeers
     var peerSet = PeerSet()
     if !options.noPeers {
         let root = PeerSet.repositoryRoot()
@@ -309,7 +323,7 @@ extension Report {
             print("No peer figures: set the peers up with `scripts/peers-setup`, then run `swift run -c release bench compare`.")
         } else if failures.isEmpty {
             let measured = uniqueInOrder(rows.filter { !$0.isOurs }.map(\.impl))
-            let unmeasured = ["asyncio", "uvloop", "nio", "concurrency"].filter { !measured.contains($0) }
+            let unmeasured = PeerName.all.filter { !measured.contains($0) }
             print("Every ratio meets its bar (c ≥ 10×, swift ≥ 2× every peer) against the peers measured here: "
                   + measured.joined(separator: ", ") + ".")
             if !unmeasured.isEmpty {
