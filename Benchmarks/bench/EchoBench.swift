@@ -1,6 +1,7 @@
 import ArgumentParser
 import CAsyncio
 import CAsyncioBench
+import SwiftBench
 
 #if canImport(Glibc)
 import Glibc
@@ -291,12 +292,12 @@ struct EchoMeasurement {
 
     func printLine() {
         var line = "echo \(impl) (\(backend)) \(load.connections) conn × \(load.size) B: "
-        line += "\(Report.fixed(client.rps, digits: 0)) req/s"
-        line += "  p50 \(Report.fixed(client.p50_us, digits: 1)) µs"
-        line += "  p99 \(Report.fixed(client.p99_us, digits: 1)) µs"
-        line += "  p99.9 \(Report.fixed(client.p999_us, digits: 1)) µs"
-        if let cpu = cpuPerRequest { line += "  server CPU \(Report.fixed(cpu, digits: 2)) µs/req" }
-        if let user = userPerRequest { line += " (user \(Report.fixed(user, digits: 2)))" }
+        line += "\(BenchFormat.fixed(client.rps, digits: 0)) req/s"
+        line += "  p50 \(BenchFormat.fixed(client.p50_us, digits: 1)) µs"
+        line += "  p99 \(BenchFormat.fixed(client.p99_us, digits: 1)) µs"
+        line += "  p99.9 \(BenchFormat.fixed(client.p999_us, digits: 1)) µs"
+        if let cpu = cpuPerRequest { line += "  server CPU \(BenchFormat.fixed(cpu, digits: 2)) µs/req" }
+        if let user = userPerRequest { line += " (user \(BenchFormat.fixed(user, digits: 2)))" }
         print(line)
         fflush(nil)
     }
@@ -305,12 +306,12 @@ struct EchoMeasurement {
         var fields: [(String, String)] = [
             ("workload", "\"echo\""), ("impl", "\"\(impl)\""), ("backend", "\"\(backend)\""),
             ("connections", String(load.connections)), ("size", String(load.size)),
-            ("duration_s", Report.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
-            ("rps", Report.fixed(client.rps, digits: 1)), ("p50_us", Report.fixed(client.p50_us, digits: 2)),
-            ("p99_us", Report.fixed(client.p99_us, digits: 2)), ("p999_us", Report.fixed(client.p999_us, digits: 2)),
+            ("duration_s", BenchFormat.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
+            ("rps", BenchFormat.fixed(client.rps, digits: 1)), ("p50_us", BenchFormat.fixed(client.p50_us, digits: 2)),
+            ("p99_us", BenchFormat.fixed(client.p99_us, digits: 2)), ("p999_us", BenchFormat.fixed(client.p999_us, digits: 2)),
         ]
-        fields.append(("server_cpu_us_per_req", cpuPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
-        fields.append(("server_user_us_per_req", userPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
+        fields.append(("server_cpu_us_per_req", cpuPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
+        fields.append(("server_user_us_per_req", userPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
         print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
         fflush(nil)
     }

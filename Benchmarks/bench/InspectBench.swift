@@ -47,11 +47,11 @@ struct Inspect: ParsableCommand {
             for _ in 0..<repetitions { samples.append(try timedRun(inspector, [command, String(child.pid)])) }
             let median = SwiftBench.median(samples)!
             if json {
-                print("{\"workload\":\"inspect_\(command)\",\"tasks\":\(tasks),\"median_ms\":\(Report.fixed(median, digits: 2)),"
-                      + "\"min_ms\":\(Report.fixed(samples.min()!, digits: 2)),\"max_ms\":\(Report.fixed(samples.max()!, digits: 2))}")
+                print("{\"workload\":\"inspect_\(command)\",\"tasks\":\(tasks),\"median_ms\":\(BenchFormat.fixed(median, digits: 2)),"
+                      + "\"min_ms\":\(BenchFormat.fixed(samples.min()!, digits: 2)),\"max_ms\":\(BenchFormat.fixed(samples.max()!, digits: 2))}")
             } else {
-                print("asyncio-inspect \(command) on \(tasks) tasks: median \(Report.fixed(median, digits: 1)) ms "
-                      + "(\(Report.fixed(samples.min()!, digits: 1))–\(Report.fixed(samples.max()!, digits: 1)) ms, \(repetitions) runs)"
+                print("asyncio-inspect \(command) on \(tasks) tasks: median \(BenchFormat.fixed(median, digits: 1)) ms "
+                      + "(\(BenchFormat.fixed(samples.min()!, digits: 1))–\(BenchFormat.fixed(samples.max()!, digits: 1)) ms, \(repetitions) runs)"
                       + (command == "ps" && tasks == 10_000 ? "; target < 100 ms" : ""))
             }
         }

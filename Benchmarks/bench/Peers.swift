@@ -77,6 +77,8 @@ struct PeerSet {
     var notes: [String] = []
     /// The peers' programs are not built or installed (scripts/peers-setup would fix it).
     var needsSetup = false
+    /// What became of each peer of PeerName.all, for the verdict (none requested until discovered).
+    var statuses: [String: PeerStatus] = Dictionary(uniqueKeysWithValues: PeerName.all.map { ($0, .notRequested) })
 
     /// The repository root: the nearest directory at or above the working
     /// directory, then above this executable, holding Benchmarks/peers or
@@ -120,10 +122,13 @@ struct PeerSet {
     /// is missing becomes a note.
     static func discover(root: String?, wanted: [String]?) -> PeerSet {
         var set = PeerSet()
+        let requested = PeerName.all.filter { wanted?.contains($0) ?? true }
         guard let root else {
             set.notes.append("peers: cannot find the repository (run bench from the package directory)")
+            for name in requested { set.statuses[name] = .unavailable(reason: "the repository was not found") }
             return set
         }
+        for name in requested { set.statuses[name] = .unavailable(reason: "not set up") }
         var candidates: [Peer] = []
         let script = root + "/Benchmarks/peers/asyncio_peers.py"
         if FileManager.default.fileExists(atPath: script) {
@@ -137,6 +142,9 @@ struct PeerSet {
         } else {
             set.needsSetup = true
             set.notes.append("asyncio, uvloop: \(script) is missing")
+            for name in ["asyncio", "uvloop"] where requested.contains(name) {
+                set.statuses[name] = .unavailable(reason: "Benchmarks/peers/asyncio_peers.py is missing")
+            }
         }
         let swiftPackage = root + "/Benchmarks/peers/swift"
         let swiftPeers = swiftPackage + "/.build/rel/release/peers"
@@ -151,23 +159,27 @@ struct PeerSet {
         } else {
             set.needsSetup = true
             set.notes.append("nio, concurrency: \(swiftPeers) is not built")
+            for name in ["nio", "concurrency"] where requested.contains(name) {
+                set.statuses[name] = .unavailable(reason: "Benchmarks/peers/swift is not built")
+            }
         }
         for var peer in candidates {
-            if let wanted, !wanted.contains(peer.name) { continue }
-            guard let outcome = runProcess(peer.executable, peer.arguments(["--list"])) else {
-                set.notes.append("\(peer.name): cannot start \(peer.executable)")
-                continue
+            if !requested.contains(peer.name) { continue }
+            let unavailable: String
+            if let outcome = runProcess(peer.executable, peer.arguments(["--list"])) {
+                if outcome.status == 0 {
+                    peer.workloads = parseList(outcome.stdout)
+                    set.available.append(peer)
+                    set.statuses[peer.name] = .available(offering: peer.workloads)
+                    continue
+                }
+                unavailable = outcome.status == 3 ? firstLine(outcome.stderr)
+                    : "--list failed with status \(outcome.status): \(firstLine(outcome.stderr))"
+            } else {
+                unavailable = "cannot start \(peer.executable)"
             }
-            if outcome.status == 3 {
-                set.notes.append("\(peer.name): not available (\(firstLine(outcome.stderr)))")
-                continue
-            }
-            if outcome.status != 0 {
-                set.notes.append("\(peer.name): --list failed with status \(outcome.status) (\(firstLine(outcome.stderr)))")
-                continue
-            }
-            peer.workloads = parseList(outcome.stdout)
-            set.available.append(peer)
+            set.notes.append("\(peer.name): not available (\(unavailable))")
+            set.statuses[peer.name] = .unavailable(reason: unavailable)
         }
         return set
     }
