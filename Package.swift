@@ -59,7 +59,8 @@ let package = Package(
             ]
         ),
         // The workloads written against the Swift layer (bench, and the
-        // allocation gates in CAsyncioTests).
+        // allocation gates in CAsyncioTests), and bench compare's verdict
+        // logic (ratios, bars, missing peers), which CAsyncioTests also tests.
         .target(
             name: "SwiftBench",
             dependencies: ["Asyncio", "CAsyncio", "CAsyncioBench"],

@@ -56,11 +56,11 @@ private struct Meter {
     mutating func start() {
         a0 = ca_alloc_stats_get()
         m0 = cab_mallocs_now()
-        t0 = nowNs()
+        t0 = cab_now_ns()
     }
 
     func stop(n: UInt64, loop: EventLoop) -> cab_result {
-        let t1 = nowNs()
+        let t1 = cab_now_ns()
         let m1 = cab_mallocs_now()
         let a1 = ca_alloc_stats_get()
         var r = cab_result()
@@ -76,12 +76,6 @@ private struct Meter {
         }
         return r
     }
-}
-
-private func nowNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 /// Runs `body` with a fresh loop, turning any error into a WorkloadFailure.

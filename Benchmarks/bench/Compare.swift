@@ -5,6 +5,7 @@
 // ratios and the issue's bars, and the latency workloads.
 
 import ArgumentParser
+import CAsyncioBench
 import SwiftBench
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,7 @@ struct SuiteOptions: ParsableArguments {
     @Option(help: "Rounds: one run of every implementation per workload per round; medians over rounds.")
     var rounds: Int = defaultRounds
 
-    @Option(help: "Peers to include, comma-separated (default: every one available: asyncio, uvloop, nio, concurrency).")
+    @Option(help: "Peers to include, comma-separated (default: every one available: \(PeerName.all.joined(separator: ", "))).")
     var peers: String?
 
     @Flag(help: "Measure only the C core and the Swift layer.")
@@ -38,6 +39,20 @@ struct SuiteOptions: ParsableArguments {
     func validate() throws {
         if rounds < 1 { throw ValidationError("--rounds must be at least 1") }
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if peers != nil && noPeers { throw ValidationError("--peers and --no-peers exclude each other") }
+        _ = try wantedPeers
+    }
+
+    /// The peers `--peers` names, nil for every one.
+    var wantedPeers: [String]? {
+        get throws {
+            guard let peers else { return nil }
+            do {
+                return try PeerName.parseList(peers)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
     }
 }
 
@@ -74,39 +89,11 @@ struct Compare: ParsableCommand {
     }
 }
 
-/// One implementation's figures for one workload, over the rounds.
-struct MicroRow {
-    let workload: String
-    /// "c", "swift", or a peer's name.
-    let impl: String
-    var runsNs: [Double] = []
-    /// Core allocations per op (ours only; the largest over the rounds).
-    var allocsPerOp: Double?
-    /// Every malloc of the measuring thread per op (ours, when counted).
-    var mallocsPerOp: Double?
-    var n: UInt64?
-    var variant: String?
-    var version: String?
-
-    var isOurs: Bool { impl == Implementation.c.rawValue || impl == Implementation.swift.rawValue }
-    var median: Double {
-        let s = runsNs.sorted()
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-    var min: Double { runsNs.min()! }
-    var max: Double { runsNs.max()! }
-
-    /// The issue's bar for this implementation: how many times faster than every peer.
-    var targetRatio: Double? {
-        impl == Implementation.c.rawValue ? 10 : impl == Implementation.swift.rawValue ? 2 : nil
-    }
-}
-
 /// Runs the suite: `setUpPeers` runs scripts/peers-setup when peers are missing
 /// (bench compare); otherwise a missing peer is a note with that command.
 func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers: Bool) throws {
     let names = workloads.isEmpty ? Workload.all.map(\.name) : workloads
-    let wantedPeers = options.peers.map { $0.split(separator: ",").map(String.init) }
+    let wantedPeers = try options.wantedPeers
     var peerSet = PeerSet()
     if !options.noPeers {
         let root = PeerSet.repositoryRoot()
@@ -134,6 +121,7 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
     var progress = Progress(total: steps, forced: options.progress)
 
     var rows: [MicroRow] = []
+    var peerFailures: [PeerFailure] = []
     var failed = false
     for name in names {
         let workload = Workload.named(name)!
@@ -168,19 +156,21 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
                 case .success(let line):
                     var row = theirs[peer.name] ?? MicroRow(workload: name, impl: peer.name)
                     row.runsNs.append(contentsOf: line.runs_ns)
-                    row.variant = line.variant
                     row.version = line.impl_version
                     theirs[peer.name] = row
                 case .failure(let failure):
                     progress.clear()
                     printError("note: \(name): \(failure.message); \(peer.name) left out of this workload")
                     dropped.insert(peer.name)
+                    peerFailures.append(PeerFailure(workload: name, peer: peer.name, message: failure.message))
                 }
             }
         }
-        let ordered = ourImpls.compactMap { ours[$0] } + workloadPeers.compactMap { theirs[$0.name] }
-        if options.json { ordered.forEach { Report.printCompareJSON($0, among: ordered) } }
-        rows += ordered
+        let measured = ourImpls.compactMap { ours[$0] } + workloadPeers.compactMap { theirs[$0.name] }
+        if options.json, let verdict = Comparison(rows: measured, peers: peerSet.statuses, failures: peerFailures).workloads.first {
+            Report.printCompareJSON(verdict)
+        }
+        rows += measured
     }
 
     var latency: [LatencySummary] = []
@@ -222,7 +212,8 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
     progress.clear()
 
     if !options.json {
-        Report.printCompareTable(rows, rounds: options.rounds, peersMissing: peers.isEmpty && !options.noPeers)
+        Report.printCompareTable(Comparison(rows: rows, peers: peerSet.statuses, failures: peerFailures),
+                                 rounds: options.rounds)
         if !latency.isEmpty {
             print("")
             LatencySummary.printTable(latency)
@@ -239,7 +230,7 @@ struct Progress {
     let enabled: Bool
     let tty: Bool
     private var done = 0
-    private let start = monotonicNanoseconds()
+    private let start = cab_now_ns()
     private var drawn = false
 
     init(total: Int, forced: Bool) {
@@ -251,8 +242,8 @@ struct Progress {
     mutating func step(_ what: String) {
         done += 1
         guard enabled else { return }
-        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-        let text = "[\(Swift.min(done, total))/\(total)] \(what)  \(Report.fixed(elapsed, digits: 0)) s"
+        let elapsed = Double(cab_now_ns() - start) / 1e9
+        let text = "[\(Swift.min(done, total))/\(total)] \(what)  \(BenchFormat.fixed(elapsed, digits: 0)) s"
         if tty {
             printErrorRaw("\r\u{1B}[K" + text)
             drawn = true
@@ -270,103 +261,49 @@ struct Progress {
     }
 }
 
-private func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
 extension Report {
-    /// The suite's table: one row per workload × implementation.
-    static func printCompareTable(_ rows: [MicroRow], rounds: Int, peersMissing: Bool) {
-        let header = ["workload", "impl", "median ns/op", "min–max ns/op", "allocs/op", "mallocs/op", "vs best peer", "bar"]
-        var cells: [[String]] = []
-        var failures: [String] = []
-        for workload in uniqueInOrder(rows.map(\.workload)) {
-            let group = rows.filter { $0.workload == workload }
-            let peerRows = group.filter { !$0.isOurs }
-            let best = peerRows.min { $0.median < $1.median }
-            let c = group.first { $0.impl == "c" }, swift = group.first { $0.impl == "swift" }
-            for row in group {
-                var ratio = "", bar = ""
-                if row.isOurs, let best {
-                    let r = best.median / row.median
-                    ratio = "×\(ratioText(r)) (\(best.impl))"
-                    let target = row.targetRatio!
-                    bar = "\(r >= target ? "PASS" : "FAIL") ≥\(Int(target))×"
-                    for peer in peerRows where peer.median / row.median < target {
-                        failures.append("\(workload) \(row.impl): ×\(ratioText(peer.median / row.median)) vs \(peer.impl) (needs ≥\(Int(target))×)")
-                    }
-                } else if !row.isOurs {
-                    let parts = [c.map { "c ×\(ratioText(row.median / $0.median))" },
-                                 swift.map { "swift ×\(ratioText(row.median / $0.median))" }].compactMap { $0 }
-                    ratio = parts.joined(separator: ", ")
-                    bar = row.variant ?? ""
-                }
-                cells.append([workload, row.impl, fixed(row.median, digits: 1),
-                              "\(fixed(row.min, digits: 1))–\(fixed(row.max, digits: 1))",
-                              row.allocsPerOp.map { allocs($0) } ?? "—", row.mallocsPerOp.map { allocs($0) } ?? "—",
-                              ratio, bar])
-            }
-        }
-        printAligned(header: header, rows: cells, leftColumns: 2, leftAfter: 6)
+    /// The suite's table: one row per workload × implementation, then the conclusion.
+    static func printCompareTable(_ comparison: Comparison, rounds: Int) {
+        printAligned(header: Comparison.header, rows: comparison.cells, leftColumns: 2, leftAfter: 6)
         print("c = the C core, swift = the Swift layer (module Asyncio); median of \(rounds) round(s), "
               + "each round one run of every implementation (interleaved); ×r = peer median / ours.")
         print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring "
-              + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their variant.")
-        if peersMissing {
-            print("No peer figures: set the peers up with `scripts/peers-setup`, then run `swift run -c release bench compare`.")
-        } else if failures.isEmpty {
-            let measured = uniqueInOrder(rows.filter { !$0.isOurs }.map(\.impl))
-            let unmeasured = ["asyncio", "uvloop", "nio", "concurrency"].filter { !measured.contains($0) }
-            print("Every ratio meets its bar (c ≥ 10×, swift ≥ 2× every peer) against the peers measured here: "
-                  + measured.joined(separator: ", ") + ".")
-            if !unmeasured.isEmpty {
-                print("Not measured: \(unmeasured.joined(separator: ", ")) (`scripts/peers-setup` sets them up).")
+              + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their version.")
+        comparison.conclusion.forEach { print($0) }
+    }
+
+    /// One JSON object per row of `verdict`: ours with the ratio to each
+    /// peer, the best one and the bar (judged only when a peer was measured),
+    /// and the peers missing; a peer with its ratios to ours.
+    static func printCompareJSON(_ verdict: WorkloadVerdict) {
+        for row in verdict.rows {
+            var fields: [(String, String)] = [
+                ("workload", quoted(row.workload)), ("impl", quoted(row.impl)), ("unit", "\"ns/op\""),
+                ("runs_ns", "[" + row.runsNs.map { BenchFormat.fixed($0, digits: 3) }.joined(separator: ",") + "]"),
+                ("median", BenchFormat.fixed(row.median, digits: 3)), ("min", BenchFormat.fixed(row.min, digits: 3)),
+                ("max", BenchFormat.fixed(row.max, digits: 3)),
+                ("allocs_per_op", row.allocsPerOp.map(BenchFormat.allocs) ?? "null"),
+                ("mallocs_per_op", row.mallocsPerOp.map(BenchFormat.allocs) ?? "null"),
+            ]
+            if let n = row.n { fields.append(("n", String(n))) }
+            if let v = row.version { fields.append(("impl_version", quoted(v))) }
+            let peers = verdict.rows.filter { !$0.isOurs }
+            if let our = verdict.ours.first(where: { $0.impl == row.impl }) {
+                let ratios = peers.map { "\(quoted($0.impl)):\(BenchFormat.fixed($0.median / row.median, digits: 3))" }
+                fields.append(("ratios", "{" + ratios.joined(separator: ",") + "}"))
+                fields.append(("target_ratio", BenchFormat.fixed(our.target, digits: 0)))
+                if let best = our.best {
+                    fields.append(("best_peer", quoted(best.peer)))
+                    fields.append(("ratio_vs_best_peer", BenchFormat.fixed(best.ratio, digits: 3)))
+                    fields.append(("pass", our.outcome == .pass ? "true" : "false"))
+                }
+                fields.append(("missing_peers", "[" + verdict.missingPeers.map { quoted($0.name) }.joined(separator: ",") + "]"))
+            } else {
+                for ours in verdict.rows where ours.isOurs {
+                    fields.append(("\(ours.impl)_ratio", BenchFormat.fixed(row.median / ours.median, digits: 3)))
+                }
             }
-        } else {
-            print("Below the bar (c ≥ 10×, swift ≥ 2× every peer):")
-            for f in failures { print("  \(f)") }
+            printJSONObject(fields)
         }
     }
-
-    static func printCompareJSON(_ row: MicroRow, among group: [MicroRow]) {
-        var fields: [(String, String)] = [
-            ("workload", quoted(row.workload)), ("impl", quoted(row.impl)), ("unit", "\"ns/op\""),
-            ("runs_ns", "[" + row.runsNs.map { fixed($0, digits: 3) }.joined(separator: ",") + "]"),
-            ("median", fixed(row.median, digits: 3)), ("min", fixed(row.min, digits: 3)),
-            ("max", fixed(row.max, digits: 3)),
-            ("allocs_per_op", row.allocsPerOp.map { allocs($0) } ?? "null"),
-            ("mallocs_per_op", row.mallocsPerOp.map { allocs($0) } ?? "null"),
-        ]
-        if let n = row.n { fields.append(("n", String(n))) }
-        if let v = row.variant { fields.append(("variant", quoted(v))) }
-        if let v = row.version { fields.append(("impl_version", quoted(v))) }
-        let peers = group.filter { !$0.isOurs }
-        if row.isOurs {
-            let ratios = peers.map { "\(quoted($0.impl)):\(fixed($0.median / row.median, digits: 3))" }
-            fields.append(("ratios", "{" + ratios.joined(separator: ",") + "}"))
-            if let best = peers.min(by: { $0.median < $1.median }), let target = row.targetRatio {
-                fields.append(("best_peer", quoted(best.impl)))
-                fields.append(("ratio_vs_best_peer", fixed(best.median / row.median, digits: 3)))
-                fields.append(("target_ratio", fixed(target, digits: 0)))
-                fields.append(("pass", best.median / row.median >= target ? "true" : "false"))
-            }
-        } else {
-            for ours in group where ours.isOurs {
-                fields.append(("\(ours.impl)_ratio", fixed(row.median / ours.median, digits: 3)))
-            }
-        }
-        printJSONObject(fields)
-    }
-
-    /// A ratio with three significant figures or so: 123, 12.3, 1.23.
-    static func ratioText(_ r: Double) -> String {
-        r >= 100 ? fixed(r, digits: 0) : r >= 10 ? fixed(r, digits: 1) : fixed(r, digits: 2)
-    }
-}
-
-private func uniqueInOrder(_ xs: [String]) -> [String] {
-    var seen: Set<String> = []
-    return xs.filter { seen.insert($0).inserted }
 }

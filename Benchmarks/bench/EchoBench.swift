@@ -1,6 +1,7 @@
 import ArgumentParser
 import CAsyncio
 import CAsyncioBench
+import SwiftBench
 
 #if canImport(Glibc)
 import Glibc
@@ -210,16 +211,10 @@ final class EchoChild {
     private let output: UnsafeMutablePointer<FILE>
 
     init(impl: EchoImpl, backend: String?, pin: Int?) throws {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ExitCode.failure }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        let args = ["bench", "echo-server", "--impl", impl.rawValue, "--port", "0"]
-        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        guard let out = closeOnExecPipe() else {
+            printError("error: pipe: \(String(cString: strerror(errno)))")
+            throw ExitCode.failure
+        }
         var env: [String] = []
         var e = environ
         while let p = e.pointee {
@@ -228,23 +223,24 @@ final class EchoChild {
             e += 1
         }
         if let backend { env.append("ASYNCIO_BACKEND=\(backend)") }
-        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-        defer { envp.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, "/proc/self/exe", &actions, nil, &argv, &envp)
-        close(fds[1])
-        guard rc == 0 else {
-            printError("error: cannot start the server: \(String(cString: strerror(rc)))")
+        let child: pid_t
+        do {
+            child = try spawnProcess("/proc/self/exe", ["echo-server", "--impl", impl.rawValue, "--port", "0"],
+                                     argv0: "bench", stdout: .fd(out.write), environment: env)
+        } catch {
+            close(out.read)
+            close(out.write)
+            printError("error: the echo server: \(error)")
             throw ExitCode.failure
         }
+        close(out.write)
         pid = child
-        output = fdopen(fds[0], "r")
+        output = fdopen(out.read, "r")
         if let pin { _ = cab_pin_to_cpu(child, Int32(pin)) }
         guard let line = EchoChild.readLine(output), line.hasPrefix("READY "),
               let p = UInt16(line.dropFirst(6)) else {
             kill(child, SIGTERM)
-            var status: Int32 = 0
-            waitpid(child, &status, 0)
+            waitForExit(child)
             printError("error: the server did not start")
             throw ExitCode.failure
         }
@@ -262,8 +258,7 @@ final class EchoChild {
 
     func stop() {
         kill(pid, SIGTERM)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        waitForExit(pid)
         fclose(output)
     }
 
@@ -297,12 +292,12 @@ struct EchoMeasurement {
 
     func printLine() {
         var line = "echo \(impl) (\(backend)) \(load.connections) conn × \(load.size) B: "
-        line += "\(Report.fixed(client.rps, digits: 0)) req/s"
-        line += "  p50 \(Report.fixed(client.p50_us, digits: 1)) µs"
-        line += "  p99 \(Report.fixed(client.p99_us, digits: 1)) µs"
-        line += "  p99.9 \(Report.fixed(client.p999_us, digits: 1)) µs"
-        if let cpu = cpuPerRequest { line += "  server CPU \(Report.fixed(cpu, digits: 2)) µs/req" }
-        if let user = userPerRequest { line += " (user \(Report.fixed(user, digits: 2)))" }
+        line += "\(BenchFormat.fixed(client.rps, digits: 0)) req/s"
+        line += "  p50 \(BenchFormat.fixed(client.p50_us, digits: 1)) µs"
+        line += "  p99 \(BenchFormat.fixed(client.p99_us, digits: 1)) µs"
+        line += "  p99.9 \(BenchFormat.fixed(client.p999_us, digits: 1)) µs"
+        if let cpu = cpuPerRequest { line += "  server CPU \(BenchFormat.fixed(cpu, digits: 2)) µs/req" }
+        if let user = userPerRequest { line += " (user \(BenchFormat.fixed(user, digits: 2)))" }
         print(line)
         fflush(nil)
     }
@@ -311,12 +306,12 @@ struct EchoMeasurement {
         var fields: [(String, String)] = [
             ("workload", "\"echo\""), ("impl", "\"\(impl)\""), ("backend", "\"\(backend)\""),
             ("connections", String(load.connections)), ("size", String(load.size)),
-            ("duration_s", Report.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
-            ("rps", Report.fixed(client.rps, digits: 1)), ("p50_us", Report.fixed(client.p50_us, digits: 2)),
-            ("p99_us", Report.fixed(client.p99_us, digits: 2)), ("p999_us", Report.fixed(client.p999_us, digits: 2)),
+            ("duration_s", BenchFormat.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
+            ("rps", BenchFormat.fixed(client.rps, digits: 1)), ("p50_us", BenchFormat.fixed(client.p50_us, digits: 2)),
+            ("p99_us", BenchFormat.fixed(client.p99_us, digits: 2)), ("p999_us", BenchFormat.fixed(client.p999_us, digits: 2)),
         ]
-        fields.append(("server_cpu_us_per_req", cpuPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
-        fields.append(("server_user_us_per_req", userPerRequest.map { Report.fixed($0, digits: 3) } ?? "null"))
+        fields.append(("server_cpu_us_per_req", cpuPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
+        fields.append(("server_user_us_per_req", userPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
         print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
         fflush(nil)
     }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CAsyncioBench
+import SwiftBench
 
 #if canImport(Glibc)
 import Glibc
@@ -43,14 +45,13 @@ struct Inspect: ParsableCommand {
             _ = try timedRun(inspector, [command, String(child.pid)])  // warm the page cache
             var samples: [Double] = []
             for _ in 0..<repetitions { samples.append(try timedRun(inspector, [command, String(child.pid)])) }
-            samples.sort()
-            let median = samples[samples.count / 2]
+            let median = SwiftBench.median(samples)!
             if json {
-                print("{\"workload\":\"inspect_\(command)\",\"tasks\":\(tasks),\"median_ms\":\(Report.fixed(median, digits: 2)),"
-                      + "\"min_ms\":\(Report.fixed(samples.first!, digits: 2)),\"max_ms\":\(Report.fixed(samples.last!, digits: 2))}")
+                print("{\"workload\":\"inspect_\(command)\",\"tasks\":\(tasks),\"median_ms\":\(BenchFormat.fixed(median, digits: 2)),"
+                      + "\"min_ms\":\(BenchFormat.fixed(samples.min()!, digits: 2)),\"max_ms\":\(BenchFormat.fixed(samples.max()!, digits: 2))}")
             } else {
-                print("asyncio-inspect \(command) on \(tasks) tasks: median \(Report.fixed(median, digits: 1)) ms "
-                      + "(\(Report.fixed(samples.first!, digits: 1))–\(Report.fixed(samples.last!, digits: 1)) ms, \(repetitions) runs)"
+                print("asyncio-inspect \(command) on \(tasks) tasks: median \(BenchFormat.fixed(median, digits: 1)) ms "
+                      + "(\(BenchFormat.fixed(samples.min()!, digits: 1))–\(BenchFormat.fixed(samples.max()!, digits: 1)) ms, \(repetitions) runs)"
                       + (command == "ps" && tasks == 10_000 ? "; target < 100 ms" : ""))
             }
         }
@@ -64,25 +65,12 @@ private func executableDirectory() -> String {
     return path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
 }
 
-private func nowMs() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) / 1e6
-}
-
 /// Spawns `path args` with stdout and stderr on /dev/null, waits, and
 /// returns the wall time in milliseconds; a non-zero exit is an error.
 private func timedRun(_ path: String, _ args: [String]) throws -> Double {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    let start = nowMs()
-    let pid = try spawn(path, args, &actions)
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    let elapsed = nowMs() - start
+    let start = cab_now_ns()
+    let status = waitForExit(try started(path, args, stdout: .devNull, stderr: .devNull))
+    let elapsed = Double(cab_now_ns() - start) / 1e6
     if status != 0 {
         printError("error: \(path) \(args.joined(separator: " ")) exited with status \(status)")
         throw ExitCode.failure
@@ -90,16 +78,15 @@ private func timedRun(_ path: String, _ args: [String]) throws -> Double {
     return elapsed
 }
 
-private func spawn(_ path: String, _ args: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
-    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, &argv, environ)
-    if rc != 0 {
-        printError("error: cannot start \(path): \(String(cString: strerror(rc)))")
+/// spawnProcess, with a failure reported on stderr.
+private func started(_ path: String, _ args: [String], stdin: ChildDescriptor = .inherit,
+                     stdout: ChildDescriptor = .inherit, stderr: ChildDescriptor = .inherit) throws -> pid_t {
+    do {
+        return try spawnProcess(path, args, stdin: stdin, stdout: stdout, stderr: stderr)
+    } catch {
+        printError("error: \(error)")
         throw ExitCode.failure
     }
-    return pid
 }
 
 /// `inspect-fixture many N`, at rest once its report line is read.
@@ -108,27 +95,29 @@ private final class Fixture {
     private let stdinWrite: Int32
 
     init(path: String, tasks: Int) throws {
-        var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
-        guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { throw ExitCode.failure }
         // close-on-exec, so the timed asyncio-inspect runs do not inherit the fixture's stdin
-        for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        pid = try spawn(path, ["many", String(tasks)], &actions)
-        close(toChild[0])
-        close(fromChild[1])
-        stdinWrite = toChild[1]
+        guard let toChild = closeOnExecPipe() else { throw ExitCode.failure }
+        guard let fromChild = closeOnExecPipe() else {
+            close(toChild.read)
+            close(toChild.write)
+            throw ExitCode.failure
+        }
+        defer { close(fromChild.read) }
+        do {
+            pid = try started(path, ["many", String(tasks)], stdin: .fd(toChild.read), stdout: .fd(fromChild.write))
+        } catch {
+            for fd in [toChild.read, toChild.write, fromChild.write] { close(fd) }
+            throw error
+        }
+        close(toChild.read)
+        close(fromChild.write)
+        stdinWrite = toChild.write
         var byte: UInt8 = 0
-        while read(fromChild[0], &byte, 1) == 1 && byte != UInt8(ascii: "\n") {}
-        close(fromChild[0])
+        while read(fromChild.read, &byte, 1) == 1 && byte != UInt8(ascii: "\n") {}
     }
 
     func finish() {
         close(stdinWrite)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        waitForExit(pid)
     }
 }

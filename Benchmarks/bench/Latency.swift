@@ -84,13 +84,13 @@ struct LatencySummary {
         var fields: [(String, String)] = [
             ("workload", Report.quoted(workload)), ("impl", Report.quoted(impl)),
             ("mode", Report.quoted(mode)), ("unit", "\"us\""), ("samples", samples.map { String($0) } ?? "null"),
-            ("p50_us", Report.fixed(p50, digits: 2)), ("p99_us", Report.fixed(p99, digits: 2)),
-            ("p999_us", Report.fixed(p999, digits: 2)), ("max_us", max.isNaN ? "null" : Report.fixed(max, digits: 2)),
+            ("p50_us", BenchFormat.fixed(p50, digits: 2)), ("p99_us", BenchFormat.fixed(p99, digits: 2)),
+            ("p999_us", BenchFormat.fixed(p999, digits: 2)), ("max_us", max.isNaN ? "null" : BenchFormat.fixed(max, digits: 2)),
             ("backend", Report.quoted(backend)),
         ]
-        if let echoRPS { fields.append(("echo_rps", Report.fixed(echoRPS, digits: 0))) }
+        if let echoRPS { fields.append(("echo_rps", BenchFormat.fixed(echoRPS, digits: 0))) }
         if let target = targetP99Micros {
-            fields.append(("target_p99_us", Report.fixed(target, digits: 0)))
+            fields.append(("target_p99_us", BenchFormat.fixed(target, digits: 0)))
             fields.append(("pass", passes! ? "true" : "false"))
         }
         Report.printJSONObject(fields)
@@ -100,15 +100,15 @@ struct LatencySummary {
         guard !rows.isEmpty else { return }
         let header = ["latency", "impl", "mode", "samples", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "target"]
         let cells = rows.map { r in
-            [r.workload, r.impl, r.mode, r.samples.map { String($0) } ?? "—", Report.fixed(r.p50, digits: 1),
-             Report.fixed(r.p99, digits: 1), Report.fixed(r.p999, digits: 1),
-             r.max.isNaN ? "—" : Report.fixed(r.max, digits: 1),
-             r.targetP99Micros.map { "p99 ≤ \(Report.fixed($0, digits: 0)) µs: \(r.passes! ? "PASS" : "FAIL")" } ?? ""]
+            [r.workload, r.impl, r.mode, r.samples.map { String($0) } ?? "—", BenchFormat.fixed(r.p50, digits: 1),
+             BenchFormat.fixed(r.p99, digits: 1), BenchFormat.fixed(r.p999, digits: 1),
+             r.max.isNaN ? "—" : BenchFormat.fixed(r.max, digits: 1),
+             r.targetP99Micros.map { "p99 ≤ \(BenchFormat.fixed($0, digits: 0)) µs: \(r.passes! ? "PASS" : "FAIL")" } ?? ""]
         }
         Report.printAligned(header: header, rows: cells, leftColumns: 3)
         if let lateness = rows.first(where: { $0.echoRPS != nil }) {
             print("timer_lateness: 8 chains of call_at timers (delays in [0, 2 ms)) on a loop serving 50 echo "
-                  + "connections (c-protocol server) at \(Report.fixed(lateness.echoRPS!, digits: 0)) req/s, "
+                  + "connections (c-protocol server) at \(BenchFormat.fixed(lateness.echoRPS!, digits: 0)) req/s, "
                   + "driven by the epoll echo client in a second thread of this process.")
         }
     }

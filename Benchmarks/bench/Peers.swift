@@ -2,8 +2,9 @@
 // Benchmarks/peers/ (CPython asyncio and uvloop through asyncio_peers.py,
 // SwiftNIO and Swift Concurrency through the separate package in
 // Benchmarks/peers/swift, so the library never depends on NIO). Each takes
-// `--impl I --workload W --runs R --json` and prints one JSON line per
-// workload; exit status 3 means the peer is not available here.
+// `--impl I --workload W --variant default --runs R --json` and prints one
+// JSON line for the workload's default way (the only one the table shows);
+// exit status 3 means the peer is not available here.
 
 import Foundation
 import SwiftBench
@@ -30,6 +31,7 @@ struct PeerLine: Decodable {
     let unit: String?
     let runs_ns: [Double]
     let impl_version: String?
+    /// Set on the lines of a non-default variant, which `--variant default` does not ask for.
     let variant: String?
 }
 
@@ -45,7 +47,8 @@ struct PeerLatencyLine: Decodable {
 /// Runs a peer's wakeup_latency once (idle loop, its own sample count).
 func runPeerLatency(_ peer: Peer) -> Result<LatencySummary, WorkloadFailure> {
     let name = LatencyWorkload.wakeupLatency.rawValue
-    guard let outcome = runProcess(peer.executable, peer.arguments(["--workload", name, "--runs", "1", "--json"])) else {
+    guard let outcome = runProcess(peer.executable,
+                                   peer.arguments(["--workload", name, "--variant", "default", "--runs", "1", "--json"])) else {
         return .failure(WorkloadFailure(workload: name, message: "\(peer.name): cannot start \(peer.executable)"))
     }
     guard outcome.status == 0 else {
@@ -74,6 +77,8 @@ struct PeerSet {
     var notes: [String] = []
     /// The peers' programs are not built or installed (scripts/peers-setup would fix it).
     var needsSetup = false
+    /// What became of each peer of PeerName.all, for the verdict (none requested until discovered).
+    var statuses: [String: PeerStatus] = Dictionary(uniqueKeysWithValues: PeerName.all.map { ($0, .notRequested) })
 
     /// The repository root: the nearest directory at or above the working
     /// directory, then above this executable, holding Benchmarks/peers or
@@ -117,10 +122,13 @@ struct PeerSet {
     /// is missing becomes a note.
     static func discover(root: String?, wanted: [String]?) -> PeerSet {
         var set = PeerSet()
+        let requested = PeerName.all.filter { wanted?.contains($0) ?? true }
         guard let root else {
             set.notes.append("peers: cannot find the repository (run bench from the package directory)")
+            for name in requested { set.statuses[name] = .unavailable(reason: "the repository was not found") }
             return set
         }
+        for name in requested { set.statuses[name] = .unavailable(reason: "not set up") }
         var candidates: [Peer] = []
         let script = root + "/Benchmarks/peers/asyncio_peers.py"
         if FileManager.default.fileExists(atPath: script) {
@@ -134,33 +142,59 @@ struct PeerSet {
         } else {
             set.needsSetup = true
             set.notes.append("asyncio, uvloop: \(script) is missing")
+            for name in ["asyncio", "uvloop"] where requested.contains(name) {
+                set.statuses[name] = .unavailable(reason: "Benchmarks/peers/asyncio_peers.py is missing")
+            }
         }
-        let swiftPeers = root + "/Benchmarks/peers/swift/.build/rel/release/peers"
+        let swiftPackage = root + "/Benchmarks/peers/swift"
+        let swiftPeers = swiftPackage + "/.build/rel/release/peers"
         if FileManager.default.isExecutableFile(atPath: swiftPeers) {
             candidates.append(Peer(name: "nio", executable: swiftPeers, leadingArguments: []))
             candidates.append(Peer(name: "concurrency", executable: swiftPeers, leadingArguments: []))
+            // An old build may not speak the protocol bench now uses (e.g. --variant).
+            if isOlderThanSources(swiftPeers, package: swiftPackage) {
+                set.needsSetup = true
+                set.notes.append("nio, concurrency: \(swiftPeers) is older than its sources")
+            }
         } else {
             set.needsSetup = true
             set.notes.append("nio, concurrency: \(swiftPeers) is not built")
+            for name in ["nio", "concurrency"] where requested.contains(name) {
+                set.statuses[name] = .unavailable(reason: "Benchmarks/peers/swift is not built")
+            }
         }
         for var peer in candidates {
-            if let wanted, !wanted.contains(peer.name) { continue }
-            guard let outcome = runProcess(peer.executable, peer.arguments(["--list"])) else {
-                set.notes.append("\(peer.name): cannot start \(peer.executable)")
-                continue
+            if !requested.contains(peer.name) { continue }
+            let unavailable: String
+            if let outcome = runProcess(peer.executable, peer.arguments(["--list"])) {
+                if outcome.status == 0 {
+                    peer.workloads = parseList(outcome.stdout)
+                    set.available.append(peer)
+                    set.statuses[peer.name] = .available(offering: peer.workloads)
+                    continue
+                }
+                unavailable = outcome.status == 3 ? firstLine(outcome.stderr)
+                    : "--list failed with status \(outcome.status): \(firstLine(outcome.stderr))"
+            } else {
+                unavailable = "cannot start \(peer.executable)"
             }
-            if outcome.status == 3 {
-                set.notes.append("\(peer.name): not available (\(firstLine(outcome.stderr)))")
-                continue
-            }
-            if outcome.status != 0 {
-                set.notes.append("\(peer.name): --list failed with status \(outcome.status) (\(firstLine(outcome.stderr)))")
-                continue
-            }
-            peer.workloads = parseList(outcome.stdout)
-            set.available.append(peer)
+            set.notes.append("\(peer.name): not available (\(unavailable))")
+            set.statuses[peer.name] = .unavailable(reason: unavailable)
         }
         return set
+    }
+
+    /// Whether Package.swift or a file under Sources of `package` was
+    /// modified after `binary` (what scripts/peers-setup rebuilds on).
+    static func isOlderThanSources(_ binary: String, package: String) -> Bool {
+        let fm = FileManager.default
+        func modified(_ path: String) -> Date? { (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date }
+        guard let built = modified(binary) else { return false }
+        var sources = [package + "/Package.swift"]
+        if let files = fm.enumerator(atPath: package + "/Sources") {
+            for case let file as String in files { sources.append(package + "/Sources/" + file) }
+        }
+        return sources.contains { modified($0).map { $0 > built } ?? false }
     }
 
     /// `--list` output: a JSON array, or names separated by white space or commas.
@@ -181,7 +215,7 @@ func firstLine(_ s: String) -> String {
 /// Runs one peer workload once (`--runs 1`); its start-up is outside the
 /// timed region on its side.
 func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, WorkloadFailure> {
-    let args = peer.arguments(["--workload", workload, "--runs", String(runs), "--json"])
+    let args = peer.arguments(["--workload", workload, "--variant", "default", "--runs", String(runs), "--json"])
     guard let outcome = runProcess(peer.executable, args) else {
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): cannot start \(peer.executable)"))
     }
@@ -189,70 +223,51 @@ func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, Work
         let why = outcome.status == 3 ? "not available" : "exit status \(outcome.status)"
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): \(why): \(firstLine(outcome.stderr))"))
     }
-    // One line per variant: the default one (no "variant") is the peer's figure.
-    var lines: [PeerLine] = []
+    // `--variant default`: one line, without a "variant" key.
     for line in outcome.stdout.split(separator: "\n") {
         guard let data = line.data(using: .utf8),
               let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
-        if parsed.workload == workload && !parsed.runs_ns.isEmpty { lines.append(parsed) }
+        if parsed.workload == workload && parsed.variant == nil && !parsed.runs_ns.isEmpty { return .success(parsed) }
     }
-    if let line = lines.first(where: { $0.variant == nil }) ?? lines.first { return .success(line) }
     return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
 }
 
 /// Runs `path args` (a bare name is looked up in PATH) with stdout captured
 /// and stderr in a temporary file; nil when it cannot start.
-///
-/// posix_spawn rather than Foundation's `Process`: `Process` leaves a
-/// monitoring thread and run-loop machinery behind in this process, after
-/// which the Swift layer's workloads measured here ran ~20 % slower (sleep0
-/// 146 -> 178 ns, ping_pong 350 -> 410 ns) while the C core's did not move.
 func runProcess(_ path: String, _ args: [String]) -> ProcessOutcome? {
     var errTemplate = Array((NSTemporaryDirectory() + "bench-peer-XXXXXX.err").utf8CString)
     let errFd = mkstemps(&errTemplate, 4)
     guard errFd >= 0 else { return nil }
-    let errPath = String(cString: errTemplate)
+    _ = fcntl(errFd, F_SETFD, FD_CLOEXEC)
+    let errPath = String(decoding: errTemplate.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     defer {
         close(errFd)
         unlink(errPath)
     }
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return nil }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errFd, 2)
-    posix_spawn_file_actions_addclose(&actions, fds[0])
-    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var child: pid_t = 0
-    let rc = path.contains("/") ? posix_spawn(&child, path, &actions, nil, &argv, environ)
-                                : posix_spawnp(&child, path, &actions, nil, &argv, environ)
-    close(fds[1])
-    guard rc == 0 else {
-        close(fds[0])
+    guard let out = closeOnExecPipe() else { return nil }
+    let child: pid_t
+    do {
+        child = try spawnProcess(path, args, stdin: .devNull, stdout: .fd(out.write), stderr: .fd(errFd))
+    } catch {
+        close(out.read)
+        close(out.write)
         return nil
     }
+    close(out.write)
     var data = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
-        let n = read(fds[0], &buffer, buffer.count)
+        let n = read(out.read, &buffer, buffer.count)
         if n > 0 {
             data += buffer[..<n]
         } else if n == 0 || errno != EINTR {
             break
         }
     }
-    close(fds[0])
-    var status: Int32 = 0
-    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-    // WIFEXITED / WEXITSTATUS / WTERMSIG, which Glibc's macros do not export.
-    let signal = status & 0x7f
-    let exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    close(out.read)
+    let status = waitForExit(child)
     let err = FileManager.default.contents(atPath: errPath) ?? Data()
-    return ProcessOutcome(status: exitStatus,
+    return ProcessOutcome(status: status,
                           stdout: String(decoding: data, as: UTF8.self),
                           stderr: String(decoding: err, as: UTF8.self))
 }
@@ -268,23 +283,15 @@ func runPeersSetup(root: String) -> Bool {
     printError("bench: setting up the peers (scripts/peers-setup; the first time takes a few minutes)…")
     // Its stdout goes to our stderr, so ours stays clean for --json; spawned
     // like the peers (runProcess), not with Foundation's Process.
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, 2, 1)
-    var argv: [UnsafeMutablePointer<CChar>?] = [strdup(script), nil]
-    defer { argv.forEach { free($0) } }
-    var child: pid_t = 0
-    let rc = posix_spawn(&child, script, &actions, nil, &argv, environ)
-    guard rc == 0 else {
-        printError("note: cannot run \(script): \(String(cString: strerror(rc)))")
+    let status: Int32
+    do {
+        status = waitForExit(try spawnProcess(script, [], stdin: .devNull, stdout: .fd(2)))
+    } catch {
+        printError("note: \(error)")
         return false
     }
-    var status: Int32 = 0
-    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
     if status != 0 {
-        printError("note: scripts/peers-setup failed (wait status \(status)); continuing with the peers that work")
+        printError("note: scripts/peers-setup failed (exit status \(status)); continuing with the peers that work")
     }
     return status == 0
 }

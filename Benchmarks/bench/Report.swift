@@ -1,4 +1,5 @@
 import ArgumentParser
+import SwiftBench
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,10 +15,10 @@ enum Report {
                 s.workload.name,
                 s.impl.rawValue,
                 String(s.n),
-                fixed(s.medianNsPerOp, digits: 1),
-                "\(fixed(s.minNsPerOp, digits: 1))–\(fixed(s.maxNsPerOp, digits: 1))",
-                allocs(s.allocsPerOp),
-                s.mallocsPerOp.map { allocs($0) } ?? "—",
+                BenchFormat.fixed(s.medianNsPerOp, digits: 1),
+                "\(BenchFormat.fixed(s.minNsPerOp, digits: 1))–\(BenchFormat.fixed(s.maxNsPerOp, digits: 1))",
+                BenchFormat.allocs(s.allocsPerOp),
+                s.mallocsPerOp.map { BenchFormat.allocs($0) } ?? "—",
             ]
         }
         printAligned(header: header, rows: rows, leftColumns: 2)
@@ -37,11 +38,11 @@ enum Report {
             ("workload", quoted(s.workload.name)),
             ("impl", quoted(s.impl.rawValue)),
             ("n", String(s.n)),
-            ("ns_per_op", fixed(s.medianNsPerOp, digits: 3)),
-            ("min_ns_per_op", fixed(s.minNsPerOp, digits: 3)),
-            ("max_ns_per_op", fixed(s.maxNsPerOp, digits: 3)),
-            ("allocs_per_op", allocs(s.allocsPerOp)),
-            ("mallocs_per_op", s.mallocsPerOp.map { allocs($0) } ?? "null"),
+            ("ns_per_op", BenchFormat.fixed(s.medianNsPerOp, digits: 3)),
+            ("min_ns_per_op", BenchFormat.fixed(s.minNsPerOp, digits: 3)),
+            ("max_ns_per_op", BenchFormat.fixed(s.maxNsPerOp, digits: 3)),
+            ("allocs_per_op", BenchFormat.allocs(s.allocsPerOp)),
+            ("mallocs_per_op", s.mallocsPerOp.map { BenchFormat.allocs($0) } ?? "null"),
             ("repetitions", String(s.repetitions)),
             ("unit", quoted(s.workload.unit)),
             ("backend", quoted(s.backend)),
@@ -72,23 +73,6 @@ enum Report {
         }
         print(line(header))
         for row in rows { print(line(row)) }
-    }
-
-    /// Allocations per op: exact when whole, else six decimals (1 per batch
-    /// of 1000 shows as 0.001000).
-    static func allocs(_ x: Double) -> String {
-        x == x.rounded() ? String(Int64(x)) : fixed(x, digits: 6)
-    }
-
-    /// `x` with exactly `digits` decimals (x finite and non-negative).
-    static func fixed(_ x: Double, digits: Int) -> String {
-        var scale: UInt64 = 1
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = UInt64((x * Double(scale)).rounded())
-        let whole = String(scaled / scale)
-        guard digits > 0 else { return whole }
-        let frac = String(scaled % scale)
-        return whole + "." + String(repeating: "0", count: digits - frac.count) + frac
     }
 
     /// A JSON string literal (our names are plain ASCII; quotes and

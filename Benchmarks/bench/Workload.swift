@@ -72,16 +72,14 @@ struct Summary {
     let backend: String
 
     init(workload: Workload, impl: Implementation, runs: [cab_result]) {
-        var sorted = runs.map { Double($0.wall_ns) / Double($0.n) }
-        sorted.sort()
+        let perOp = runs.map { Double($0.wall_ns) / Double($0.n) }
         self.workload = workload
         self.impl = impl
         n = runs[0].n
         repetitions = runs.count
-        let mid = sorted.count / 2
-        medianNsPerOp = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-        minNsPerOp = sorted.first!
-        maxNsPerOp = sorted.last!
+        medianNsPerOp = median(perOp)!
+        minNsPerOp = perOp.min()!
+        maxNsPerOp = perOp.max()!
         allocsPerOp = runs.map { Double($0.allocs) / Double($0.n) }.max()!
         mallocsPerOp = runs[0].mallocs_counted ? runs.map { Double($0.mallocs) / Double($0.n) }.max()! : nil
         backend = cString(of: runs[0].backend)

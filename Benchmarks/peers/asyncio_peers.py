@@ -7,7 +7,8 @@ work as its C version in Benchmarks/CBench, written as ordinary asyncio code:
 no private APIs, nothing the library user would not write.
 
     python3 asyncio_peers.py --impl asyncio|uvloop --workload NAME|all
-                             [--runs R] [--n N] [--json] [--list]
+                             [--variant all|default] [--runs R] [--n N]
+                             [--json] [--list]
 
 One warm-up run, then R measured runs (default 5), all in this process. With
 --json, one object per workload on one line of stdout:
@@ -15,6 +16,10 @@ One warm-up run, then R measured runs (default 5), all in this process. With
     {"impl": "uvloop", "workload": "call_soon", "unit": "ns/op",
      "runs_ns": [...], "median": x, "min": y, "max": z,
      "python": "3.11.7", "impl_version": "0.23.0"}
+
+Every workload here has one way only, its default: `--variant` (all or
+default) is accepted so that bench can ask every peer the same way, and
+selects the same single line either way.
 
 runs_ns holds each run's nanoseconds per operation; median, min and max are
 over the runs. wakeup_latency has unit "us" and adds p50_us, p99_us, p999_us
@@ -380,6 +385,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="asyncio and uvloop peers of bench (workloads.md)")
     parser.add_argument("--impl", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--workload", default="all", help="a workload name, or all")
+    parser.add_argument("--variant", choices=["all", "default"], default="all",
+                        help="which ways of each workload to run; every workload here has only its default")
     parser.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up")
     parser.add_argument("--n", type=int, default=0, help="operations per run (default: workloads.md's N)")
     parser.add_argument("--json", action="store_true", help="one JSON object per workload per line")

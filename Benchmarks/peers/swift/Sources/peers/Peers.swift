@@ -2,10 +2,12 @@
 // workloads of workloads.md, for `bench compare`. The protocol is the one
 // Benchmarks/peers/asyncio_peers.py speaks:
 //
-//   peers --impl nio|concurrency --workload NAME|all [--runs R] [--n N] [--json] [--list]
+//   peers --impl nio|concurrency --workload NAME|all [--variant NAME|default|all]
+//         [--runs R] [--n N] [--json] [--list]
 //
 // One warm-up, then R measured runs in this process; with --json one object
-// per line of stdout for each workload (and each variant of it), progress on
+// per line of stdout for each workload and variant run (`--variant default`:
+// the default way only, which is all `bench compare` reports), progress on
 // stderr. Exit 0 done, 1 a run came out wrong, 2 bad usage, 3 the workload is
 // not available for that implementation.
 
@@ -84,13 +86,16 @@ struct Peers: ParsableCommand {
     @Option(help: "A workload name, or all.")
     var workload: String = "all"
 
+    @Option(help: "Which ways of each workload to run: all, default (the one bench compare reports), or a variant's name.")
+    var variant: String = "all"
+
     @Option(help: "Measured runs after one warm-up.")
     var runs: Int = 5
 
     @Option(help: "Operations per run (default: workloads.md's N).")
     var n: Int?
 
-    @Flag(help: "One JSON object per workload (and variant) per line.")
+    @Flag(help: "One JSON object per workload (and variant) run, per line.")
     var json = false
 
     @Flag(help: "Print the workloads this implementation offers.")
@@ -103,6 +108,18 @@ struct Peers: ParsableCommand {
         guard workload == "all" || known.contains(workload) else {
             throw ValidationError("unknown workload '\(workload)'; one of: all, \(known.joined(separator: ", "))")
         }
+        let variants = Self.variantNames(of: impl)
+        guard variant == "all" || variant == "default" || variants.contains(variant) else {
+            throw ValidationError("unknown variant '\(variant)' for \(impl.rawValue); one of: all, default"
+                                  + variants.map { ", \($0)" }.joined())
+        }
+    }
+
+    /// The named (non-default) variants `impl` offers, in order, each once.
+    static func variantNames(of impl: Impl) -> [String] {
+        var names: [String] = []
+        for case let name? in variants(of: impl).map(\.variant) where !names.contains(name) { names.append(name) }
+        return names
     }
 
     /// Every workload name either implementation knows, in workloads.md order.
@@ -136,14 +153,21 @@ struct Peers: ParsableCommand {
             }
             return
         }
-        let chosen = workload == "all" ? offered : offered.filter { $0.workload == workload }
+        let forWorkload = workload == "all" ? offered : offered.filter { $0.workload == workload }
         if workload == "all" {
             for name in Self.allWorkloads where !offered.contains(where: { $0.workload == name }) {
                 printError("skipping \(name): no fair \(impl.rawValue) analogue")
             }
         }
-        if chosen.isEmpty {
+        if forWorkload.isEmpty {
             printError("\(workload) has no fair \(impl.rawValue) analogue here; `peers --impl \(impl.rawValue) --list` tells which do")
+            throw ExitCode(Status.unavailable)
+        }
+        let chosen = forWorkload.filter { v in
+            variant == "all" || (variant == "default" ? v.variant == nil : v.variant == variant)
+        }
+        if chosen.isEmpty {
+            printError("\(impl.rawValue) has no variant '\(variant)' of \(workload); `peers --impl \(impl.rawValue) --list --json` names each workload's variants")
             throw ExitCode(Status.unavailable)
         }
         for v in chosen {
