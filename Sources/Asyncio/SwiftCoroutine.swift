@@ -9,18 +9,6 @@ import CAsyncioShim
 @usableFromInline
 typealias CoroPtr = UnsafeMutablePointer<cas_coro>
 
-/// A Swift coroutine pointer that may be captured by the task's closure.
-///
-/// Safety of `@unchecked Sendable`: the pointer is only dereferenced by the
-/// body's own Swift task, whose jobs all run on the loop thread (it has the
-/// loop as task-executor preference), and by the loop's C task on that same
-/// thread.
-@usableFromInline
-struct CoroRef: @unchecked Sendable {
-    @usableFromInline let pointer: CoroPtr
-    @inlinable init(pointer: CoroPtr) { self.pointer = pointer }
-}
-
 @usableFromInline
 enum SwiftCoroutine {
     /// Installs send/throw/close once per process.
@@ -44,24 +32,40 @@ enum SwiftCoroutine {
         core.liveBodies += 1
         // The Swift task's own reference, dropped when its body is over.
         ca_incref(UnsafeMutableRawPointer(c))
+        // The body waits in the coroutine, so the task's closure captures
+        // nothing (compiled for a concrete T it needs no context, one
+        // allocation less per task): its first job runs inside a step of
+        // this coroutine, which finds it there (cas_tls.running).
+        assert(MemoryLayout<TaskBody<T>>.size <= MemoryLayout.size(ofValue: c.pointee.body))
+        bodySlot(c, T.self).initialize(to: body)
         let tls = cas_tls_get()
         let previous = tls.pointee.capture
         tls.pointee.capture = c
-        let ref = CoroRef(pointer: c)
         // A throwing operation (it never throws): the non-throwing Task
         // initializer would wrap it in a throwing thunk, one more allocation.
         _ = Task(executorPreference: core.executor) { () async throws -> Void in
-            await runBody(ref, body)
+            await runStartedBody(T.self)
         }
         tls.pointee.capture = previous
         precondition(c.pointee.job != nil, "the Swift task of a body was not enqueued on its loop")
         return c
     }
 
-    /// What the Swift task runs: the body, its outcome stored in the coroutine.
+    /// Where a coroutine keeps its body until the body starts.
+    @usableFromInline @inlinable @inline(__always)
+    static func bodySlot<T: Sendable>(_ c: CoroPtr, _: T.Type) -> UnsafeMutablePointer<TaskBody<T>> {
+        (UnsafeMutableRawPointer(c) + MemoryLayout<cas_coro>.offset(of: \cas_coro.body)!)
+            .bindMemory(to: TaskBody<T>.self, capacity: 1)
+    }
+
+    /// What the Swift task runs: the body its coroutine holds (the one whose
+    /// step runs this first job), its outcome stored in the coroutine.
     @usableFromInline @inlinable
-    nonisolated(nonsending) static func runBody<T: Sendable>(_ ref: CoroRef, _ body: TaskBody<T>) async {
-        let c = ref.pointer
+    nonisolated(nonsending) static func runStartedBody<T: Sendable>(_: T.Type) async {
+        guard let c = cas_tls_get().pointee.running else {
+            preconditionFailure("a task body started outside its coroutine's step")
+        }
+        let body = bodySlot(c, T.self).move()
         if c.pointee.abandoned == 0 {
             do {
                 let value = try await body()
@@ -71,7 +75,7 @@ enum SwiftCoroutine {
             }
         }
         c.pointee.phase = UInt8(CAS_PHASE_DONE.rawValue)
-        Unmanaged<LoopCore>.fromOpaque(c.pointee.core).takeUnretainedValue().liveBodies -= 1
+        Unmanaged<LoopCore>.fromOpaque(c.pointee.core)._withUnsafeGuaranteedRef { $0.liveBodies -= 1 }
         ca_decref(UnsafeMutableRawPointer(c))
     }
 }

@@ -101,6 +101,8 @@ typedef struct cas_coro {
     ca_value result;          /* DONE: the return value (owned) */
     ca_error *error;          /* DONE: the error (owned), NULL when it returned */
     void *core;               /* the loop's Swift core (unretained; alive until DONE) */
+    void *body[2];            /* the body closure (a Swift function value) from its
+                                 creation until the task's first job moves it out */
 } cas_coro;
 
 /** The hooks the Swift layer installs once (cas_install). */
