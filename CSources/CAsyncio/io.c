@@ -889,7 +889,7 @@ ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, s
             return ca_error_format(&ca_ValueError,
                                    "host %s is not a numeric address (names are not resolved on the loop thread)",
                                    host ? host : "(null)");
-        return ca_error_format(&ca_OSError, "[Errno %d] %s", rc, gai_strerror(rc));
+        return ca_error_from_gai(rc, errno);
     }
     /* IPv4 first, as a dual-stack bind of both families would otherwise
      * depend on the resolver's order */

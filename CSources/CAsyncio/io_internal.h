@@ -86,8 +86,9 @@ void ca_io_format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
 
 /** Resolves a numeric host (NULL: every local address, "" counted as
  *  NULL) and port into at most `cap` addresses, IPv4 first. Returns the
- *  count, or an error (OSError from getaddrinfo; names are not looked up:
- *  the loop thread never blocks on DNS). */
+ *  count, or an error: ValueError for a name (names are not looked up: the
+ *  loop thread never blocks on DNS), else getaddrinfo's failure as
+ *  ca_error_from_gai makes it (gaierror, or OSError for EAI_SYSTEM). */
 ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, struct sockaddr_storage *addrs,
                                 socklen_t *lens, size_t cap, size_t *count);
 
