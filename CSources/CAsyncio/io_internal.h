@@ -92,6 +92,11 @@ void ca_io_format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
 ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, struct sockaddr_storage *addrs,
                                 socklen_t *lens, size_t cap, size_t *count);
 
+/** Whether `host` parses as an IPv4 or IPv6 literal of `family`
+ *  (AF_UNSPEC: either; NULL counts as numeric) without DNS or files: what
+ *  base_events._ipaddr_info answers on the loop thread (resolver.c). */
+bool ca_io_host_is_numeric(const char *host, int family);
+
 /** At loop close: closes the fds whose close still waited for file
  *  operations (file.c) and frees the loop's file bookkeeping. */
 void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io);

@@ -1451,11 +1451,6 @@ static ca_error *connector_resolve(connector *c, const char *host, uint16_t port
     return NULL;
 }
 
-static bool host_is_ip_literal(const char *host) {
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, void *arg, const char *host,
                                     uint16_t port, ca_future **out) {
     *out = NULL;
@@ -1464,7 +1459,7 @@ ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, 
     if (ca_io_loop_get(loop) == NULL) return ca_error_new(&ca_MemoryError, NULL);
     connector *c = connector_new(loop, factory, arg);
     if (c == NULL) return ca_error_new(&ca_MemoryError, NULL);
-    if (!host_is_ip_literal(host)) return connector_resolve(c, host, port, out);
+    if (!ca_io_host_is_numeric(host, AF_UNSPEC)) return connector_resolve(c, host, port, out);
     ca_error *err = ca_io_resolve_numeric(host, port, false, c->addrs, c->lens, CONNECT_MAX_ADDRS, &c->naddrs);
     if (err == NULL && c->naddrs == 0) err = ca_error_format(&ca_OSError, "getaddrinfo(%s) returned empty list", host);
     if (err != NULL) {
