@@ -75,6 +75,30 @@ struct ca_io_op {
     ca_io_op *prev;
 };
 
+/** A FIFO of ops linked through their backend-private next/prev: epoll's
+ *  run and per-fd lists, io_uring's backlog. */
+typedef struct ca_io_op_list {
+    ca_io_op *head;
+    ca_io_op *tail;
+} ca_io_op_list;
+
+static inline void ca_io_op_list_push(ca_io_op_list *l, ca_io_op *op) {
+    op->next = NULL;
+    op->prev = l->tail;
+    if (l->tail) l->tail->next = op;
+    else l->head = op;
+    l->tail = op;
+}
+
+/** Unlinks `op`, which must be on `l`. */
+static inline void ca_io_op_list_unlink(ca_io_op_list *l, ca_io_op *op) {
+    if (op->prev) op->prev->next = op->next;
+    else l->head = op->next;
+    if (op->next) op->next->prev = op->prev;
+    else l->tail = op->prev;
+    op->next = op->prev = NULL;
+}
+
 /** Routes one completion of `op` to its owner and keeps loop->io_pending
  *  in step (io.c). The only way a backend reports a completion. */
 void ca_io_dispatch(ca_io_op *op, int32_t res, uint32_t cflags);

@@ -58,14 +58,9 @@
  * rest of the loop run. */
 #define ACCEPT_BURST 64
 
-typedef struct op_list {
-    ca_io_op *head;
-    ca_io_op *tail;
-} op_list;
-
 typedef struct epoll_fdstate {
-    op_list rd;          /* RECV / ACCEPT / POLL(IN) waiting for readability */
-    op_list wr;          /* SEND / CONNECT / POLL(OUT) waiting for writability */
+    ca_io_op_list rd;    /* RECV / ACCEPT / POLL(IN) waiting for readability */
+    ca_io_op_list wr;    /* SEND / CONNECT / POLL(OUT) waiting for writability */
     uint32_t last_events; /* the last edge's events (POLL results) */
     uint8_t known;       /* seen before: set non-blocking already */
     uint8_t registered;  /* in the epoll set */
@@ -80,32 +75,16 @@ struct ca_backend {
     bool use_pwait2;     /* cleared the first time the kernel refuses epoll_pwait2 */
     epoll_fdstate *fds;  /* indexed by fd */
     size_t nfds;
-    op_list run;         /* submitted or woken, to attempt at the next poll */
-    op_list batch;       /* what the current poll is attempting */
+    ca_io_op_list run;   /* submitted or woken, to attempt at the next poll */
+    ca_io_op_list batch; /* what the current poll is attempting */
     size_t inflight;
     ca_backend_stats stats;
 };
 
 /* MARK: - Lists */
 
-static void list_push(op_list *l, ca_io_op *op) {
-    op->next = NULL;
-    op->prev = l->tail;
-    if (l->tail) l->tail->next = op;
-    else l->head = op;
-    l->tail = op;
-}
-
-static void list_unlink(op_list *l, ca_io_op *op) {
-    if (op->prev) op->prev->next = op->next;
-    else l->head = op->next;
-    if (op->next) op->next->prev = op->prev;
-    else l->tail = op->prev;
-    op->next = op->prev = NULL;
-}
-
 /** Appends every op of `from` to the run list, in order. */
-static void list_move_to_run(ca_backend *b, op_list *from) {
+static void list_move_to_run(ca_backend *b, ca_io_op_list *from) {
     for (ca_io_op *op = from->head; op != NULL; op = op->next) {
         op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | WHERE_RUN);
         if (op->opcode == CA_IO_POLL) op->bflags |= BF_WOKEN;
@@ -325,7 +304,7 @@ static void epoll_park(ca_backend *b, ca_io_op *op, int dir) {
         return;
     }
     op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | (dir == ATTEMPT_WAIT_RD ? WHERE_RD : WHERE_WR));
-    list_push(dir == ATTEMPT_WAIT_RD ? &fs->rd : &fs->wr, op);
+    ca_io_op_list_push(dir == ATTEMPT_WAIT_RD ? &fs->rd : &fs->wr, op);
 }
 
 /** A multishot accept (io_uring's, emulated): takes connections until the
@@ -350,7 +329,7 @@ static void epoll_accept_multishot(ca_backend *b, ca_io_op *op) {
     }
     /* more may be queued: go on at the next poll */
     op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | WHERE_RUN);
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 /** Attempts the ops on the run list now; ops submitted by the completions
@@ -363,7 +342,7 @@ static int epoll_run_pass(ca_backend *b) {
     int done = 0;
     while (b->batch.head != NULL) {
         ca_io_op *op = b->batch.head;
-        list_unlink(&b->batch, op);
+        ca_io_op_list_unlink(&b->batch, op);
         op->bflags &= (uint8_t)~WHERE_MASK;
         if (op->opcode == CA_IO_ACCEPT && (op->flags & CA_IO_F_MULTISHOT) && !(op->flags & CA_IO_F_INJECT)) {
             epoll_accept_multishot(b, op);
@@ -505,7 +484,7 @@ static void epoll_backend_submit(ca_backend *b, ca_io_op *op) {
     op->state = CA_IO_OP_INFLIGHT;
     op->bflags = WHERE_RUN;
     b->inflight++;
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 /** Unlinks `op` from wherever it waits and queues it to complete with
@@ -515,10 +494,10 @@ static void epoll_backend_cancel(ca_backend *b, ca_io_op *op) {
     if (op->state != CA_IO_OP_INFLIGHT) return;
     op->state = CA_IO_OP_CANCELLING;
     switch (op->bflags & WHERE_MASK) {
-    case WHERE_RUN: list_unlink(&b->run, op); break;
-    case WHERE_BATCH: list_unlink(&b->batch, op); break;
-    case WHERE_RD: list_unlink(&b->fds[op->fd].rd, op); break;
-    case WHERE_WR: list_unlink(&b->fds[op->fd].wr, op); break;
+    case WHERE_RUN: ca_io_op_list_unlink(&b->run, op); break;
+    case WHERE_BATCH: ca_io_op_list_unlink(&b->batch, op); break;
+    case WHERE_RD: ca_io_op_list_unlink(&b->fds[op->fd].rd, op); break;
+    case WHERE_WR: ca_io_op_list_unlink(&b->fds[op->fd].wr, op); break;
     default: break;
     }
     if (!(op->flags & CA_IO_F_WINS_CANCEL)) { /* (a test's injected result completes anyway) */
@@ -526,7 +505,7 @@ static void epoll_backend_cancel(ca_backend *b, ca_io_op *op) {
         op->injected_res = -ECANCELED;
     }
     op->bflags = WHERE_RUN;
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 
@@ -547,11 +526,11 @@ static void epoll_drain(ca_backend *b) {
             list_move_to_run(b, &b->fds[fd].rd);
             list_move_to_run(b, &b->fds[fd].wr);
         }
-        op_list batch = b->run;
+        ca_io_op_list batch = b->run;
         b->run.head = b->run.tail = NULL;
         while (batch.head != NULL) {
             ca_io_op *op = batch.head;
-            list_unlink(&batch, op);
+            ca_io_op_list_unlink(&batch, op);
             epoll_complete(b, op, -ECANCELED);
         }
     }
