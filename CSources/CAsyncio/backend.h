@@ -149,8 +149,6 @@ typedef struct ca_backend_ops {
     void (*forget_fd)(ca_backend *b, int fd);
     /** Copies the counters. */
     void (*stats)(const ca_backend *b, ca_backend_stats *out);
-    /** Operations in flight (submitted, not finally completed). */
-    size_t (*inflight)(const ca_backend *b);
     /** The size of the buffers CA_IO_F_BUF_SELECT receives complete in, or 0
      *  when the backend has none (epoll; io_uring before 6.0). Sets the
      *  buffer ring up on first use. */

@@ -547,8 +547,6 @@ static void epoll_backend_close(ca_backend *b) {
 
 static void epoll_backend_stats(const ca_backend *b, ca_backend_stats *out) { *out = b->stats; }
 
-static size_t epoll_backend_inflight(const ca_backend *b) { return b->inflight; }
-
 /* Readiness-based: every receive reads into its owner's buffer. */
 static uint32_t epoll_backend_provided_buffers(ca_backend *b) { return 0; }
 static void epoll_backend_buffer_return(ca_backend *b, uint16_t bid) {}
@@ -564,7 +562,6 @@ const ca_backend_ops ca_backend_epoll_ops = {
     .cancel = epoll_backend_cancel,
     .forget_fd = epoll_backend_forget_fd,
     .stats = epoll_backend_stats,
-    .inflight = epoll_backend_inflight,
     .provided_buffers = epoll_backend_provided_buffers,
     .buffer_return = epoll_backend_buffer_return,
     .file_ops = epoll_backend_file_ops,

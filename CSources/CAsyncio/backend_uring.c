@@ -662,8 +662,6 @@ static void uring_backend_forget_fd(ca_backend *b, int fd) {
 
 static void uring_backend_stats(const ca_backend *b, ca_backend_stats *out) { *out = b->stats; }
 
-static size_t uring_backend_inflight(const ca_backend *b) { return b->inflight; }
-
 static bool uring_backend_file_ops(const ca_backend *b) { return b->file_ops; }
 
 const ca_backend_ops ca_backend_uring_ops = {
@@ -676,7 +674,6 @@ const ca_backend_ops ca_backend_uring_ops = {
     .cancel = uring_backend_cancel,
     .forget_fd = uring_backend_forget_fd,
     .stats = uring_backend_stats,
-    .inflight = uring_backend_inflight,
     .provided_buffers = uring_backend_provided_buffers,
     .buffer_return = uring_backend_buffer_return,
     .file_ops = uring_backend_file_ops,

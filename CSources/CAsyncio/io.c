@@ -176,7 +176,6 @@ typedef struct io_watch {
     ca_callback_fn fn;
     void *arg;
     ca_release_fn release;
-    int fd;
     uint8_t active;     /* registered */
     uint8_t scheduled;  /* a handle to run it is queued */
     uint8_t dead;       /* forgotten: free once neither in flight nor scheduled */
@@ -700,7 +699,6 @@ static ca_error *add_watch(ca_loop *loop, int fd, bool writer, ca_callback_fn fn
             if (release) release(arg);
             return ca_error_new(&ca_MemoryError, NULL);
         }
-        w->fd = fd;
         w->op.fd = fd;
         w->op.opcode = CA_IO_POLL;
         w->op.poll_events = writer ? POLLOUT : POLLIN;

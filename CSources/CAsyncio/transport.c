@@ -134,7 +134,6 @@ struct ca_server {
     ca_handle *retry_timer;
     char *unix_path;                /* owned: unlinked on close */
     uint16_t port;
-    int ops_inflight;
 };
 
 static void transport_dealloc(ca_object *op);
@@ -1018,7 +1017,6 @@ static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags)
         }
     }
     if (more) return;
-    s->ops_inflight--;
     if (l->close_pending) listener_close_fd(l);
     else if (s->serving && !s->accept_paused && !loop->closed) listener_arm(l);
     ca_decref(s);
@@ -1030,7 +1028,6 @@ static void listener_arm(listener *l) {
     l->op.opcode = CA_IO_ACCEPT;
     l->op.flags = CA_IO_F_MULTISHOT;
     l->op.buf = NULL;
-    s->ops_inflight++;
     ca_incref(s);
     ca_io_submit(s->loop, &l->op);
 }
