@@ -102,7 +102,6 @@ struct ca_transport {
     uint8_t lost_scheduled;
     uint8_t fd_close_pending;   /* close the fd once no op is in flight */
     int conn_lost;              /* asyncio's _conn_lost counter */
-    int ops_inflight;
     ca_error *lost_exc;         /* what connection_lost will receive */
     ca_error *write_exc;        /* a write failure waiting to be reported */
 };
@@ -212,9 +211,16 @@ static inline size_t wbuf_pending(const wbuf *b) { return b->len - b->off; }
 
 /* MARK: - Closing */
 
+/* Whether the kernel may still hold an operation on the fd: rop and wop
+ * are the only ops a transport submits, and a backend makes an op IDLE
+ * before dispatching its final completion. */
+static inline bool transport_ops_inflight(const ca_transport *t) {
+    return t->rop.state != CA_IO_OP_IDLE || t->wop.state != CA_IO_OP_IDLE;
+}
+
 static void transport_close_fd(ca_transport *t) {
     if (t->fd < 0) return;
-    if (t->ops_inflight > 0) {
+    if (transport_ops_inflight(t)) {
         /* the kernel still holds operations on it: close when they end */
         t->fd_close_pending = 1;
         return;
@@ -324,8 +330,7 @@ bool ca_transport_is_closing(const ca_transport *t) { return t->closing; }
 
 /* An op ended: drop its reference, and close the fd if that waited on it. */
 static void transport_op_ended(ca_transport *t) {
-    t->ops_inflight--;
-    if (t->fd_close_pending && t->ops_inflight == 0) transport_close_fd(t);
+    if (t->fd_close_pending && !transport_ops_inflight(t)) transport_close_fd(t);
     ca_decref(t);
 }
 
@@ -426,7 +431,6 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
      * resume_reading */
     if ((t->rq_len > 0 || t->rfinal_set) && !t->reading_paused) transport_schedule_read_ready(t);
     if (more) return;
-    t->ops_inflight--;
     /* The next read starts at once unless it would reuse a buffer whose
      * bytes are not delivered yet (read_ready starts it then). */
     if (transport_wants_read(t) && t->rq_own == 0) transport_read_arm(t);
@@ -494,7 +498,6 @@ static void transport_read_arm(ca_transport *t) {
         op->flags = t->rshort ? CA_IO_F_POLL_FIRST : 0;
         t->rfallback = 0;
     }
-    t->ops_inflight++;
     ca_incref(t);
     ca_io_submit(t->loop, op);
 }
@@ -610,7 +613,6 @@ static void transport_send_submit(ca_transport *t) {
     op->buf = t->cur.data + t->cur.off;
     op->len = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
     op->flags = 0;
-    t->ops_inflight++;
     ca_incref(t);
     ca_io_submit(t->loop, op);
 }
@@ -775,7 +777,7 @@ void ca_transports_loop_closed(ca_loop *loop) {
         transport_list_remove(t);
         t->lost = 1;
         t->closing = 1;
-        if (t->ops_inflight == 0 && t->fd >= 0) {
+        if (!transport_ops_inflight(t) && t->fd >= 0) {
             close(t->fd);
             t->fd = -1;
         }
