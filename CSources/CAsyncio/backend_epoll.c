@@ -62,7 +62,7 @@ typedef struct epoll_fdstate {
     ca_io_op_list rd;    /* RECV / ACCEPT / POLL(IN) waiting for readability */
     ca_io_op_list wr;    /* SEND / CONNECT / POLL(OUT) waiting for writability */
     uint32_t last_events; /* the last edge's events (POLL results) */
-    uint8_t known;       /* seen before: set non-blocking already */
+    uint8_t nonblocking; /* made non-blocking for ACCEPT/CONNECT already */
     uint8_t registered;  /* in the epoll set */
     uint8_t rd_ready;    /* a read edge arrived since the last EAGAIN */
     uint8_t wr_ready;
@@ -99,9 +99,7 @@ static void list_move_to_run(ca_backend *b, ca_io_op_list *from) {
 
 /* MARK: - Per-fd state */
 
-/** The state of `fd`, growing the table; NULL when out of memory. The first
- *  time an fd is seen it is made non-blocking: accept and connect are
- *  attempted directly, and must not block the loop. */
+/** The state of `fd`, growing the table; NULL when out of memory. */
 static epoll_fdstate *fd_state(ca_backend *b, int fd) {
     if (fd < 0) return NULL;
     if ((size_t)fd >= b->nfds) {
@@ -113,13 +111,19 @@ static epoll_fdstate *fd_state(ca_backend *b, int fd) {
         b->fds = t;
         b->nfds = n;
     }
-    epoll_fdstate *fs = &b->fds[fd];
-    if (CA_UNLIKELY(!fs->known)) {
-        fs->known = 1;
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    }
-    return fs;
+    return &b->fds[fd];
+}
+
+/** accept4 and connect take no MSG_DONTWAIT, and sock_accept/sock_connect
+ *  are given the caller's fd, which may be blocking: it is made
+ *  non-blocking the first time either is attempted on it. Receives and
+ *  sends pass MSG_DONTWAIT instead, so a connection's own fd (accepted
+ *  SOCK_NONBLOCK anyway) costs no fcntl. */
+static void fd_make_nonblocking(epoll_fdstate *fs, int fd) {
+    if (CA_LIKELY(fs->nonblocking)) return;
+    fs->nonblocking = 1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /** Registers `fd` for edges in both directions (once). Returns 0 or -errno. */
@@ -196,6 +200,7 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
         *res = n < 0 ? -errno : (int32_t)n;
         return ATTEMPT_DONE;
     case CA_IO_ACCEPT: {
+        fd_make_nonblocking(fs, op->fd);
         int fd;
         do fd = accept4(op->fd, (struct sockaddr *)op->buf, op->buf ? &op->addrlen : NULL,
                         SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -216,6 +221,7 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
             *res = -soerr;
             return ATTEMPT_DONE;
         }
+        fd_make_nonblocking(fs, op->fd);
         if (connect(op->fd, (const struct sockaddr *)op->buf, op->addrlen) == 0) {
             *res = 0;
             return ATTEMPT_DONE;
