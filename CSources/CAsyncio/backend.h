@@ -161,6 +161,13 @@ typedef struct ca_backend_ops {
     bool (*file_ops)(const ca_backend *b);
 } ca_backend_ops;
 
+/** Grows `table`, an array of `*n` entries of `elem` bytes indexed by fd,
+ *  so that it holds `fd` (fd >= 0): doubling from 64, new entries zeroed.
+ *  Returns the new array, *n updated; NULL when out of memory, the old
+ *  array and *n unchanged. Every fd-indexed table (io.c, epoll) grows
+ *  through it. */
+void *ca_fd_table_grow(void *table, size_t *n, size_t elem, int fd);
+
 extern const ca_backend_ops ca_backend_uring_ops;
 extern const ca_backend_ops ca_backend_epoll_ops;
 

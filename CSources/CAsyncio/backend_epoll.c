@@ -102,14 +102,10 @@ static void list_move_to_run(ca_backend *b, ca_io_op_list *from) {
 /** The state of `fd`, growing the table; NULL when out of memory. */
 static epoll_fdstate *fd_state(ca_backend *b, int fd) {
     if (fd < 0) return NULL;
-    if ((size_t)fd >= b->nfds) {
-        size_t n = b->nfds ? b->nfds : 64;
-        while (n <= (size_t)fd) n *= 2;
-        epoll_fdstate *t = ca_realloc(b->fds, n * sizeof *t);
+    if (CA_UNLIKELY((size_t)fd >= b->nfds)) {
+        epoll_fdstate *t = ca_fd_table_grow(b->fds, &b->nfds, sizeof *t, fd);
         if (t == NULL) return NULL;
-        memset(t + b->nfds, 0, (n - b->nfds) * sizeof *t);
         b->fds = t;
-        b->nfds = n;
     }
     return &b->fds[fd];
 }

@@ -38,7 +38,7 @@ typedef struct file_req {
     ca_future *job;          /* the executor's future, on that path (strong) */
     int64_t job_res;         /* the worker's result (-errno), -1 until it ran */
     bool fd_taken;           /* OPEN on the executor: the fd went to the future or was closed */
-    bool busy;               /* counted in io->file_busy[fd] until the kernel or thread is done */
+    bool busy;               /* counted in the fd's file_busy until the kernel or thread is done */
     bool detached;           /* CLOSE from ca_loop_file_close_later: nobody holds the future */
     struct file_req *next_closing; /* CLOSE waiting in io->file_closing */
 } file_req;
@@ -111,25 +111,16 @@ static void file_req_succeed(file_req *r, int64_t res) {
 
 /** Counts `r` as in flight on its fd. False when out of memory. */
 static bool file_busy_add(file_req *r) {
-    ca_io_loop *io = r->fut.fut_loop->io;
-    int fd = r->fd;
-    if ((size_t)fd >= io->nfile_busy) {
-        size_t n = io->nfile_busy ? io->nfile_busy : 64;
-        while (n <= (size_t)fd) n *= 2;
-        uint32_t *t = ca_realloc(io->file_busy, n * sizeof *t);
-        if (t == NULL) return false;
-        memset(t + io->nfile_busy, 0, (n - io->nfile_busy) * sizeof *t);
-        io->file_busy = t;
-        io->nfile_busy = n;
-    }
-    io->file_busy[fd]++;
+    ca_io_fd *e = ca_io_fd_get(r->fut.fut_loop->io, r->fd);
+    if (e == NULL) return false;
+    e->file_busy++;
     r->busy = true;
     return true;
 }
 
 static bool file_fd_busy(ca_loop *loop, int fd) {
-    ca_io_loop *io = loop->io;
-    return io != NULL && (size_t)fd < io->nfile_busy && io->file_busy[fd] > 0;
+    const ca_io_fd *e = ca_io_fd_find(loop, fd);
+    return e != NULL && e->file_busy > 0;
 }
 
 /** Runs a close that no longer waits: close(2) at once for a detached
@@ -163,7 +154,7 @@ static void file_busy_done(file_req *r) {
     r->busy = false;
     ca_loop *loop = r->fut.fut_loop;
     ca_io_loop *io = loop->io;
-    if (io == NULL || --io->file_busy[r->fd] > 0) return;
+    if (io == NULL || --io->fds[r->fd].file_busy > 0) return;
     file_req **pp = (file_req **)&io->file_closing;
     while (*pp != NULL) {
         file_req *c = *pp;
@@ -186,9 +177,6 @@ void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io) {
         file_close_go(c);
         c = next;
     }
-    ca_free(io->file_busy);
-    io->file_busy = NULL;
-    io->nfile_busy = 0;
 }
 
 /* MARK: - The ring */

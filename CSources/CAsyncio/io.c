@@ -199,24 +199,15 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop) {
 
 /** The record of `fd`, created on demand (NULL: out of memory or bad fd). */
 static io_fdinfo *fdinfo_get(ca_loop *loop, int fd, bool create) {
-    ca_io_loop *io = create ? ca_io_loop_get(loop) : loop->io;
-    if (io == NULL || fd < 0) return NULL;
-    if ((size_t)fd >= io->nfds) {
-        if (!create) return NULL;
-        size_t n = io->nfds ? io->nfds : 64;
-        while (n <= (size_t)fd) n *= 2;
-        io_fdinfo **t = ca_realloc(io->fds, n * sizeof *t);
-        if (t == NULL) return NULL;
-        memset(t + io->nfds, 0, (n - io->nfds) * sizeof *t);
-        io->fds = t;
-        io->nfds = n;
+    if (!create) {
+        ca_io_fd *e = ca_io_fd_find(loop, fd);
+        return e != NULL ? e->info : NULL;
     }
-    io_fdinfo *fi = io->fds[fd];
-    if (fi == NULL && create) {
-        fi = ca_calloc(1, sizeof *fi);
-        io->fds[fd] = fi;
-    }
-    return fi;
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e == NULL) return NULL;
+    if (e->info == NULL) e->info = ca_calloc(1, sizeof *e->info);
+    return e->info;
 }
 
 ca_error *ca_io_stash_take(ca_loop *loop, int fd, size_t max, ca_bytes **out) {
@@ -767,29 +758,17 @@ static void fdinfo_release(io_fdinfo *fi, bool loop_closed) {
     ca_free(fi);
 }
 
-/** Starts a new generation of `fd` (its number may mean another file
- *  from now on). Out of memory the table stays short: fds beyond it keep
- *  generation 0, as before generations existed. */
-static void fd_gen_bump(ca_io_loop *io, int fd) {
-    if ((size_t)fd >= io->nfd_gen) {
-        size_t n = io->nfd_gen ? io->nfd_gen : 64;
-        while (n <= (size_t)fd) n *= 2;
-        uint32_t *t = ca_realloc(io->fd_gen, n * sizeof *t);
-        if (t == NULL) return;
-        memset(t + io->nfd_gen, 0, (n - io->nfd_gen) * sizeof *t);
-        io->fd_gen = t;
-        io->nfd_gen = n;
-    }
-    io->fd_gen[fd]++;
-}
-
+/* Drops the fd's record and starts a new generation of it (its number may
+ * mean another file from now on). Out of memory the table stays short:
+ * fds beyond it keep generation 0, as before generations existed. */
 void ca_loop_forget_fd(ca_loop *loop, int fd) {
     ca_io_loop *io = loop->io;
-    if (io != NULL && fd >= 0 && (size_t)fd < io->nfds && io->fds[fd] != NULL) {
-        fdinfo_release(io->fds[fd], false);
-        io->fds[fd] = NULL;
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e != NULL) {
+        if (e->info != NULL) fdinfo_release(e->info, false);
+        e->info = NULL;
+        e->gen++;
     }
-    if (io != NULL && fd >= 0) fd_gen_bump(io, fd);
     if (loop->backend != NULL) loop->backend_ops->forget_fd(loop->backend, fd);
 }
 
@@ -807,10 +786,9 @@ void ca_io_loop_free(ca_loop *loop) {
     ca_transports_loop_closed(loop);
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)
-        if (io->fds[fd] != NULL) fdinfo_release(io->fds[fd], true);
+        if (io->fds[fd].info != NULL) fdinfo_release(io->fds[fd].info, true);
     ca_files_loop_closed(loop, io);
     ca_free(io->fds);
-    ca_free(io->fd_gen);
     ca_free(io);
 }
 

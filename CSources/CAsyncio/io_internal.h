@@ -20,15 +20,20 @@ typedef struct io_fdinfo io_fdinfo;
 typedef struct ca_executor ca_executor;
 typedef struct ca_signals ca_signals;
 
+/** What the loop keeps per fd number: one table (ca_io_loop.fds) for the
+ *  whole I/O layer, grown by ca_io_fd_get. */
+typedef struct ca_io_fd {
+    io_fdinfo *info;        /* stash, accepted fds, reader/writer (io.c): NULL until needed, freed
+                               when the fd is forgotten */
+    uint32_t gen;           /* bumped each time the fd is forgotten (closed through the loop), so a
+                               completion can tell it outlived its file */
+    uint32_t file_busy;     /* file operations (file.c) not finished yet; outlives forgetting */
+} ca_io_fd;
+
 /** Per-loop I/O state (loop->io), created by the first I/O call. */
 typedef struct ca_io_loop {
-    io_fdinfo **fds;        /* indexed by fd; NULL until the fd needs a record */
+    ca_io_fd *fds;          /* indexed by fd; zero beyond nfds */
     size_t nfds;
-    uint32_t *fd_gen;       /* indexed by fd: bumped each time the fd is forgotten (closed through
-                               the loop), so a completion can tell it outlived its file */
-    size_t nfd_gen;
-    uint32_t *file_busy;    /* indexed by fd: file operations (file.c) not finished yet */
-    size_t nfile_busy;
     void *file_closing;     /* file.c's closes waiting for their fd's operations to finish */
     ca_io_fault_fn fault;
     void *fault_arg;
@@ -45,10 +50,28 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop);
 /** Applies the fault hook to `op` (the slow path of ca_io_submit). */
 void ca_io_apply_fault(ca_loop *loop, ca_io_op *op);
 
-/** The generation of `fd` (io->fd_gen; 0 until first forgotten). */
+/** The entry of `fd` (fd >= 0), growing the table; NULL when out of
+ *  memory. */
+static inline ca_io_fd *ca_io_fd_get(ca_io_loop *io, int fd) {
+    if (CA_UNLIKELY((size_t)fd >= io->nfds)) {
+        ca_io_fd *t = ca_fd_table_grow(io->fds, &io->nfds, sizeof *t, fd);
+        if (t == NULL) return NULL;
+        io->fds = t;
+    }
+    return &io->fds[fd];
+}
+
+/** The entry of `fd` when the table reaches it, else NULL (every field of
+ *  an fd beyond the table is zero). Never grows it. */
+static inline ca_io_fd *ca_io_fd_find(const ca_loop *loop, int fd) {
+    ca_io_loop *io = loop->io;
+    return io != NULL && fd >= 0 && (size_t)fd < io->nfds ? &io->fds[fd] : NULL;
+}
+
+/** The generation of `fd` (0 until first forgotten). */
 static inline uint32_t ca_io_fd_gen(const ca_loop *loop, int fd) {
-    const ca_io_loop *io = loop->io;
-    return io != NULL && fd >= 0 && (size_t)fd < io->nfd_gen ? io->fd_gen[fd] : 0;
+    const ca_io_fd *e = ca_io_fd_find(loop, fd);
+    return e != NULL ? e->gen : 0;
 }
 
 /** Hands `op` to the backend and counts it in io_pending. The loop must be
@@ -97,8 +120,8 @@ ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, s
  *  base_events._ipaddr_info answers on the loop thread (resolver.c). */
 bool ca_io_host_is_numeric(const char *host, int family);
 
-/** At loop close: closes the fds whose close still waited for file
- *  operations (file.c) and frees the loop's file bookkeeping. */
+/** At loop close: runs the closes that still waited for file operations
+ *  (file.c): their fds are closed at once. */
 void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io);
 
 /* MARK: - Transports (transport.c) */
