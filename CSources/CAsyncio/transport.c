@@ -16,6 +16,7 @@
  * from the ready queue, never inside the backend's poll.
  */
 #include "io_internal.h"
+#include "sync_internal.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -127,9 +128,7 @@ struct ca_server {
     bool accept_paused;             /* out of fds: waiting ACCEPT_RETRY_DELAY */
     size_t nconn;
     ca_transport *conns;            /* borrowed list heads */
-    ca_future **waiters;            /* wait_closed() futures (strong) */
-    size_t nwaiters;
-    size_t waiters_cap;
+    ca_waiters waiters;             /* wait_closed() futures */
     ca_handle *retry_timer;
     char *unix_path;                /* owned: unlinked on close */
     uint16_t port;
@@ -929,16 +928,16 @@ void ca_server_attach(ca_server *s, ca_transport *t) {
     s->nconn++;
 }
 
+/* Server._wakeup: the waiters are taken out before any is resolved. */
 static void server_wakeup(ca_server *s) {
-    size_t n = s->nwaiters;
-    ca_future **w = s->waiters;
-    s->waiters = NULL;
-    s->nwaiters = s->waiters_cap = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (w[i]->fut_state == CA_FUTURE_PENDING) ca_decref(ca_future_set_result_impl(w[i], ca_none()));
-        ca_decref(w[i]);
+    ca_waiters w = s->waiters;
+    s->waiters = (ca_waiters){0};
+    ca_future *f;
+    while ((f = ca_waiters_popleft(&w)) != NULL) {
+        if (f->fut_state == CA_FUTURE_PENDING) ca_decref(ca_future_set_result_impl(f, ca_none()));
+        ca_decref(f);
     }
-    ca_free(w);
+    ca_waiters_clear(&w);
 }
 
 void ca_server_detach(ca_server *s, ca_transport *t) {
@@ -1080,17 +1079,12 @@ ca_future *ca_server_wait_closed(ca_server *s) {
         ca_decref(ca_future_set_result_impl(f, ca_none()));
         return f;
     }
-    if (s->nwaiters == s->waiters_cap) {
-        size_t cap = s->waiters_cap ? s->waiters_cap * 2 : 4;
-        ca_future **w = ca_realloc(s->waiters, cap * sizeof *w);
-        if (w == NULL) {
-            ca_decref(f);
-            return NULL;
-        }
-        s->waiters = w;
-        s->waiters_cap = cap;
+    ca_error *err = ca_waiters_append(&s->waiters, f);
+    if (err != NULL) {
+        ca_decref(err);
+        ca_decref(f);
+        return NULL;
     }
-    s->waiters[s->nwaiters++] = ca_incref(f);
     return f;
 }
 
@@ -1122,8 +1116,7 @@ static void server_dealloc(ca_object *op) {
         (void)unlink(s->unix_path);
         ca_free(s->unix_path);
     }
-    for (size_t i = 0; i < s->nwaiters; i++) ca_decref(s->waiters[i]);
-    ca_free(s->waiters);
+    ca_waiters_clear(&s->waiters);
     ca_decref(s->retry_timer);
     if (s->factory_arg_release != NULL) s->factory_arg_release(s->factory_arg);
     ca_decref(s->loop);
