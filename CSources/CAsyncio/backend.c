@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <casyncio/error.h>
 #include <casyncio/object.h>
@@ -92,4 +93,12 @@ void *ca_fd_table_grow(void *table, size_t *n, size_t elem, int fd) {
     memset(t + *n * elem, 0, (cap - *n) * elem);
     *n = cap;
     return t;
+}
+
+void ca_eventfd_signal(int fd) {
+    int saved_errno = errno;
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n;
+    errno = saved_errno;
 }

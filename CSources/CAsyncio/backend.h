@@ -168,6 +168,13 @@ typedef struct ca_backend_ops {
  *  through it. */
 void *ca_fd_table_grow(void *table, size_t *n, size_t elem, int fd);
 
+/** Adds one to the eventfd `fd`: both backends' wake(). Async-signal-safe
+ *  (one write(2)) and errno is left as the caller had it. A failure is
+ *  ignored: EAGAIN (epoll's non-blocking eventfd at a counter of 2^64-2)
+ *  means a wake-up is pending already, and the blocking one of io_uring
+ *  could only block there too. */
+void ca_eventfd_signal(int fd);
+
 extern const ca_backend_ops ca_backend_uring_ops;
 extern const ca_backend_ops ca_backend_epoll_ops;
 

@@ -472,15 +472,7 @@ static ca_error *epoll_backend_poll(ca_backend *b, int64_t timeout_ns, int *neve
     return NULL;
 }
 
-/** Async-signal-safe: one write(2), errno preserved. EAGAIN (counter
- *  saturated) means a wake-up is already pending, so it is ignored. */
-static void epoll_backend_wake(ca_backend *b) {
-    int saved_errno = errno;
-    uint64_t one = 1;
-    ssize_t n = write(b->wake_fd, &one, sizeof one);
-    (void)n;
-    errno = saved_errno;
-}
+static void epoll_backend_wake(ca_backend *b) { ca_eventfd_signal(b->wake_fd); }
 
 static void epoll_backend_submit(ca_backend *b, ca_io_op *op) {
     op->state = CA_IO_OP_INFLIGHT;

@@ -577,16 +577,7 @@ static ca_error *uring_backend_poll(ca_backend *b, int64_t timeout_ns, int *neve
     return NULL;
 }
 
-/** Async-signal-safe: one write(2), and errno is left as the caller had it.
- *  The eventfd is blocking, but a write could only block at a counter of
- *  2^64-2; short of a closed fd it does not fail. */
-static void uring_backend_wake(ca_backend *b) {
-    int saved_errno = errno;
-    uint64_t one = 1;
-    ssize_t n = write(b->wake_fd, &one, sizeof one);
-    (void)n;
-    errno = saved_errno;
-}
+static void uring_backend_wake(ca_backend *b) { ca_eventfd_signal(b->wake_fd); }
 
 /**
  * Cancels whatever is in flight and reaps until every op has completed, so
