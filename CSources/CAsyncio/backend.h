@@ -35,6 +35,7 @@ typedef struct ca_io_op ca_io_op;
 #define CA_IO_F_WINS_CANCEL 0x20 /* fault injection: the injected result beats a cancel */
 #define CA_IO_F_BUF_SELECT 0x10 /* RECV: multishot, each completion in a buffer the backend
                                    provides (see provided_buffers); buf/len are ignored */
+#define CA_IO_F_COUNTED 0x40   /* set by ca_io_submit: counted in its fd's inflight (io.c) */
 
 /* Completion flags (passed to ca_io_dispatch). */
 #define CA_IO_CQE_MORE 0x01     /* a multishot op stays in flight: more completions follow */

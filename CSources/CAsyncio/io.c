@@ -130,8 +130,23 @@ ca_error *ca_error_from_io(int err_no, const char *op) {
 /* MARK: - Completion dispatch */
 
 void ca_io_dispatch(ca_io_op *op, int32_t res, uint32_t cflags) {
-    if (CA_LIKELY(!(cflags & CA_IO_CQE_MORE))) op->loop->io_pending--;
+    ca_loop *loop = op->loop;
+    if (CA_UNLIKELY(cflags & CA_IO_CQE_MORE)) {
+        op->complete(op, res, cflags);
+        return;
+    }
+    loop->io_pending--;
+    if (CA_UNLIKELY(!(op->flags & CA_IO_F_COUNTED))) {
+        op->complete(op, res, cflags);
+        return;
+    }
+    /* The fd's count drops after the owner ran: what it submits again
+     * from its completion keeps the fd busy throughout. The op itself
+     * may be gone by then. */
+    int fd = op->fd;
+    op->flags &= (uint8_t)~CA_IO_F_COUNTED;
     op->complete(op, res, cflags);
+    ca_io_fd_release_in(loop, loop->io, fd);
 }
 
 void ca_io_apply_fault(ca_loop *loop, ca_io_op *op) {
@@ -195,6 +210,104 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop) {
     ca_io_loop *io = ca_calloc(1, sizeof *io);
     loop->io = io;
     return io;
+}
+
+/* MARK: - Operations in flight per fd
+ *
+ * A cancelled operation's owner is done with it at once, but the kernel
+ * (or an executor thread) may still be in it, using the fd number. Closing
+ * the fd then would let the number be reused while the operation runs, and
+ * a step of it not started yet would act on another file. So every
+ * operation is counted on its fd until its final completion, and closes
+ * that must not race one wait for the count to fall to zero. */
+
+void ca_io_count_slow(ca_loop *loop, ca_io_op *op) {
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL ? ca_io_fd_get(io, op->fd) : NULL;
+    if (e != NULL) {
+        e->inflight++;
+        op->flags |= CA_IO_F_COUNTED;
+        return;
+    }
+    op->flags |= CA_IO_F_INJECT; /* completes as a no-op: the fd is never touched */
+    op->injected_res = -ENOMEM;
+}
+
+bool ca_io_fd_hold(ca_loop *loop, int fd) {
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e == NULL) return false;
+    e->inflight++;
+    return true;
+}
+
+/* Forgets and closes `fd` now (a closed loop's table goes with it). */
+static void fd_close_now(ca_loop *loop, int fd) {
+    if (!loop->closed) ca_loop_forget_fd(loop, fd);
+    close(fd);
+}
+
+void ca_io_fd_went_idle(ca_loop *loop, int fd) {
+    ca_io_fd *e = &loop->io->fds[fd];
+    /* Every wait registered so far runs, oldest first; what they start
+     * (file.c's CLOSE op) makes the fd busy again, and waits they add
+     * wait for that. */
+    ca_io_idle *w = e->idle, *order = NULL;
+    e->idle = NULL;
+    while (w != NULL) {
+        ca_io_idle *next = w->next;
+        w->next = order;
+        order = w;
+        w = next;
+    }
+    while (order != NULL) {
+        ca_io_idle *next = order->next;
+        order->next = NULL;
+        order->fn(order, loop, fd);
+        order = next;
+    }
+    e = &loop->io->fds[fd]; /* (the table may have grown) */
+    if (e->close_pending && e->inflight == 0) {
+        e->close_pending = 0;
+        fd_close_now(loop, fd);
+    }
+}
+
+void ca_io_when_idle(ca_loop *loop, int fd, ca_io_idle *w, void (*fn)(ca_io_idle *w, ca_loop *loop, int fd)) {
+    w->fn = fn;
+    w->next = NULL;
+    ca_io_fd *e = loop->closed || !ca_io_fd_busy(loop, fd) ? NULL : &loop->io->fds[fd];
+    if (e == NULL) {
+        fn(w, loop, fd);
+        return;
+    }
+    w->next = e->idle;
+    e->idle = w;
+}
+
+void ca_io_close_when_idle(ca_loop *loop, int fd) {
+    if (fd < 0) return;
+    if (!ca_io_fd_busy(loop, fd)) {
+        fd_close_now(loop, fd);
+        return;
+    }
+    loop->io->fds[fd].close_pending = 1;
+}
+
+/* At loop close, with the backend gone and loop->io cleared: nothing can
+ * use an fd any more, so what still waited runs now. */
+static void fds_loop_closed(ca_loop *loop, ca_io_loop *io) {
+    for (size_t fd = 0; fd < io->nfds; fd++) {
+        ca_io_fd *e = &io->fds[fd];
+        while (e->idle != NULL) {
+            ca_io_idle *w = e->idle;
+            e->idle = w->next;
+            w->next = NULL;
+            w->fn(w, loop, (int)fd);
+        }
+        if (e->close_pending) close((int)fd);
+        e->close_pending = 0;
+    }
 }
 
 /** The record of `fd`, created on demand (NULL: out of memory or bad fd). */
@@ -787,7 +900,7 @@ void ca_io_loop_free(ca_loop *loop) {
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)
         if (io->fds[fd].info != NULL) fdinfo_release(io->fds[fd].info, true);
-    ca_files_loop_closed(loop, io);
+    fds_loop_closed(loop, io);
     ca_free(io->fds);
     ca_free(io);
 }

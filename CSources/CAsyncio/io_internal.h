@@ -17,6 +17,7 @@
 #define CA_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 typedef struct io_fdinfo io_fdinfo;
+typedef struct ca_io_idle ca_io_idle;
 typedef struct ca_executor ca_executor;
 typedef struct ca_signals ca_signals;
 
@@ -25,16 +26,26 @@ typedef struct ca_signals ca_signals;
 typedef struct ca_io_fd {
     io_fdinfo *info;        /* stash, accepted fds, reader/writer (io.c): NULL until needed, freed
                                when the fd is forgotten */
+    ca_io_idle *idle;       /* waiting for inflight to fall to 0, newest first (ca_io_when_idle) */
     uint32_t gen;           /* bumped each time the fd is forgotten (closed through the loop), so a
                                completion can tell it outlived its file */
-    uint32_t file_busy;     /* file operations (file.c) not finished yet; outlives forgetting */
+    uint32_t inflight;      /* what may still use the fd number: ops submitted and not finally
+                               completed, and executor jobs (ca_io_fd_hold); outlives forgetting */
+    uint8_t close_pending;  /* ca_io_close_when_idle: forget and close it at 0 */
 } ca_io_fd;
+
+/** A wait for an fd to have nothing in flight (ca_io_when_idle), embedded
+ *  in its owner, which keeps itself alive until `fn` ran. */
+struct ca_io_idle {
+    ca_io_idle *next;
+    /* Called once, with the loop (possibly closed, then loop->io is NULL). */
+    void (*fn)(ca_io_idle *w, ca_loop *loop, int fd);
+};
 
 /** Per-loop I/O state (loop->io), created by the first I/O call. */
 typedef struct ca_io_loop {
     ca_io_fd *fds;          /* indexed by fd; zero beyond nfds */
     size_t nfds;
-    void *file_closing;     /* file.c's closes waiting for their fd's operations to finish */
     ca_io_fault_fn fault;
     void *fault_arg;
     uint64_t race_kept;
@@ -74,14 +85,66 @@ static inline uint32_t ca_io_fd_gen(const ca_loop *loop, int fd) {
     return e != NULL ? e->gen : 0;
 }
 
-/** Hands `op` to the backend and counts it in io_pending. The loop must be
- *  open. The completion comes through op->complete from a later poll. */
+/** The slow path of ca_io_submit's count: creates the loop's I/O state or
+ *  grows the table; out of memory the op completes with -ENOMEM without
+ *  touching the fd (and is not counted). */
+void ca_io_count_slow(ca_loop *loop, ca_io_op *op);
+
+/** Hands `op` to the backend and counts it in io_pending and in its fd's
+ *  inflight. The loop must be open. The completion comes through
+ *  op->complete from a later poll. */
 static inline void ca_io_submit(ca_loop *loop, ca_io_op *op) {
     op->loop = loop;
     loop->io_pending++;
-    if (CA_UNLIKELY(loop->io != NULL && loop->io->fault != NULL)) ca_io_apply_fault(loop, op);
+    ca_io_loop *io = loop->io;
+    if (CA_LIKELY(io != NULL && (size_t)op->fd < io->nfds)) { /* (a negative fd is never below) */
+        io->fds[op->fd].inflight++;
+        op->flags |= CA_IO_F_COUNTED;
+    } else if (op->fd >= 0) {
+        ca_io_count_slow(loop, op);
+        io = loop->io;
+    }
+    if (CA_UNLIKELY(io != NULL && io->fault != NULL)) ca_io_apply_fault(loop, op);
     loop->backend_ops->submit(loop->backend, op);
 }
+
+/** Counts one more user of `fd` that is no op (an executor job). False
+ *  when out of memory. Pair with ca_io_fd_release. */
+bool ca_io_fd_hold(ca_loop *loop, int fd);
+
+/** The slow path of ca_io_fd_release: runs what waited for `fd` to be idle. */
+void ca_io_fd_went_idle(ca_loop *loop, int fd);
+
+/** Ends a hold (or a counted op, from ca_io_dispatch, where the table
+ *  always exists): at 0 the waits registered with ca_io_when_idle run,
+ *  then a ca_io_close_when_idle. */
+static inline void ca_io_fd_release_in(ca_loop *loop, ca_io_loop *io, int fd) {
+    ca_io_fd *e = &io->fds[fd];
+    if (--e->inflight == 0 && CA_UNLIKELY(e->idle != NULL || e->close_pending)) ca_io_fd_went_idle(loop, fd);
+}
+
+static inline void ca_io_fd_release(ca_loop *loop, int fd) {
+    if (CA_LIKELY(loop->io != NULL)) ca_io_fd_release_in(loop, loop->io, fd); /* (gone once the loop closed) */
+}
+
+/** Whether anything is in flight on `fd`. */
+static inline bool ca_io_fd_busy(const ca_loop *loop, int fd) {
+    const ca_io_fd *e = ca_io_fd_find(loop, fd);
+    return e != NULL && e->inflight > 0;
+}
+
+/** Runs w->fn once nothing is in flight on `fd`: at once when nothing is
+ *  (or the loop is closed), else right after the last op's owner has seen
+ *  its final completion (or the last hold's release), before the loop
+ *  looks at anything else; at loop close at the latest. The caller keeps
+ *  `w` and whatever fn needs alive until then. */
+void ca_io_when_idle(ca_loop *loop, int fd, ca_io_idle *w, void (*fn)(ca_io_idle *w, ca_loop *loop, int fd));
+
+/** Forgets and closes `fd` (taken) once nothing is in flight on it: an op
+ *  the kernel or a thread still holds could otherwise act on whatever
+ *  file reuses the number. At once when nothing is; at loop close at the
+ *  latest. On a closed loop the fd is closed without being forgotten. */
+void ca_io_close_when_idle(ca_loop *loop, int fd);
 
 /** Asks the backend to end `op` early (its completion still comes). */
 static inline void ca_io_cancel(ca_loop *loop, ca_io_op *op) {
@@ -119,10 +182,6 @@ ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, s
  *  (AF_UNSPEC: either; NULL counts as numeric) without DNS or files: what
  *  base_events._ipaddr_info answers on the loop thread (resolver.c). */
 bool ca_io_host_is_numeric(const char *host, int family);
-
-/** At loop close: runs the closes that still waited for file operations
- *  (file.c): their fds are closed at once. */
-void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io);
 
 /* MARK: - Transports (transport.c) */
 

@@ -101,7 +101,6 @@ struct ca_transport {
     uint8_t closing;
     uint8_t lost;               /* _call_connection_lost ran */
     uint8_t lost_scheduled;
-    uint8_t fd_close_pending;   /* close the fd once no op is in flight */
     int conn_lost;              /* asyncio's _conn_lost counter */
     ca_error *lost_exc;         /* what connection_lost will receive */
     ca_error *write_exc;        /* a write failure waiting to be reported */
@@ -111,7 +110,6 @@ typedef struct listener {
     ca_io_op op;
     ca_server *server;          /* borrowed: the listener lives inside it */
     int fd;
-    uint8_t close_pending;
 } listener;
 
 struct ca_server {
@@ -210,24 +208,12 @@ static inline size_t wbuf_pending(const wbuf *b) { return b->len - b->off; }
 
 /* MARK: - Closing */
 
-/* Whether the kernel may still hold an operation on the fd: rop and wop
- * are the only ops a transport submits, and a backend makes an op IDLE
- * before dispatching its final completion. */
-static inline bool transport_ops_inflight(const ca_transport *t) {
-    return t->rop.state != CA_IO_OP_IDLE || t->wop.state != CA_IO_OP_IDLE;
-}
-
+/* The kernel may still hold a cancelled read on the fd: it is closed when
+ * that ends. */
 static void transport_close_fd(ca_transport *t) {
     if (t->fd < 0) return;
-    if (transport_ops_inflight(t)) {
-        /* the kernel still holds operations on it: close when they end */
-        t->fd_close_pending = 1;
-        return;
-    }
-    ca_loop_forget_fd(t->loop, t->fd);
-    close(t->fd);
+    ca_io_close_when_idle(t->loop, t->fd);
     t->fd = -1;
-    t->fd_close_pending = 0;
 }
 
 /* _call_connection_lost. */
@@ -327,12 +313,6 @@ void ca_transport_abort(ca_transport *t) { transport_force_close(t, NULL); }
 
 bool ca_transport_is_closing(const ca_transport *t) { return t->closing; }
 
-/* An op ended: drop its reference, and close the fd if that waited on it. */
-static void transport_op_ended(ca_transport *t) {
-    if (t->fd_close_pending && !transport_ops_inflight(t)) transport_close_fd(t);
-    ca_decref(t);
-}
-
 /* MARK: - Reading */
 
 static void transport_read_arm(ca_transport *t);
@@ -393,7 +373,7 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
     rchunk chunk = {op->cqe_buf, 0, op->cqe_bid, op->cqe_buf != NULL};
     if (CA_UNLIKELY(t->loop->closed || t->closing || t->lost)) {
         rchunk_release(t, &chunk);
-        if (!more) transport_op_ended(t);
+        if (!more) ca_decref(t);
         return;
     }
     if (res > 0) {
@@ -420,7 +400,7 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
         ca_error *err = ca_loop_call_later(t->loop, CA_IO_RETRY_DELAY_NS, transport_read_retry_cb, ca_incref(t),
                                            ca_release_object, NULL, NULL);
         ca_decref(err);
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     } else {
         t->rfinal = res;
@@ -644,7 +624,7 @@ static void transport_write_drained(ca_transport *t) {
 static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     ca_transport *t = CA_CONTAINER_OF(op, ca_transport, wop);
     if (CA_UNLIKELY(t->loop->closed || t->lost || t->conn_lost)) {
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     }
     if (CA_UNLIKELY(res < 0)) {
@@ -659,7 +639,7 @@ static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
             ca_error *err = ca_loop_call_soon(t->loop, transport_write_error_cb, ca_incref(t), ca_release_object, NULL, NULL);
             ca_decref(err);
         }
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     }
     t->cur.off += (size_t)res;
@@ -675,7 +655,7 @@ static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
         else transport_write_drained(t);
     }
     transport_maybe_resume_protocol(t);
-    transport_op_ended(t);
+    ca_decref(t);
 }
 
 ca_error *ca_transport_write(ca_transport *t, const void *data, size_t len) {
@@ -747,7 +727,7 @@ size_t ca_transport_get_write_buffer_size(const ca_transport *t) { return wbuf_p
 
 /* MARK: - Accessors */
 
-int ca_transport_get_fd(const ca_transport *t) { return t->fd_close_pending ? -1 : t->fd; }
+int ca_transport_get_fd(const ca_transport *t) { return t->fd; }
 
 bool ca_transport_get_peername(const ca_transport *t, struct sockaddr_storage *addr, socklen_t *len) {
     *len = sizeof *addr;
@@ -776,10 +756,7 @@ void ca_transports_loop_closed(ca_loop *loop) {
         transport_list_remove(t);
         t->lost = 1;
         t->closing = 1;
-        if (!transport_ops_inflight(t) && t->fd >= 0) {
-            close(t->fd);
-            t->fd = -1;
-        }
+        transport_close_fd(t);
         t->rq_len = 0; /* the backend and its buffers are gone */
         ca_protocol *p = t->protocol;
         t->protocol = NULL;
@@ -960,20 +937,13 @@ static void server_accept_retry_cb(void *arg) {
 }
 
 static void listener_close_fd(listener *l) {
-    ca_server *s = l->server;
     if (l->fd < 0) return;
-    if (l->op.state != CA_IO_OP_IDLE) {
-        /* The fd stays open until the in-flight accept completes, but the
-         * socket must stop listening now: shutdown moves it out of LISTEN,
-         * so connects are refused and the pending accept fails. */
-        (void)shutdown(l->fd, SHUT_RDWR);
-        l->close_pending = 1;
-        return;
-    }
-    ca_loop_forget_fd(s->loop, l->fd);
-    close(l->fd);
+    /* The fd stays open until the in-flight accept completes, but the
+     * socket must stop listening now: shutdown moves it out of LISTEN, so
+     * connects are refused and the pending accept fails. */
+    if (l->op.state != CA_IO_OP_IDLE) (void)shutdown(l->fd, SHUT_RDWR);
+    ca_io_close_when_idle(l->server->loop, l->fd);
     l->fd = -1;
-    l->close_pending = 0;
 }
 
 static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
@@ -1018,8 +988,7 @@ static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags)
         }
     }
     if (more) return;
-    if (l->close_pending) listener_close_fd(l);
-    else if (s->serving && !s->accept_paused && !loop->closed) listener_arm(l);
+    if (s->serving && !s->accept_paused && !loop->closed) listener_arm(l);
     ca_decref(s);
 }
 
