@@ -6,10 +6,13 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <casyncio/error.h>
+#include <casyncio/object.h>
 
 /**
  * Reads ASYNCIO_BACKEND. Unset or empty leaves *kind AUTO. A name counts as
@@ -80,4 +83,22 @@ ca_error *ca_backend_open(ca_backend_kind kind, const ca_backend_ops **ops, ca_b
     ca_error *err = chosen->create(out);
     if (err == NULL) *ops = chosen;
     return err;
+}
+
+void *ca_fd_table_grow(void *table, size_t *n, size_t elem, int fd) {
+    size_t cap = *n ? *n : 64;
+    while (cap <= (size_t)fd) cap *= 2;
+    uint8_t *t = ca_realloc(table, cap * elem);
+    if (t == NULL) return NULL;
+    memset(t + *n * elem, 0, (cap - *n) * elem);
+    *n = cap;
+    return t;
+}
+
+void ca_eventfd_signal(int fd) {
+    int saved_errno = errno;
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n;
+    errno = saved_errno;
 }

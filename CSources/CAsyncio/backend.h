@@ -35,6 +35,7 @@ typedef struct ca_io_op ca_io_op;
 #define CA_IO_F_WINS_CANCEL 0x20 /* fault injection: the injected result beats a cancel */
 #define CA_IO_F_BUF_SELECT 0x10 /* RECV: multishot, each completion in a buffer the backend
                                    provides (see provided_buffers); buf/len are ignored */
+#define CA_IO_F_COUNTED 0x40   /* set by ca_io_submit: counted in its fd's inflight (io.c) */
 
 /* Completion flags (passed to ca_io_dispatch). */
 #define CA_IO_CQE_MORE 0x01     /* a multishot op stays in flight: more completions follow */
@@ -74,6 +75,30 @@ struct ca_io_op {
     ca_io_op *next;
     ca_io_op *prev;
 };
+
+/** A FIFO of ops linked through their backend-private next/prev: epoll's
+ *  run and per-fd lists, io_uring's backlog. */
+typedef struct ca_io_op_list {
+    ca_io_op *head;
+    ca_io_op *tail;
+} ca_io_op_list;
+
+static inline void ca_io_op_list_push(ca_io_op_list *l, ca_io_op *op) {
+    op->next = NULL;
+    op->prev = l->tail;
+    if (l->tail) l->tail->next = op;
+    else l->head = op;
+    l->tail = op;
+}
+
+/** Unlinks `op`, which must be on `l`. */
+static inline void ca_io_op_list_unlink(ca_io_op_list *l, ca_io_op *op) {
+    if (op->prev) op->prev->next = op->next;
+    else l->head = op->next;
+    if (op->next) op->next->prev = op->prev;
+    else l->tail = op->prev;
+    op->next = op->prev = NULL;
+}
 
 /** Routes one completion of `op` to its owner and keeps loop->io_pending
  *  in step (io.c). The only way a backend reports a completion. */
@@ -125,8 +150,6 @@ typedef struct ca_backend_ops {
     void (*forget_fd)(ca_backend *b, int fd);
     /** Copies the counters. */
     void (*stats)(const ca_backend *b, ca_backend_stats *out);
-    /** Operations in flight (submitted, not finally completed). */
-    size_t (*inflight)(const ca_backend *b);
     /** The size of the buffers CA_IO_F_BUF_SELECT receives complete in, or 0
      *  when the backend has none (epoll; io_uring before 6.0). Sets the
      *  buffer ring up on first use. */
@@ -138,6 +161,20 @@ typedef struct ca_backend_ops {
      *  ready and would block the loop). */
     bool (*file_ops)(const ca_backend *b);
 } ca_backend_ops;
+
+/** Grows `table`, an array of `*n` entries of `elem` bytes indexed by fd,
+ *  so that it holds `fd` (fd >= 0): doubling from 64, new entries zeroed.
+ *  Returns the new array, *n updated; NULL when out of memory, the old
+ *  array and *n unchanged. Every fd-indexed table (io.c, epoll) grows
+ *  through it. */
+void *ca_fd_table_grow(void *table, size_t *n, size_t elem, int fd);
+
+/** Adds one to the eventfd `fd`: both backends' wake(). Async-signal-safe
+ *  (one write(2)) and errno is left as the caller had it. A failure is
+ *  ignored: EAGAIN (epoll's non-blocking eventfd at a counter of 2^64-2)
+ *  means a wake-up is pending already, and the blocking one of io_uring
+ *  could only block there too. */
+void ca_eventfd_signal(int fd);
 
 extern const ca_backend_ops ca_backend_uring_ops;
 extern const ca_backend_ops ca_backend_epoll_ops;

@@ -58,16 +58,11 @@
  * rest of the loop run. */
 #define ACCEPT_BURST 64
 
-typedef struct op_list {
-    ca_io_op *head;
-    ca_io_op *tail;
-} op_list;
-
 typedef struct epoll_fdstate {
-    op_list rd;          /* RECV / ACCEPT / POLL(IN) waiting for readability */
-    op_list wr;          /* SEND / CONNECT / POLL(OUT) waiting for writability */
+    ca_io_op_list rd;    /* RECV / ACCEPT / POLL(IN) waiting for readability */
+    ca_io_op_list wr;    /* SEND / CONNECT / POLL(OUT) waiting for writability */
     uint32_t last_events; /* the last edge's events (POLL results) */
-    uint8_t known;       /* seen before: set non-blocking already */
+    uint8_t nonblocking; /* made non-blocking for ACCEPT/CONNECT already */
     uint8_t registered;  /* in the epoll set */
     uint8_t rd_ready;    /* a read edge arrived since the last EAGAIN */
     uint8_t wr_ready;
@@ -80,32 +75,16 @@ struct ca_backend {
     bool use_pwait2;     /* cleared the first time the kernel refuses epoll_pwait2 */
     epoll_fdstate *fds;  /* indexed by fd */
     size_t nfds;
-    op_list run;         /* submitted or woken, to attempt at the next poll */
-    op_list batch;       /* what the current poll is attempting */
+    ca_io_op_list run;   /* submitted or woken, to attempt at the next poll */
+    ca_io_op_list batch; /* what the current poll is attempting */
     size_t inflight;
     ca_backend_stats stats;
 };
 
 /* MARK: - Lists */
 
-static void list_push(op_list *l, ca_io_op *op) {
-    op->next = NULL;
-    op->prev = l->tail;
-    if (l->tail) l->tail->next = op;
-    else l->head = op;
-    l->tail = op;
-}
-
-static void list_unlink(op_list *l, ca_io_op *op) {
-    if (op->prev) op->prev->next = op->next;
-    else l->head = op->next;
-    if (op->next) op->next->prev = op->prev;
-    else l->tail = op->prev;
-    op->next = op->prev = NULL;
-}
-
 /** Appends every op of `from` to the run list, in order. */
-static void list_move_to_run(ca_backend *b, op_list *from) {
+static void list_move_to_run(ca_backend *b, ca_io_op_list *from) {
     for (ca_io_op *op = from->head; op != NULL; op = op->next) {
         op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | WHERE_RUN);
         if (op->opcode == CA_IO_POLL) op->bflags |= BF_WOKEN;
@@ -120,27 +99,27 @@ static void list_move_to_run(ca_backend *b, op_list *from) {
 
 /* MARK: - Per-fd state */
 
-/** The state of `fd`, growing the table; NULL when out of memory. The first
- *  time an fd is seen it is made non-blocking: accept and connect are
- *  attempted directly, and must not block the loop. */
+/** The state of `fd`, growing the table; NULL when out of memory. */
 static epoll_fdstate *fd_state(ca_backend *b, int fd) {
     if (fd < 0) return NULL;
-    if ((size_t)fd >= b->nfds) {
-        size_t n = b->nfds ? b->nfds : 64;
-        while (n <= (size_t)fd) n *= 2;
-        epoll_fdstate *t = ca_realloc(b->fds, n * sizeof *t);
+    if (CA_UNLIKELY((size_t)fd >= b->nfds)) {
+        epoll_fdstate *t = ca_fd_table_grow(b->fds, &b->nfds, sizeof *t, fd);
         if (t == NULL) return NULL;
-        memset(t + b->nfds, 0, (n - b->nfds) * sizeof *t);
         b->fds = t;
-        b->nfds = n;
     }
-    epoll_fdstate *fs = &b->fds[fd];
-    if (CA_UNLIKELY(!fs->known)) {
-        fs->known = 1;
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    }
-    return fs;
+    return &b->fds[fd];
+}
+
+/** accept4 and connect take no MSG_DONTWAIT, and sock_accept/sock_connect
+ *  are given the caller's fd, which may be blocking: it is made
+ *  non-blocking the first time either is attempted on it. Receives and
+ *  sends pass MSG_DONTWAIT instead, so a connection's own fd (accepted
+ *  SOCK_NONBLOCK anyway) costs no fcntl. */
+static void fd_make_nonblocking(epoll_fdstate *fs, int fd) {
+    if (CA_LIKELY(fs->nonblocking)) return;
+    fs->nonblocking = 1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /** Registers `fd` for edges in both directions (once). Returns 0 or -errno. */
@@ -217,6 +196,7 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
         *res = n < 0 ? -errno : (int32_t)n;
         return ATTEMPT_DONE;
     case CA_IO_ACCEPT: {
+        fd_make_nonblocking(fs, op->fd);
         int fd;
         do fd = accept4(op->fd, (struct sockaddr *)op->buf, op->buf ? &op->addrlen : NULL,
                         SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -237,6 +217,7 @@ static int epoll_attempt(ca_backend *b, ca_io_op *op, int32_t *res) {
             *res = -soerr;
             return ATTEMPT_DONE;
         }
+        fd_make_nonblocking(fs, op->fd);
         if (connect(op->fd, (const struct sockaddr *)op->buf, op->addrlen) == 0) {
             *res = 0;
             return ATTEMPT_DONE;
@@ -325,7 +306,7 @@ static void epoll_park(ca_backend *b, ca_io_op *op, int dir) {
         return;
     }
     op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | (dir == ATTEMPT_WAIT_RD ? WHERE_RD : WHERE_WR));
-    list_push(dir == ATTEMPT_WAIT_RD ? &fs->rd : &fs->wr, op);
+    ca_io_op_list_push(dir == ATTEMPT_WAIT_RD ? &fs->rd : &fs->wr, op);
 }
 
 /** A multishot accept (io_uring's, emulated): takes connections until the
@@ -350,7 +331,7 @@ static void epoll_accept_multishot(ca_backend *b, ca_io_op *op) {
     }
     /* more may be queued: go on at the next poll */
     op->bflags = (uint8_t)((op->bflags & ~WHERE_MASK) | WHERE_RUN);
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 /** Attempts the ops on the run list now; ops submitted by the completions
@@ -363,7 +344,7 @@ static int epoll_run_pass(ca_backend *b) {
     int done = 0;
     while (b->batch.head != NULL) {
         ca_io_op *op = b->batch.head;
-        list_unlink(&b->batch, op);
+        ca_io_op_list_unlink(&b->batch, op);
         op->bflags &= (uint8_t)~WHERE_MASK;
         if (op->opcode == CA_IO_ACCEPT && (op->flags & CA_IO_F_MULTISHOT) && !(op->flags & CA_IO_F_INJECT)) {
             epoll_accept_multishot(b, op);
@@ -491,21 +472,13 @@ static ca_error *epoll_backend_poll(ca_backend *b, int64_t timeout_ns, int *neve
     return NULL;
 }
 
-/** Async-signal-safe: one write(2), errno preserved. EAGAIN (counter
- *  saturated) means a wake-up is already pending, so it is ignored. */
-static void epoll_backend_wake(ca_backend *b) {
-    int saved_errno = errno;
-    uint64_t one = 1;
-    ssize_t n = write(b->wake_fd, &one, sizeof one);
-    (void)n;
-    errno = saved_errno;
-}
+static void epoll_backend_wake(ca_backend *b) { ca_eventfd_signal(b->wake_fd); }
 
 static void epoll_backend_submit(ca_backend *b, ca_io_op *op) {
     op->state = CA_IO_OP_INFLIGHT;
     op->bflags = WHERE_RUN;
     b->inflight++;
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 /** Unlinks `op` from wherever it waits and queues it to complete with
@@ -515,10 +488,10 @@ static void epoll_backend_cancel(ca_backend *b, ca_io_op *op) {
     if (op->state != CA_IO_OP_INFLIGHT) return;
     op->state = CA_IO_OP_CANCELLING;
     switch (op->bflags & WHERE_MASK) {
-    case WHERE_RUN: list_unlink(&b->run, op); break;
-    case WHERE_BATCH: list_unlink(&b->batch, op); break;
-    case WHERE_RD: list_unlink(&b->fds[op->fd].rd, op); break;
-    case WHERE_WR: list_unlink(&b->fds[op->fd].wr, op); break;
+    case WHERE_RUN: ca_io_op_list_unlink(&b->run, op); break;
+    case WHERE_BATCH: ca_io_op_list_unlink(&b->batch, op); break;
+    case WHERE_RD: ca_io_op_list_unlink(&b->fds[op->fd].rd, op); break;
+    case WHERE_WR: ca_io_op_list_unlink(&b->fds[op->fd].wr, op); break;
     default: break;
     }
     if (!(op->flags & CA_IO_F_WINS_CANCEL)) { /* (a test's injected result completes anyway) */
@@ -526,7 +499,7 @@ static void epoll_backend_cancel(ca_backend *b, ca_io_op *op) {
         op->injected_res = -ECANCELED;
     }
     op->bflags = WHERE_RUN;
-    list_push(&b->run, op);
+    ca_io_op_list_push(&b->run, op);
 }
 
 
@@ -547,11 +520,11 @@ static void epoll_drain(ca_backend *b) {
             list_move_to_run(b, &b->fds[fd].rd);
             list_move_to_run(b, &b->fds[fd].wr);
         }
-        op_list batch = b->run;
+        ca_io_op_list batch = b->run;
         b->run.head = b->run.tail = NULL;
         while (batch.head != NULL) {
             ca_io_op *op = batch.head;
-            list_unlink(&batch, op);
+            ca_io_op_list_unlink(&batch, op);
             epoll_complete(b, op, -ECANCELED);
         }
     }
@@ -568,8 +541,6 @@ static void epoll_backend_close(ca_backend *b) {
 
 static void epoll_backend_stats(const ca_backend *b, ca_backend_stats *out) { *out = b->stats; }
 
-static size_t epoll_backend_inflight(const ca_backend *b) { return b->inflight; }
-
 /* Readiness-based: every receive reads into its owner's buffer. */
 static uint32_t epoll_backend_provided_buffers(ca_backend *b) { return 0; }
 static void epoll_backend_buffer_return(ca_backend *b, uint16_t bid) {}
@@ -585,7 +556,6 @@ const ca_backend_ops ca_backend_epoll_ops = {
     .cancel = epoll_backend_cancel,
     .forget_fd = epoll_backend_forget_fd,
     .stats = epoll_backend_stats,
-    .inflight = epoll_backend_inflight,
     .provided_buffers = epoll_backend_provided_buffers,
     .buffer_return = epoll_backend_buffer_return,
     .file_ops = epoll_backend_file_ops,

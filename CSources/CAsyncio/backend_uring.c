@@ -66,8 +66,7 @@ struct ca_backend {
     uint64_t owner_tid;  /* the thread that enabled a SINGLE_ISSUER ring */
     uint64_t wake_buf;   /* the READ's target: must outlive the SQE, so it lives here */
     size_t inflight;     /* ops submitted and not finally completed */
-    ca_io_op *backlog_head; /* ops that found no SQE, oldest first */
-    ca_io_op *backlog_tail;
+    ca_io_op_list backlog; /* ops that found no SQE, oldest first */
     ca_backend_stats stats;
     /* provided buffers (uring_backend_provided_buffers) */
     struct io_uring_buf_ring *pbuf_ring;
@@ -240,33 +239,17 @@ static void uring_prep(ca_backend *b, struct io_uring_sqe *sqe, ca_io_op *op) {
     io_uring_sqe_set_data(sqe, op);
 }
 
-static void backlog_push(ca_backend *b, ca_io_op *op) {
-    op->next = NULL;
-    op->prev = b->backlog_tail;
-    if (b->backlog_tail) b->backlog_tail->next = op;
-    else b->backlog_head = op;
-    b->backlog_tail = op;
-}
-
-static void backlog_unlink(ca_backend *b, ca_io_op *op) {
-    if (op->prev) op->prev->next = op->next;
-    else b->backlog_head = op->next;
-    if (op->next) op->next->prev = op->prev;
-    else b->backlog_tail = op->prev;
-    op->next = op->prev = NULL;
-}
-
 static bool backlog_contains(const ca_backend *b, const ca_io_op *op) {
-    return op->prev != NULL || b->backlog_head == op;
+    return op->prev != NULL || b->backlog.head == op;
 }
 
 /** Moves backlogged ops into the SQ while it has room, oldest first. */
 static void uring_flush_backlog(ca_backend *b) {
-    while (b->backlog_head != NULL) {
+    while (b->backlog.head != NULL) {
         struct io_uring_sqe *sqe = uring_get_sqe(b, false);
         if (sqe == NULL) return;
-        ca_io_op *op = b->backlog_head;
-        backlog_unlink(b, op);
+        ca_io_op *op = b->backlog.head;
+        ca_io_op_list_unlink(&b->backlog, op);
         uring_prep(b, sqe, op);
         b->stats.submitted++;
     }
@@ -278,9 +261,9 @@ static void uring_backend_submit(ca_backend *b, ca_io_op *op) {
     b->inflight++;
     bool pretend_full = (op->flags & CA_IO_F_FAULT_SQ_FULL) != 0;
     op->flags &= (uint8_t)~CA_IO_F_FAULT_SQ_FULL;
-    struct io_uring_sqe *sqe = b->backlog_head == NULL ? uring_get_sqe(b, pretend_full) : NULL;
+    struct io_uring_sqe *sqe = b->backlog.head == NULL ? uring_get_sqe(b, pretend_full) : NULL;
     if (sqe == NULL) {
-        backlog_push(b, op);
+        ca_io_op_list_push(&b->backlog, op);
         return;
     }
     uring_prep(b, sqe, op);
@@ -572,7 +555,7 @@ static ca_error *uring_backend_poll(ca_backend *b, int64_t timeout_ns, int *neve
 
     int ret;
     const char *call;
-    if (timeout_ns == 0 || b->backlog_head != NULL) {
+    if (timeout_ns == 0 || b->backlog.head != NULL) {
         ret = uring_submit_nowait(b);
         call = "io_uring_submit_and_get_events";
     } else {
@@ -594,16 +577,7 @@ static ca_error *uring_backend_poll(ca_backend *b, int64_t timeout_ns, int *neve
     return NULL;
 }
 
-/** Async-signal-safe: one write(2), and errno is left as the caller had it.
- *  The eventfd is blocking, but a write could only block at a counter of
- *  2^64-2; short of a closed fd it does not fail. */
-static void uring_backend_wake(ca_backend *b) {
-    int saved_errno = errno;
-    uint64_t one = 1;
-    ssize_t n = write(b->wake_fd, &one, sizeof one);
-    (void)n;
-    errno = saved_errno;
-}
+static void uring_backend_wake(ca_backend *b) { ca_eventfd_signal(b->wake_fd); }
 
 /**
  * Cancels whatever is in flight and reaps until every op has completed, so
@@ -615,7 +589,7 @@ static void uring_backend_wake(ca_backend *b) {
 static void uring_drain(ca_backend *b) {
     if (b->needs_enable && b->inflight > 0 && uring_enable(b) != NULL) return;
     if (b->single_issuer && b->owner_tid != ca_thread_id()) return;
-    for (ca_io_op *op = b->backlog_head; op != NULL; op = op->next) {
+    for (ca_io_op *op = b->backlog.head; op != NULL; op = op->next) {
         op->flags |= CA_IO_F_INJECT;
         op->injected_res = -ECANCELED;
     }
@@ -679,8 +653,6 @@ static void uring_backend_forget_fd(ca_backend *b, int fd) {
 
 static void uring_backend_stats(const ca_backend *b, ca_backend_stats *out) { *out = b->stats; }
 
-static size_t uring_backend_inflight(const ca_backend *b) { return b->inflight; }
-
 static bool uring_backend_file_ops(const ca_backend *b) { return b->file_ops; }
 
 const ca_backend_ops ca_backend_uring_ops = {
@@ -693,7 +665,6 @@ const ca_backend_ops ca_backend_uring_ops = {
     .cancel = uring_backend_cancel,
     .forget_fd = uring_backend_forget_fd,
     .stats = uring_backend_stats,
-    .inflight = uring_backend_inflight,
     .provided_buffers = uring_backend_provided_buffers,
     .buffer_return = uring_backend_buffer_return,
     .file_ops = uring_backend_file_ops,

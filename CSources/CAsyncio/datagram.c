@@ -55,6 +55,7 @@ struct ca_datagram_transport {
     dgram_node *q_head, *q_tail;
     size_t buffer_size;
     ca_error *pending_error;     /* the latest failure, waiting for error_received */
+    ca_io_idle finish;           /* closing: waits for the socket's operations to end */
 };
 
 static void dgram_dealloc(ca_object *op);
@@ -116,19 +117,28 @@ static void dgram_call_connection_lost(void *arg) {
     dgram_release_protocol(t);
 }
 
-/** Once closing and no operation is in flight: closes the socket and
- *  schedules connection_lost (_call_connection_lost). */
-static void dgram_maybe_finish(ca_datagram_transport *t) {
-    if (!t->closing || t->lost_scheduled) return;
-    if (t->rop.state != CA_IO_OP_IDLE || t->sop.state != CA_IO_OP_IDLE || t->q_head != NULL) return;
-    t->lost_scheduled = true;
+/* Nothing is in flight on the socket any more: close it and schedule
+ * connection_lost (_call_connection_lost). */
+static void dgram_finish(ca_io_idle *w, ca_loop *loop, int fd) {
+    ca_datagram_transport *t = CA_CONTAINER_OF(w, ca_datagram_transport, finish);
     dgram_close_fd(t);
-    if (t->loop->closed) return;
-    ca_error *err = ca_loop_call_soon(t->loop, dgram_call_connection_lost, ca_incref(t), ca_release_object, NULL, NULL);
-    if (err != NULL) {
-        dgram_report(t->loop, "Cannot schedule connection_lost", err);
-        ca_decref(err);
+    if (!loop->closed) {
+        ca_error *err = ca_loop_call_soon(loop, dgram_call_connection_lost, ca_incref(t), ca_release_object, NULL, NULL);
+        if (err != NULL) {
+            dgram_report(loop, "Cannot schedule connection_lost", err);
+            ca_decref(err);
+        }
     }
+    ca_decref(t); /* the wait's */
+}
+
+/** Once closing and every datagram went out: finishes when the socket's
+ *  last operation has ended. */
+static void dgram_maybe_finish(ca_datagram_transport *t) {
+    if (!t->closing || t->lost_scheduled || t->q_head != NULL) return;
+    t->lost_scheduled = true;
+    ca_incref(t); /* the wait's */
+    ca_io_when_idle(t->loop, t->fd, &t->finish, dgram_finish);
 }
 
 /* MARK: - Errors to error_received */

@@ -38,9 +38,9 @@ typedef struct file_req {
     ca_future *job;          /* the executor's future, on that path (strong) */
     int64_t job_res;         /* the worker's result (-errno), -1 until it ran */
     bool fd_taken;           /* OPEN on the executor: the fd went to the future or was closed */
-    bool busy;               /* counted in io->file_busy[fd] until the kernel or thread is done */
+    bool held;               /* executor: holds the fd (ca_io_fd_hold) until the thread is done */
     bool detached;           /* CLOSE from ca_loop_file_close_later: nobody holds the future */
-    struct file_req *next_closing; /* CLOSE waiting in io->file_closing */
+    ca_io_idle idle;         /* CLOSE waiting for the fd's operations to end */
 } file_req;
 
 static ca_error *file_start(file_req *r, ca_future **out);
@@ -102,46 +102,21 @@ static void file_req_succeed(file_req *r, int64_t res) {
 /* MARK: - Operations in flight per fd
  *
  * A cancelled operation's future is done at once, but the kernel or a
- * worker thread may still be in it, using the fd number. Closing the fd
- * then would let the number be reused while the operation runs, and a
- * resubmitted or not yet started step of it would read or write another
- * file. So every operation on an fd is counted until the kernel or the
- * thread has let go of it, and a close of that fd waits for the count to
- * fall to zero. */
-
-/** Counts `r` as in flight on its fd. False when out of memory. */
-static bool file_busy_add(file_req *r) {
-    ca_io_loop *io = r->fut.fut_loop->io;
-    int fd = r->fd;
-    if ((size_t)fd >= io->nfile_busy) {
-        size_t n = io->nfile_busy ? io->nfile_busy : 64;
-        while (n <= (size_t)fd) n *= 2;
-        uint32_t *t = ca_realloc(io->file_busy, n * sizeof *t);
-        if (t == NULL) return false;
-        memset(t + io->nfile_busy, 0, (n - io->nfile_busy) * sizeof *t);
-        io->file_busy = t;
-        io->nfile_busy = n;
-    }
-    io->file_busy[fd]++;
-    r->busy = true;
-    return true;
-}
-
-static bool file_fd_busy(ca_loop *loop, int fd) {
-    ca_io_loop *io = loop->io;
-    return io != NULL && (size_t)fd < io->nfile_busy && io->file_busy[fd] > 0;
-}
+ * worker thread may still be in it, using the fd number: a close of the fd
+ * waits until nothing is in flight on it (io.c counts ring operations;
+ * executor jobs hold the fd). */
 
 /** Runs a close that no longer waits: close(2) at once for a detached
- *  one or on a closed loop, else the operation. Takes the list's reference. */
-static void file_close_go(file_req *c) {
-    ca_loop *loop = c->fut.fut_loop;
+ *  one or on a closed loop, else the operation. Takes the reference
+ *  file_close_wait took. */
+static void file_close_go(ca_io_idle *w, ca_loop *loop, int fd) {
+    file_req *c = CA_CONTAINER_OF(w, file_req, idle);
     if (c->detached || loop->closed) {
         close(c->fd); /* (a closed loop resolves nothing any more) */
         ca_decref(c);
         return;
     }
-    /* file_start hands the list's reference out again, or drops it on
+    /* file_start hands the wait's reference out again, or drops it on
      * failure; an extra one keeps `c` alive to be failed */
     ca_incref(c);
     ca_future *out;
@@ -156,39 +131,12 @@ static void file_close_go(file_req *c) {
     ca_decref(c);
 }
 
-/** The kernel or the thread is done with `r`: when it was the last
- *  operation on its fd, the closes waiting for that run now. */
-static void file_busy_done(file_req *r) {
-    if (!r->busy) return;
-    r->busy = false;
-    ca_loop *loop = r->fut.fut_loop;
-    ca_io_loop *io = loop->io;
-    if (io == NULL || --io->file_busy[r->fd] > 0) return;
-    file_req **pp = (file_req **)&io->file_closing;
-    while (*pp != NULL) {
-        file_req *c = *pp;
-        if (c->fd != r->fd) {
-            pp = &c->next_closing;
-            continue;
-        }
-        *pp = c->next_closing;
-        c->next_closing = NULL;
-        file_close_go(c);
-    }
-}
-
-void ca_files_loop_closed(ca_loop *loop, ca_io_loop *io) {
-    (void)loop;
-    file_req *c = io->file_closing;
-    io->file_closing = NULL;
-    while (c != NULL) {
-        file_req *next = c->next_closing;
-        file_close_go(c);
-        c = next;
-    }
-    ca_free(io->file_busy);
-    io->file_busy = NULL;
-    io->nfile_busy = 0;
+/** The executor thread is done with `r`: when it was the last user of
+ *  its fd, the closes waiting for that run now. */
+static void file_release_fd(file_req *r) {
+    if (!r->held) return;
+    r->held = false;
+    ca_io_fd_release(r->fut.fut_loop, r->fd);
 }
 
 /* MARK: - The ring */
@@ -233,7 +181,6 @@ static void file_req_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     file_req *r = CA_CONTAINER_OF(op, file_req, op);
     if (r->fut.fut_state != CA_FUTURE_PENDING || r->fut.fut_loop->closed) {
         if (r->kind == FILE_OPEN && res >= 0) close(res); /* nobody will own it */
-        file_busy_done(r);
         ca_decref(r);
         return;
     }
@@ -249,7 +196,6 @@ static void file_req_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     } else {
         file_req_succeed(r, r->kind == FILE_WRITE ? (int64_t)r->done : res);
     }
-    file_busy_done(r);
     ca_decref(r);
 }
 
@@ -305,7 +251,7 @@ static void file_close_orphan(file_req *r) {
 static void file_job_arg_release(void *arg) {
     file_req *r = arg;
     if (r->fut.fut_state != CA_FUTURE_PENDING || r->fut.fut_loop->closed) file_close_orphan(r);
-    file_busy_done(r);
+    file_release_fd(r);
     ca_decref(r);
 }
 
@@ -331,11 +277,19 @@ static void file_job_done(ca_future *job, void *arg) {
 
 static ca_error *file_start(file_req *r, ca_future **out) {
     ca_loop *loop = r->fut.fut_loop;
-    if (r->kind != FILE_OPEN && r->kind != FILE_CLOSE && !file_busy_add(r)) {
+    bool ring = loop->backend_ops->file_ops(loop->backend);
+    bool room = true;
+    if (r->kind != FILE_OPEN && r->kind != FILE_CLOSE) {
+        /* the ring's ops are counted on the fd as they are submitted (the
+         * room is made here, so that cannot fail); a job holds the fd */
+        if (ring) room = ca_io_fd_get(loop->io, r->fd) != NULL;
+        else room = r->held = ca_io_fd_hold(loop, r->fd);
+    }
+    if (!room) {
         ca_decref(r);
         return ca_error_new(&ca_MemoryError, NULL);
     }
-    if (loop->backend_ops->file_ops(loop->backend)) {
+    if (ring) {
         r->op.complete = file_req_complete;
         ca_incref(r);
         file_req_submit(r);
@@ -426,11 +380,10 @@ ca_error *ca_loop_file_fsync(ca_loop *loop, int fd, bool datasync, ca_future **o
     return file_start(r, out);
 }
 
-/** Queues close `r` behind the operations still in flight on its fd. */
+/** Runs close `r` once nothing is in flight on its fd. */
 static void file_close_wait(ca_loop *loop, file_req *r) {
-    ca_io_loop *io = loop->io;
-    r->next_closing = io->file_closing;
-    io->file_closing = ca_incref(r);
+    ca_incref(r); /* the wait's, which file_close_go takes */
+    ca_io_when_idle(loop, r->fd, &r->idle, file_close_go);
 }
 
 ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out) {
@@ -439,7 +392,7 @@ ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out) {
     ca_error *err = file_req_new(loop, FILE_CLOSE, fd, &r);
     if (err != NULL) return err;
     ca_loop_forget_fd(loop, fd);
-    if (file_fd_busy(loop, fd)) {
+    if (ca_io_fd_busy(loop, fd)) {
         file_close_wait(loop, r);
         *out = &r->fut;
         return NULL;
@@ -449,7 +402,7 @@ ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out) {
 
 void ca_loop_file_close_later(ca_loop *loop, int fd) {
     if (fd < 0) return;
-    if (loop->closed || !file_fd_busy(loop, fd)) {
+    if (loop->closed || !ca_io_fd_busy(loop, fd)) {
         if (!loop->closed) ca_loop_forget_fd(loop, fd);
         close(fd);
         return;

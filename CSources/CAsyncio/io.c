@@ -130,8 +130,23 @@ ca_error *ca_error_from_io(int err_no, const char *op) {
 /* MARK: - Completion dispatch */
 
 void ca_io_dispatch(ca_io_op *op, int32_t res, uint32_t cflags) {
-    if (CA_LIKELY(!(cflags & CA_IO_CQE_MORE))) op->loop->io_pending--;
+    ca_loop *loop = op->loop;
+    if (CA_UNLIKELY(cflags & CA_IO_CQE_MORE)) {
+        op->complete(op, res, cflags);
+        return;
+    }
+    loop->io_pending--;
+    if (CA_UNLIKELY(!(op->flags & CA_IO_F_COUNTED))) {
+        op->complete(op, res, cflags);
+        return;
+    }
+    /* The fd's count drops after the owner ran: what it submits again
+     * from its completion keeps the fd busy throughout. The op itself
+     * may be gone by then. */
+    int fd = op->fd;
+    op->flags &= (uint8_t)~CA_IO_F_COUNTED;
     op->complete(op, res, cflags);
+    ca_io_fd_release_in(loop, loop->io, fd);
 }
 
 void ca_io_apply_fault(ca_loop *loop, ca_io_op *op) {
@@ -176,7 +191,6 @@ typedef struct io_watch {
     ca_callback_fn fn;
     void *arg;
     ca_release_fn release;
-    int fd;
     uint8_t active;     /* registered */
     uint8_t scheduled;  /* a handle to run it is queued */
     uint8_t dead;       /* forgotten: free once neither in flight nor scheduled */
@@ -198,26 +212,115 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop) {
     return io;
 }
 
+/* MARK: - Operations in flight per fd
+ *
+ * A cancelled operation's owner is done with it at once, but the kernel
+ * (or an executor thread) may still be in it, using the fd number. Closing
+ * the fd then would let the number be reused while the operation runs, and
+ * a step of it not started yet would act on another file. So every
+ * operation is counted on its fd until its final completion, and closes
+ * that must not race one wait for the count to fall to zero. */
+
+void ca_io_count_slow(ca_loop *loop, ca_io_op *op) {
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL ? ca_io_fd_get(io, op->fd) : NULL;
+    if (e != NULL) {
+        e->inflight++;
+        op->flags |= CA_IO_F_COUNTED;
+        return;
+    }
+    op->flags |= CA_IO_F_INJECT; /* completes as a no-op: the fd is never touched */
+    op->injected_res = -ENOMEM;
+}
+
+bool ca_io_fd_hold(ca_loop *loop, int fd) {
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e == NULL) return false;
+    e->inflight++;
+    return true;
+}
+
+/* Forgets and closes `fd` now (a closed loop's table goes with it). */
+static void fd_close_now(ca_loop *loop, int fd) {
+    if (!loop->closed) ca_loop_forget_fd(loop, fd);
+    close(fd);
+}
+
+void ca_io_fd_went_idle(ca_loop *loop, int fd) {
+    ca_io_fd *e = &loop->io->fds[fd];
+    /* Every wait registered so far runs, oldest first; what they start
+     * (file.c's CLOSE op) makes the fd busy again, and waits they add
+     * wait for that. */
+    ca_io_idle *w = e->idle, *order = NULL;
+    e->idle = NULL;
+    while (w != NULL) {
+        ca_io_idle *next = w->next;
+        w->next = order;
+        order = w;
+        w = next;
+    }
+    while (order != NULL) {
+        ca_io_idle *next = order->next;
+        order->next = NULL;
+        order->fn(order, loop, fd);
+        order = next;
+    }
+    e = &loop->io->fds[fd]; /* (the table may have grown) */
+    if (e->close_pending && e->inflight == 0) {
+        e->close_pending = 0;
+        fd_close_now(loop, fd);
+    }
+}
+
+void ca_io_when_idle(ca_loop *loop, int fd, ca_io_idle *w, void (*fn)(ca_io_idle *w, ca_loop *loop, int fd)) {
+    w->fn = fn;
+    w->next = NULL;
+    ca_io_fd *e = loop->closed || !ca_io_fd_busy(loop, fd) ? NULL : &loop->io->fds[fd];
+    if (e == NULL) {
+        fn(w, loop, fd);
+        return;
+    }
+    w->next = e->idle;
+    e->idle = w;
+}
+
+void ca_io_close_when_idle(ca_loop *loop, int fd) {
+    if (fd < 0) return;
+    if (!ca_io_fd_busy(loop, fd)) {
+        fd_close_now(loop, fd);
+        return;
+    }
+    loop->io->fds[fd].close_pending = 1;
+}
+
+/* At loop close, with the backend gone and loop->io cleared: nothing can
+ * use an fd any more, so what still waited runs now. */
+static void fds_loop_closed(ca_loop *loop, ca_io_loop *io) {
+    for (size_t fd = 0; fd < io->nfds; fd++) {
+        ca_io_fd *e = &io->fds[fd];
+        while (e->idle != NULL) {
+            ca_io_idle *w = e->idle;
+            e->idle = w->next;
+            w->next = NULL;
+            w->fn(w, loop, (int)fd);
+        }
+        if (e->close_pending) close((int)fd);
+        e->close_pending = 0;
+    }
+}
+
 /** The record of `fd`, created on demand (NULL: out of memory or bad fd). */
 static io_fdinfo *fdinfo_get(ca_loop *loop, int fd, bool create) {
-    ca_io_loop *io = create ? ca_io_loop_get(loop) : loop->io;
-    if (io == NULL || fd < 0) return NULL;
-    if ((size_t)fd >= io->nfds) {
-        if (!create) return NULL;
-        size_t n = io->nfds ? io->nfds : 64;
-        while (n <= (size_t)fd) n *= 2;
-        io_fdinfo **t = ca_realloc(io->fds, n * sizeof *t);
-        if (t == NULL) return NULL;
-        memset(t + io->nfds, 0, (n - io->nfds) * sizeof *t);
-        io->fds = t;
-        io->nfds = n;
+    if (!create) {
+        ca_io_fd *e = ca_io_fd_find(loop, fd);
+        return e != NULL ? e->info : NULL;
     }
-    io_fdinfo *fi = io->fds[fd];
-    if (fi == NULL && create) {
-        fi = ca_calloc(1, sizeof *fi);
-        io->fds[fd] = fi;
-    }
-    return fi;
+    ca_io_loop *io = ca_io_loop_get(loop);
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e == NULL) return NULL;
+    if (e->info == NULL) e->info = ca_calloc(1, sizeof *e->info);
+    return e->info;
 }
 
 ca_error *ca_io_stash_take(ca_loop *loop, int fd, size_t max, ca_bytes **out) {
@@ -700,7 +803,6 @@ static ca_error *add_watch(ca_loop *loop, int fd, bool writer, ca_callback_fn fn
             if (release) release(arg);
             return ca_error_new(&ca_MemoryError, NULL);
         }
-        w->fd = fd;
         w->op.fd = fd;
         w->op.opcode = CA_IO_POLL;
         w->op.poll_events = writer ? POLLOUT : POLLIN;
@@ -769,29 +871,17 @@ static void fdinfo_release(io_fdinfo *fi, bool loop_closed) {
     ca_free(fi);
 }
 
-/** Starts a new generation of `fd` (its number may mean another file
- *  from now on). Out of memory the table stays short: fds beyond it keep
- *  generation 0, as before generations existed. */
-static void fd_gen_bump(ca_io_loop *io, int fd) {
-    if ((size_t)fd >= io->nfd_gen) {
-        size_t n = io->nfd_gen ? io->nfd_gen : 64;
-        while (n <= (size_t)fd) n *= 2;
-        uint32_t *t = ca_realloc(io->fd_gen, n * sizeof *t);
-        if (t == NULL) return;
-        memset(t + io->nfd_gen, 0, (n - io->nfd_gen) * sizeof *t);
-        io->fd_gen = t;
-        io->nfd_gen = n;
-    }
-    io->fd_gen[fd]++;
-}
-
+/* Drops the fd's record and starts a new generation of it (its number may
+ * mean another file from now on). Out of memory the table stays short:
+ * fds beyond it keep generation 0, as before generations existed. */
 void ca_loop_forget_fd(ca_loop *loop, int fd) {
     ca_io_loop *io = loop->io;
-    if (io != NULL && fd >= 0 && (size_t)fd < io->nfds && io->fds[fd] != NULL) {
-        fdinfo_release(io->fds[fd], false);
-        io->fds[fd] = NULL;
+    ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
+    if (e != NULL) {
+        if (e->info != NULL) fdinfo_release(e->info, false);
+        e->info = NULL;
+        e->gen++;
     }
-    if (io != NULL && fd >= 0) fd_gen_bump(io, fd);
     if (loop->backend != NULL) loop->backend_ops->forget_fd(loop->backend, fd);
 }
 
@@ -809,10 +899,9 @@ void ca_io_loop_free(ca_loop *loop) {
     ca_transports_loop_closed(loop);
     loop->io = NULL;
     for (size_t fd = 0; fd < io->nfds; fd++)
-        if (io->fds[fd] != NULL) fdinfo_release(io->fds[fd], true);
-    ca_files_loop_closed(loop, io);
+        if (io->fds[fd].info != NULL) fdinfo_release(io->fds[fd].info, true);
+    fds_loop_closed(loop, io);
     ca_free(io->fds);
-    ca_free(io->fd_gen);
     ca_free(io);
 }
 
@@ -889,7 +978,7 @@ ca_error *ca_io_resolve_numeric(const char *host, uint16_t port, bool passive, s
             return ca_error_format(&ca_ValueError,
                                    "host %s is not a numeric address (names are not resolved on the loop thread)",
                                    host ? host : "(null)");
-        return ca_error_format(&ca_OSError, "[Errno %d] %s", rc, gai_strerror(rc));
+        return ca_error_from_gai(rc, errno);
     }
     /* IPv4 first, as a dual-stack bind of both families would otherwise
      * depend on the resolver's order */

@@ -98,8 +98,7 @@ static bool all_digits(const char *s) {
     return true;
 }
 
-/** Whether `host` parses as an IPv4 or IPv6 literal (no DNS, no files). */
-static bool host_is_numeric(const char *host, int family) {
+bool ca_io_host_is_numeric(const char *host, int family) {
     if (host == NULL) return true;
     unsigned char buf[sizeof(struct in6_addr)];
     if ((family == AF_UNSPEC || family == AF_INET) && inet_pton(AF_INET, host, buf) == 1) return true;
@@ -113,7 +112,7 @@ ca_error *ca_loop_getaddrinfo(ca_loop *loop, const char *host, const char *port,
     if (loop->closed) return ca_error_new(&ca_RuntimeError, "Event loop is closed");
     if (host == NULL && port == NULL) return ca_error_new(&ca_ValueError, "host and port cannot both be None");
     struct addrinfo hints = {.ai_family = family, .ai_socktype = type, .ai_protocol = proto, .ai_flags = flags};
-    if (host_is_numeric(host, family) && all_digits(port) && !(flags & AI_CANONNAME)) {
+    if (ca_io_host_is_numeric(host, family) && all_digits(port) && !(flags & AI_CANONNAME)) {
         hints.ai_flags |= AI_NUMERICHOST | (port != NULL ? AI_NUMERICSERV : 0);
         ca_future *f = ca_future_new(loop);
         if (f == NULL) return ca_error_new(&ca_MemoryError, NULL);

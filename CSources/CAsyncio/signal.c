@@ -43,7 +43,6 @@ static void sig_handler_run(void *arg) {
 typedef struct sig_entry {
     sig_handler *handler;   /* strong, NULL when no handler is set */
     ca_context *ctx;        /* strong, NULL: an empty context */
-    bool set;
     bool we_blocked;        /* add_signal_handler blocked it in its thread */
 } sig_entry;
 
@@ -77,7 +76,7 @@ static void sig_read_ready(void *arg) {
         if (n <= 0) break;
         for (size_t i = 0; i < (size_t)n / sizeof info[0]; i++) {
             int sig = (int)info[i].ssi_signo;
-            if (sig <= 0 || sig >= NSIG || !s->entries[sig].set) continue;
+            if (sig <= 0 || sig >= NSIG || s->entries[sig].handler == NULL) continue;
             sig_entry *e = &s->entries[sig];
             ca_error *err = ca_loop_call_soon(loop, sig_handler_run, ca_incref(e->handler), ca_release_object,
                                               e->ctx, NULL);
@@ -159,7 +158,7 @@ ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, 
     h->arg = arg;
     h->release = release;
     sig_entry *e = &s->entries[sig];
-    bool had = e->set;
+    bool had = e->handler != NULL;
     bool we_blocked = e->we_blocked;
     if (!had) {
         sigset_t one, old;
@@ -179,7 +178,6 @@ ca_error *ca_loop_add_signal_handler(ca_loop *loop, int sig, ca_callback_fn fn, 
     sig_entry_clear(e);
     e->handler = h;
     e->ctx = ca_context_copy_current_or_null();
-    e->set = true;
     e->we_blocked = we_blocked;
     return NULL;
 }
@@ -189,7 +187,7 @@ ca_error *ca_loop_remove_signal_handler(ca_loop *loop, int sig, bool *removed) {
     ca_error *err = sig_check(sig);
     if (err != NULL) return err;
     ca_signals *s = loop->io != NULL ? loop->io->signals : NULL;
-    if (s == NULL || !s->entries[sig].set) return NULL;
+    if (s == NULL || s->entries[sig].handler == NULL) return NULL;
     bool we_blocked = s->entries[sig].we_blocked;
     sig_entry_clear(&s->entries[sig]);
     sigdelset(&s->mask, sig);
@@ -207,7 +205,7 @@ ca_error *ca_loop_remove_signal_handler(ca_loop *loop, int sig, bool *removed) {
 void ca_signals_loop_closed(ca_loop *loop, ca_signals *s) {
     if (s == NULL) return;
     for (int sig = 1; sig < NSIG; sig++) {
-        if (!s->entries[sig].set) continue;
+        if (s->entries[sig].handler == NULL) continue;
         if (s->entries[sig].we_blocked) sig_unblock_discarding_pending(sig);
         sig_entry_clear(&s->entries[sig]);
     }

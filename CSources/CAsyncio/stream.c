@@ -7,6 +7,7 @@
  * finds its data buffered returns on its first step, without suspending.
  */
 #include "io_internal.h"
+#include "sync_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -468,9 +469,7 @@ typedef struct stream_protocol {
     /* FlowControlMixin */
     bool paused;
     bool connection_lost;
-    ca_future **drain_waiters;  /* strong */
-    size_t ndrain;
-    size_t drain_cap;
+    ca_waiters drain_waiters;   /* _drain_waiters */
 } stream_protocol;
 
 static void stream_protocol_dealloc(ca_object *op);
@@ -558,8 +557,8 @@ static ca_error *sp_eof_received(ca_protocol *self, bool *keep_open) {
 }
 
 static void sp_wake_drain_waiters(stream_protocol *p, ca_error *exc) {
-    for (size_t i = 0; i < p->ndrain; i++) {
-        ca_future *w = p->drain_waiters[i];
+    for (size_t i = 0; i < p->drain_waiters.len; i++) {
+        ca_future *w = ca_waiters_at(&p->drain_waiters, i);
         if (w->fut_state != CA_FUTURE_PENDING) continue;
         if (exc == NULL) ca_decref(ca_future_set_result_impl(w, ca_none()));
         else ca_decref(ca_future_set_exception_impl(w, exc));
@@ -645,8 +644,7 @@ static void stream_protocol_dealloc(ca_object *op) {
     ca_decref(p->reader);
     ca_decref(p->writer);
     ca_decref(p->task);
-    for (size_t i = 0; i < p->ndrain; i++) ca_decref(p->drain_waiters[i]);
-    ca_free(p->drain_waiters);
+    ca_waiters_clear(&p->drain_waiters);
     ca_decref(p->loop);
     ca_small_free(p, sizeof *p);
 }
@@ -673,33 +671,11 @@ typedef struct writer_frame {
     ca_stream_writer *w;    /* strong */
 } writer_frame;
 
-static void drain_waiter_remove(stream_protocol *p, const ca_future *w) {
-    for (size_t i = 0; i < p->ndrain; i++) {
-        if (p->drain_waiters[i] != w) continue;
-        ca_decref(p->drain_waiters[i]);
-        memmove(&p->drain_waiters[i], &p->drain_waiters[i + 1], (p->ndrain - i - 1) * sizeof(ca_future *));
-        p->ndrain--;
-        return;
-    }
-}
-
 static void writer_frame_finalize(writer_frame *self) {
     /* `finally: self._drain_waiters.remove(waiter)` for a frame closed
      * while waiting */
-    if (self->w != NULL && self->cf.awaited != NULL) drain_waiter_remove(self->w->protocol, self->cf.awaited);
+    if (self->w != NULL && self->cf.awaited != NULL) ca_waiters_remove(&self->w->protocol->drain_waiters, self->cf.awaited);
     CA_CLEAR(self->w);
-}
-
-static ca_error *drain_waiter_add(stream_protocol *p, ca_future *w) {
-    if (p->ndrain == p->drain_cap) {
-        size_t cap = p->drain_cap ? p->drain_cap * 2 : 4;
-        ca_future **n = ca_realloc(p->drain_waiters, cap * sizeof *n);
-        if (n == NULL) return ca_error_new(&ca_MemoryError, NULL);
-        p->drain_waiters = n;
-        p->drain_cap = cap;
-    }
-    p->drain_waiters[p->ndrain++] = ca_incref(w);
-    return NULL;
 }
 
 bool ca_stream_writer_drain_ready(const ca_stream_writer *w) {
@@ -728,13 +704,13 @@ CA_CORO_BODY(stream_drain, writer_frame) {
     if (!p->paused) CA_RETURN(ca_none());
     waiter = ca_future_new(p->loop);
     if (waiter == NULL) CA_RAISE(ca_error_new(&ca_MemoryError, NULL));
-    err = drain_waiter_add(p, waiter);
+    err = ca_waiters_append(&p->drain_waiters, waiter);
     if (err != NULL) {
         ca_decref(waiter);
         CA_RAISE(err);
     }
     CA_AWAIT_TRY(waiter, err);
-    drain_waiter_remove(self->w->protocol, ca__cf->awaited);
+    ca_waiters_remove(&self->w->protocol->drain_waiters, ca__cf->awaited);
     if (err != NULL) CA_RAISE(err);
     CA_RETURN(ca_none());
     CA_END;

@@ -1,6 +1,7 @@
 /*
- * sync_internal.h — what sync.c and queue.c share: the waiter deque and the
- * loop binding of mixins._LoopBoundMixin.
+ * sync_internal.h — what sync.c and queue.c share: the waiter deque (also
+ * the drain waiters of stream.c and the Server waiters of transport.c) and
+ * the loop binding of mixins._LoopBoundMixin.
  */
 #ifndef CASYNCIO_SYNC_INTERNAL_H
 #define CASYNCIO_SYNC_INTERNAL_H

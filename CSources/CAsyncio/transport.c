@@ -16,6 +16,7 @@
  * from the ready queue, never inside the backend's poll.
  */
 #include "io_internal.h"
+#include "sync_internal.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -100,9 +101,7 @@ struct ca_transport {
     uint8_t closing;
     uint8_t lost;               /* _call_connection_lost ran */
     uint8_t lost_scheduled;
-    uint8_t fd_close_pending;   /* close the fd once no op is in flight */
     int conn_lost;              /* asyncio's _conn_lost counter */
-    int ops_inflight;
     ca_error *lost_exc;         /* what connection_lost will receive */
     ca_error *write_exc;        /* a write failure waiting to be reported */
 };
@@ -111,7 +110,6 @@ typedef struct listener {
     ca_io_op op;
     ca_server *server;          /* borrowed: the listener lives inside it */
     int fd;
-    uint8_t close_pending;
 } listener;
 
 struct ca_server {
@@ -128,13 +126,10 @@ struct ca_server {
     bool accept_paused;             /* out of fds: waiting ACCEPT_RETRY_DELAY */
     size_t nconn;
     ca_transport *conns;            /* borrowed list heads */
-    ca_future **waiters;            /* wait_closed() futures (strong) */
-    size_t nwaiters;
-    size_t waiters_cap;
+    ca_waiters waiters;             /* wait_closed() futures */
     ca_handle *retry_timer;
     char *unix_path;                /* owned: unlinked on close */
     uint16_t port;
-    int ops_inflight;
 };
 
 static void transport_dealloc(ca_object *op);
@@ -213,17 +208,12 @@ static inline size_t wbuf_pending(const wbuf *b) { return b->len - b->off; }
 
 /* MARK: - Closing */
 
+/* The kernel may still hold a cancelled read on the fd: it is closed when
+ * that ends. */
 static void transport_close_fd(ca_transport *t) {
     if (t->fd < 0) return;
-    if (t->ops_inflight > 0) {
-        /* the kernel still holds operations on it: close when they end */
-        t->fd_close_pending = 1;
-        return;
-    }
-    ca_loop_forget_fd(t->loop, t->fd);
-    close(t->fd);
+    ca_io_close_when_idle(t->loop, t->fd);
     t->fd = -1;
-    t->fd_close_pending = 0;
 }
 
 /* _call_connection_lost. */
@@ -323,13 +313,6 @@ void ca_transport_abort(ca_transport *t) { transport_force_close(t, NULL); }
 
 bool ca_transport_is_closing(const ca_transport *t) { return t->closing; }
 
-/* An op ended: drop its reference, and close the fd if that waited on it. */
-static void transport_op_ended(ca_transport *t) {
-    t->ops_inflight--;
-    if (t->fd_close_pending && t->ops_inflight == 0) transport_close_fd(t);
-    ca_decref(t);
-}
-
 /* MARK: - Reading */
 
 static void transport_read_arm(ca_transport *t);
@@ -390,7 +373,7 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
     rchunk chunk = {op->cqe_buf, 0, op->cqe_bid, op->cqe_buf != NULL};
     if (CA_UNLIKELY(t->loop->closed || t->closing || t->lost)) {
         rchunk_release(t, &chunk);
-        if (!more) transport_op_ended(t);
+        if (!more) ca_decref(t);
         return;
     }
     if (res > 0) {
@@ -417,7 +400,7 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
         ca_error *err = ca_loop_call_later(t->loop, CA_IO_RETRY_DELAY_NS, transport_read_retry_cb, ca_incref(t),
                                            ca_release_object, NULL, NULL);
         ca_decref(err);
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     } else {
         t->rfinal = res;
@@ -427,7 +410,6 @@ static void transport_read_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
      * resume_reading */
     if ((t->rq_len > 0 || t->rfinal_set) && !t->reading_paused) transport_schedule_read_ready(t);
     if (more) return;
-    t->ops_inflight--;
     /* The next read starts at once unless it would reuse a buffer whose
      * bytes are not delivered yet (read_ready starts it then). */
     if (transport_wants_read(t) && t->rq_own == 0) transport_read_arm(t);
@@ -495,7 +477,6 @@ static void transport_read_arm(ca_transport *t) {
         op->flags = t->rshort ? CA_IO_F_POLL_FIRST : 0;
         t->rfallback = 0;
     }
-    t->ops_inflight++;
     ca_incref(t);
     ca_io_submit(t->loop, op);
 }
@@ -611,7 +592,6 @@ static void transport_send_submit(ca_transport *t) {
     op->buf = t->cur.data + t->cur.off;
     op->len = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
     op->flags = 0;
-    t->ops_inflight++;
     ca_incref(t);
     ca_io_submit(t->loop, op);
 }
@@ -644,7 +624,7 @@ static void transport_write_drained(ca_transport *t) {
 static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
     ca_transport *t = CA_CONTAINER_OF(op, ca_transport, wop);
     if (CA_UNLIKELY(t->loop->closed || t->lost || t->conn_lost)) {
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     }
     if (CA_UNLIKELY(res < 0)) {
@@ -659,7 +639,7 @@ static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
             ca_error *err = ca_loop_call_soon(t->loop, transport_write_error_cb, ca_incref(t), ca_release_object, NULL, NULL);
             ca_decref(err);
         }
-        transport_op_ended(t);
+        ca_decref(t);
         return;
     }
     t->cur.off += (size_t)res;
@@ -675,7 +655,7 @@ static void transport_send_complete(ca_io_op *op, int32_t res, uint32_t cflags) 
         else transport_write_drained(t);
     }
     transport_maybe_resume_protocol(t);
-    transport_op_ended(t);
+    ca_decref(t);
 }
 
 ca_error *ca_transport_write(ca_transport *t, const void *data, size_t len) {
@@ -747,7 +727,7 @@ size_t ca_transport_get_write_buffer_size(const ca_transport *t) { return wbuf_p
 
 /* MARK: - Accessors */
 
-int ca_transport_get_fd(const ca_transport *t) { return t->fd_close_pending ? -1 : t->fd; }
+int ca_transport_get_fd(const ca_transport *t) { return t->fd; }
 
 bool ca_transport_get_peername(const ca_transport *t, struct sockaddr_storage *addr, socklen_t *len) {
     *len = sizeof *addr;
@@ -776,10 +756,7 @@ void ca_transports_loop_closed(ca_loop *loop) {
         transport_list_remove(t);
         t->lost = 1;
         t->closing = 1;
-        if (t->ops_inflight == 0 && t->fd >= 0) {
-            close(t->fd);
-            t->fd = -1;
-        }
+        transport_close_fd(t);
         t->rq_len = 0; /* the backend and its buffers are gone */
         ca_protocol *p = t->protocol;
         t->protocol = NULL;
@@ -928,16 +905,16 @@ void ca_server_attach(ca_server *s, ca_transport *t) {
     s->nconn++;
 }
 
+/* Server._wakeup: the waiters are taken out before any is resolved. */
 static void server_wakeup(ca_server *s) {
-    size_t n = s->nwaiters;
-    ca_future **w = s->waiters;
-    s->waiters = NULL;
-    s->nwaiters = s->waiters_cap = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (w[i]->fut_state == CA_FUTURE_PENDING) ca_decref(ca_future_set_result_impl(w[i], ca_none()));
-        ca_decref(w[i]);
+    ca_waiters w = s->waiters;
+    s->waiters = (ca_waiters){0};
+    ca_future *f;
+    while ((f = ca_waiters_popleft(&w)) != NULL) {
+        if (f->fut_state == CA_FUTURE_PENDING) ca_decref(ca_future_set_result_impl(f, ca_none()));
+        ca_decref(f);
     }
-    ca_free(w);
+    ca_waiters_clear(&w);
 }
 
 void ca_server_detach(ca_server *s, ca_transport *t) {
@@ -960,20 +937,13 @@ static void server_accept_retry_cb(void *arg) {
 }
 
 static void listener_close_fd(listener *l) {
-    ca_server *s = l->server;
     if (l->fd < 0) return;
-    if (l->op.state != CA_IO_OP_IDLE) {
-        /* The fd stays open until the in-flight accept completes, but the
-         * socket must stop listening now: shutdown moves it out of LISTEN,
-         * so connects are refused and the pending accept fails. */
-        (void)shutdown(l->fd, SHUT_RDWR);
-        l->close_pending = 1;
-        return;
-    }
-    ca_loop_forget_fd(s->loop, l->fd);
-    close(l->fd);
+    /* The fd stays open until the in-flight accept completes, but the
+     * socket must stop listening now: shutdown moves it out of LISTEN, so
+     * connects are refused and the pending accept fails. */
+    if (l->op.state != CA_IO_OP_IDLE) (void)shutdown(l->fd, SHUT_RDWR);
+    ca_io_close_when_idle(l->server->loop, l->fd);
     l->fd = -1;
-    l->close_pending = 0;
 }
 
 static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags) {
@@ -1018,9 +988,7 @@ static void listener_accept_complete(ca_io_op *op, int32_t res, uint32_t cflags)
         }
     }
     if (more) return;
-    s->ops_inflight--;
-    if (l->close_pending) listener_close_fd(l);
-    else if (s->serving && !s->accept_paused && !loop->closed) listener_arm(l);
+    if (s->serving && !s->accept_paused && !loop->closed) listener_arm(l);
     ca_decref(s);
 }
 
@@ -1030,7 +998,6 @@ static void listener_arm(listener *l) {
     l->op.opcode = CA_IO_ACCEPT;
     l->op.flags = CA_IO_F_MULTISHOT;
     l->op.buf = NULL;
-    s->ops_inflight++;
     ca_incref(s);
     ca_io_submit(s->loop, &l->op);
 }
@@ -1081,17 +1048,12 @@ ca_future *ca_server_wait_closed(ca_server *s) {
         ca_decref(ca_future_set_result_impl(f, ca_none()));
         return f;
     }
-    if (s->nwaiters == s->waiters_cap) {
-        size_t cap = s->waiters_cap ? s->waiters_cap * 2 : 4;
-        ca_future **w = ca_realloc(s->waiters, cap * sizeof *w);
-        if (w == NULL) {
-            ca_decref(f);
-            return NULL;
-        }
-        s->waiters = w;
-        s->waiters_cap = cap;
+    ca_error *err = ca_waiters_append(&s->waiters, f);
+    if (err != NULL) {
+        ca_decref(err);
+        ca_decref(f);
+        return NULL;
     }
-    s->waiters[s->nwaiters++] = ca_incref(f);
     return f;
 }
 
@@ -1123,8 +1085,7 @@ static void server_dealloc(ca_object *op) {
         (void)unlink(s->unix_path);
         ca_free(s->unix_path);
     }
-    for (size_t i = 0; i < s->nwaiters; i++) ca_decref(s->waiters[i]);
-    ca_free(s->waiters);
+    ca_waiters_clear(&s->waiters);
     ca_decref(s->retry_timer);
     if (s->factory_arg_release != NULL) s->factory_arg_release(s->factory_arg);
     ca_decref(s->loop);
@@ -1451,11 +1412,6 @@ static ca_error *connector_resolve(connector *c, const char *host, uint16_t port
     return NULL;
 }
 
-static bool host_is_ip_literal(const char *host) {
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, void *arg, const char *host,
                                     uint16_t port, ca_future **out) {
     *out = NULL;
@@ -1464,7 +1420,7 @@ ca_error *ca_loop_create_connection(ca_loop *loop, ca_protocol_factory factory, 
     if (ca_io_loop_get(loop) == NULL) return ca_error_new(&ca_MemoryError, NULL);
     connector *c = connector_new(loop, factory, arg);
     if (c == NULL) return ca_error_new(&ca_MemoryError, NULL);
-    if (!host_is_ip_literal(host)) return connector_resolve(c, host, port, out);
+    if (!ca_io_host_is_numeric(host, AF_UNSPEC)) return connector_resolve(c, host, port, out);
     ca_error *err = ca_io_resolve_numeric(host, port, false, c->addrs, c->lens, CONNECT_MAX_ADDRS, &c->naddrs);
     if (err == NULL && c->naddrs == 0) err = ca_error_format(&ca_OSError, "getaddrinfo(%s) returned empty list", host);
     if (err != NULL) {

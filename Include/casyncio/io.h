@@ -13,7 +13,9 @@
  * that is gone, and is dropped (a connection closed) rather than handed to
  * whatever reuses the number.
  *
- * File descriptors given to these functions are made non-blocking. Close
+ * File descriptors given to these functions may be blocking: no operation
+ * blocks the loop (the epoll backend makes an fd non-blocking before it
+ * accepts or connects on it; receives and sends pass MSG_DONTWAIT). Close
  * them with ca_loop_sock_close (or call ca_loop_forget_fd before close(2)):
  * the epoll backend keeps each fd registered, and a reused fd number must
  * not inherit a stale registration.
