@@ -60,7 +60,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
     /// loop's task factory). Inlinable, as the whole creation path: compiled
     /// for the caller's concrete `Value`, it finds its types' metadata in
     /// place rather than in the runtime's generic caches.
-    @usableFromInline @inlinable
+    @inlinable
     static func create(core: LoopCore, name: String?, eagerStart: Bool?, function: StaticString,
                        file: StaticString, line: UInt,
                        body: @escaping TaskBody<Value>) throws -> LoopTask<Value> {
@@ -71,7 +71,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
 
     /// Hands a coroutine (taken) to `spawn`, the C function that creates its
     /// task (`ca_loop_create_task`, `ca_taskgroup_create_task`, ...).
-    @usableFromInline @inlinable
+    @inlinable
     static func create(coro c: CoroPtr,
                        _ spawn: (UnsafeMutablePointer<ca_coro>, UnsafePointer<ca_task_options>,
                                  UnsafeMutablePointer<UnsafeMutablePointer<ca_task>?>) -> UnsafeMutablePointer<ca_error>?,

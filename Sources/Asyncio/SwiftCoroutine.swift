@@ -21,7 +21,7 @@ enum SwiftCoroutine {
     /// Creates the coroutine of a body and its Swift task; the task's first
     /// job is captured, to run at the coroutine's first send. The returned
     /// reference is the caller's (hand it to a C task).
-    @usableFromInline @inlinable
+    @inlinable
     static func make<T: Sendable>(core: LoopCore, name: StaticString, file: StaticString, line: UInt,
                                   body: @escaping TaskBody<T>) -> CoroPtr {
         _ = installed
@@ -52,7 +52,7 @@ enum SwiftCoroutine {
     }
 
     /// Where a coroutine keeps its body until the body starts.
-    @usableFromInline @inlinable @inline(__always)
+    @inlinable @inline(__always)
     static func bodySlot<T: Sendable>(_ c: CoroPtr, _: T.Type) -> UnsafeMutablePointer<TaskBody<T>> {
         (UnsafeMutableRawPointer(c) + MemoryLayout<cas_coro>.offset(of: \cas_coro.body)!)
             .bindMemory(to: TaskBody<T>.self, capacity: 1)
@@ -60,7 +60,7 @@ enum SwiftCoroutine {
 
     /// What the Swift task runs: the body its coroutine holds (the one whose
     /// step runs this first job), its outcome stored in the coroutine.
-    @usableFromInline @inlinable
+    @inlinable
     nonisolated(nonsending) static func runStartedBody<T: Sendable>(_: T.Type) async {
         guard let c = cas_tls_get().pointee.running else {
             preconditionFailure("a task body started outside its coroutine's step")

@@ -10,6 +10,13 @@ struct Point: Sendable, Equatable {
     var y: Int
 }
 
+/// An object that records its own release.
+private final class Tracked: Sendable {
+    let dropped: Shared<Bool>
+    init(_ dropped: Shared<Bool>) { self.dropped = dropped }
+    deinit { dropped.value = true }
+}
+
 @Suite("Future")
 struct FutureTests {
     @Test("value returns the result of every stored kind: inline and boxed")
@@ -120,11 +127,6 @@ struct FutureTests {
 
     @Test("a done callback that never runs releases what it captured once its future is gone")
     func doneCallbackReleasedWithFuture() async throws {
-        final class Tracked: Sendable {
-            let dropped: Shared<Bool>
-            init(_ dropped: Shared<Bool>) { self.dropped = dropped }
-            deinit { dropped.value = true }
-        }
         let dropped = Shared(false)
         let ran = Shared(false)
         try await runLoop {
@@ -189,11 +191,6 @@ struct FutureTests {
 
     @Test("a wrapper the loop keeps for reuse does not keep its last future, nor that future's result, alive")
     func doneCallbackKeptWrapperReleasesFuture() async throws {
-        final class Tracked: Sendable {
-            let dropped: Shared<Bool>
-            init(_ dropped: Shared<Bool>) { self.dropped = dropped }
-            deinit { dropped.value = true }
-        }
         let dropped = Shared(false)
         try await runLoop {
             let loop = EventLoop.current!
