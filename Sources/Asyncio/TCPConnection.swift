@@ -216,10 +216,16 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `at_eof()`: the stream ended and every byte was read.
-    public var isAtEOF: Bool { ca_stream_reader_at_eof(unsafeRawReader) }
+    public var isAtEOF: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_reader_at_eof(unsafeRawReader)
+    }
 
     /// How many bytes are buffered, ready to be read without waiting.
-    public var bufferedByteCount: Int { ca_stream_reader_buffered(unsafeRawReader) }
+    public var bufferedByteCount: Int {
+        checkConfined(loop: loop)
+        return ca_stream_reader_buffered(unsafeRawReader)
+    }
 
     // MARK: Writing
 
@@ -271,10 +277,14 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// The bytes written and not yet taken by the kernel
     /// (`transport.get_write_buffer_size()`).
-    public var writeBufferSize: Int { ca_transport_get_write_buffer_size(unsafeRawTransport) }
+    public var writeBufferSize: Int {
+        checkConfined(loop: loop)
+        return ca_transport_get_write_buffer_size(unsafeRawTransport)
+    }
 
     /// The transport's write-buffer limits (`get_write_buffer_limits()`).
     public var writeBufferLimits: (low: Int, high: Int) {
+        checkConfined(loop: loop)
         var low = 0, high = 0
         ca_transport_get_write_buffer_limits(unsafeRawTransport, &low, &high)
         return (low, high)
@@ -308,7 +318,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// `is_closing()`: ``close()`` or ``abort()`` was called, or the
     /// connection was lost.
-    public var isClosing: Bool { ca_stream_writer_is_closing(unsafeRawWriter) }
+    public var isClosing: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_writer_is_closing(unsafeRawWriter)
+    }
 
     /// `wait_closed()`: waits until the connection is gone.
     ///
@@ -321,7 +334,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// The socket (`get_extra_info('socket').fileno()`), for socket
     /// options; -1 once closed. Do not read, write or close it.
-    public var fileDescriptor: Int32 { ca_transport_get_fd(unsafeRawTransport) }
+    public var fileDescriptor: Int32 {
+        checkConfined(loop: loop)
+        return ca_transport_get_fd(unsafeRawTransport)
+    }
 
     /// `<TCPConnection ('127.0.0.1', 50000) -> ('127.0.0.1', 8888)>`.
     public var description: String {

@@ -113,7 +113,10 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
 
     /// The port the first listening socket is bound to (0 for a Unix
     /// socket): the one the system picked when the server asked for port 0.
-    public var port: UInt16 { ca_server_get_port(unsafeRaw) }
+    public var port: UInt16 {
+        checkConfined(loop: loop)
+        return ca_server_get_port(unsafeRaw)
+    }
 
     /// The addresses the server listens on (`[s.getsockname() for s in
     /// server.sockets]`); empty once closed.
@@ -129,11 +132,17 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     }
 
     /// `is_serving()`.
-    public var isServing: Bool { ca_server_is_serving(unsafeRaw) }
+    public var isServing: Bool {
+        checkConfined(loop: loop)
+        return ca_server_is_serving(unsafeRaw)
+    }
 
     /// The connections the server accepted that are still open (taken from
     /// the sequence or not).
-    public var connectionCount: Int { ca_server_connection_count(unsafeRaw) }
+    public var connectionCount: Int {
+        checkConfined(loop: loop)
+        return ca_server_connection_count(unsafeRaw)
+    }
 
     // MARK: Closing
 

@@ -99,6 +99,7 @@ public final class DatagramSocket: @unchecked Sendable {
 
     /// The bound address (`get_extra_info('sockname')`), nil once closed.
     public var localAddress: SocketAddress? {
+        checkConfined(loop: loop)
         guard let t = transport else { return nil }
         return SocketAddress.read { ca_datagram_transport_get_sockname(t, $0, $1) }
     }
