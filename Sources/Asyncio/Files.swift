@@ -44,18 +44,7 @@ public final class AsyncFile: @unchecked Sendable {
     /// operations still in flight on it have finished (at once when none).
     deinit {
         if closed { return }
-        let loop = self.loop
-        if cas_tls_get().pointee.loop == loop || ca_get_running_loop() == loop || !ca_loop_is_running(loop) {
-            ca_loop_file_close_later(loop, fd)
-            return
-        }
-        let arg = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
-        guard let err = ca_loop_call_soon_threadsafe(loop, { arg in
-            ca_loop_file_close_later(ca_get_running_loop(), Int32(Int(bitPattern: arg) - 1))
-        }, arg, nil) else { return }
-        // closed meanwhile: nothing runs the loop any more
-        ca_decref(UnsafeMutableRawPointer(err))
-        Glibc.close(fd)
+        runOnLoopThread(loop, closeFileLater, Unmanaged.passRetained(FileCloseLater(loop: loop, fd: fd)).toOpaque())
     }
 
     /// The running loop, which must be the file's; a closed file refuses
@@ -124,4 +113,21 @@ public final class AsyncFile: @unchecked Sendable {
         try ErrorBridge.check(ca_loop_file_close(loop, fd, &f))
         try await awaitCFuture(f!) { _ in () }
     }
+}
+
+/// A dropped file's descriptor on its way to its loop's thread.
+private final class FileCloseLater {
+    let loop: OpaquePointer
+    let fd: Int32
+    init(loop: OpaquePointer, fd: Int32) {
+        self.loop = loop
+        self.fd = fd
+    }
+}
+
+/// Closes a dropped file once its operations in flight are done, at once on
+/// a closed loop (loop thread, or the loop is not running).
+private func closeFileLater(_ arg: UnsafeMutableRawPointer?) {
+    let request = Unmanaged<FileCloseLater>.fromOpaque(arg!).takeRetainedValue()
+    ca_loop_file_close_later(request.loop, request.fd)
 }

@@ -75,13 +75,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     }
 
     deinit {
-        let w = UnsafeMutableRawPointer(unsafeRawWriter)
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseWriter, w, nil) else { return }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        closeAndReleaseWriter(w)
+        runOnLoopThread(loop, closeAndReleaseWriter, UnsafeMutableRawPointer(unsafeRawWriter))
     }
 
     /// The C transport (borrowed: valid while this object lives).

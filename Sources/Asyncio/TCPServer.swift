@@ -58,13 +58,8 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     }
 
     deinit {
-        let box = Unmanaged.passRetained(ServerShutdown(server: unsafeRaw, state: state)).toOpaque()
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, shutDownServer, box, nil) else { return }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        shutDownServer(box)
+        runOnLoopThread(loop, shutDownServer,
+                        Unmanaged.passRetained(ServerShutdown(server: unsafeRaw, state: state)).toOpaque())
     }
 
     // MARK: Accepting

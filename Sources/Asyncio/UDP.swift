@@ -86,15 +86,7 @@ public final class DatagramSocket: @unchecked Sendable {
 
     deinit {
         guard let t = transport else { return }
-        let raw = UnsafeMutableRawPointer(t)
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseDatagramTransport, raw, nil) else {
-                return
-            }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        closeAndReleaseDatagramTransport(raw)
+        runOnLoopThread(loop, closeAndReleaseDatagramTransport, UnsafeMutableRawPointer(t))
     }
 
     /// The bound address (`get_extra_info('sockname')`), nil once closed.
