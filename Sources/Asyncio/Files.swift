@@ -61,9 +61,11 @@ public final class AsyncFile: @unchecked Sendable {
     nonisolated(nonsending) public static func open(_ path: String, flags: Int32 = O_RDONLY,
                                                     mode: mode_t = 0o644) async throws -> AsyncFile {
         let loop = try runningCLoop()
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_open(loop, path, flags, mode, &f))
-        let fd = try await awaitCFuture(f!) { Int32($0.pointee.u.i) }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_open(loop, path, flags, mode, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        let fd = try await Await.done(f) { _, v in Int32(v.u.i) }
         return AsyncFile(fd: fd, loop: loop)
     }
 
@@ -71,10 +73,12 @@ public final class AsyncFile: @unchecked Sendable {
     /// which moves); an empty array at end of file.
     nonisolated(nonsending) public func read(upTo count: Int, at offset: Int64? = nil) async throws -> [UInt8] {
         let loop = try usableLoop("read")
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &f))
-        return try await awaitCFuture(f!) { v in
-            guard let obj = v.pointee.u.obj else { return [] }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        return try await Await.done(f) { _, v in
+            guard let obj = v.u.obj else { return [] }
             let b = UnsafeRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
             return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
         }
@@ -89,17 +93,21 @@ public final class AsyncFile: @unchecked Sendable {
             throw AsyncioError(typeName: "MemoryError")
         }
         defer { ca_decref(UnsafeMutableRawPointer(data)) }
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_write(loop, fd, data, offset ?? -1, &f))
-        return try await awaitCFuture(f!) { Int($0.pointee.u.i) }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_write(loop, fd, data, offset ?? -1, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        return try await Await.done(f) { _, v in Int(v.u.i) }
     }
 
     /// `fsync(2)`, or `fdatasync(2)` when `dataOnly`.
     nonisolated(nonsending) public func fsync(dataOnly: Bool = false) async throws {
         let loop = try usableLoop("fsync")
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_fsync(loop, fd, dataOnly, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_fsync(loop, fd, dataOnly, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        try await Await.done(f)
     }
 
     /// Closes the file, after the operations still in flight on it (a
@@ -109,9 +117,11 @@ public final class AsyncFile: @unchecked Sendable {
         checkConfined(loop: self.loop)
         if closed { return }
         closed = true
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_close(loop, fd, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_close(loop, fd, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        try await Await.done(f)
     }
 }
 

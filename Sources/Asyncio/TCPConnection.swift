@@ -423,7 +423,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
             ca_stream_reader_wait_done(unsafeRawReader, waiter)
             ca_decref(UnsafeMutableRawPointer(waiter))
         }
-        try await Await.untilDone(waiter)
+        try await Await.done(waiter)
     }
 
     /// Takes up to `max` buffered bytes as an array.
@@ -450,25 +450,4 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 private func closeAndReleaseWriter(_ arg: UnsafeMutableRawPointer?) {
     ca_stream_writer_close(OpaquePointer(arg!))
     ca_decref(arg)
-}
-
-// MARK: - Awaiting a raw future
-
-extension Await {
-    /// Waits until `f` (borrowed: the caller keeps it alive) is done, then
-    /// throws its error, or ``CancelledError`` when it was cancelled. Inside
-    /// the body's own task this is a plain await of its C step (nothing
-    /// allocated); elsewhere a done callback.
-    @inline(__always)
-    nonisolated(nonsending) static func untilDone(_ f: UnsafeMutablePointer<ca_future>) async throws {
-        if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
-            if let c = ownCoroutine {
-                try await suspend(c, on: f)
-            } else {
-                try await viaCallback(f) { _ in () }
-            }
-        }
-        var v = ca_value()
-        if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
-    }
 }

@@ -82,7 +82,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
                 state.forget(waiter)
                 ca_decref(UnsafeMutableRawPointer(waiter))
             }
-            try await Await.untilDone(waiter)
+            try await Await.done(waiter)
         }
     }
 
@@ -173,7 +173,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
         checkConfined(loop: loop)
         guard let f = ca_server_wait_closed(unsafeRaw) else { throw AsyncioError(typeName: "MemoryError") }
         defer { ca_decref(UnsafeMutableRawPointer(f)) }
-        try await Await.untilDone(f)
+        try await Await.done(f)
     }
 
     /// `<TCPServer sockets=[('127.0.0.1', 8888)]>`.

@@ -171,9 +171,10 @@ final class DatagramInbox: @unchecked Sendable {
                     message: "receive() called while another task is already waiting for a datagram")
             }
             guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+            defer { ca_decref(UnsafeMutableRawPointer(f)) }
             waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
             do {
-                try await awaitCFuture(f) { _ in () }
+                try await Await.done(f)
             } catch {
                 dropWaiter()
                 throw error
