@@ -183,11 +183,7 @@ func fmtJSON(_ j: JSON?) -> String {
     }
 }
 
-/// The user error types and the error hierarchy of SPEC 1.4.
-let builtinErrorNames: Set<String> = [
-    "CancelledError", "TimeoutError", "InvalidStateError", "QueueEmpty", "QueueFull", "QueueShutDown",
-    "RuntimeError", "ValueError", "TypeError",
-]
+/// The errors rendered by name only, their message never printed (SPEC 3.3).
 let namelessErrors: Set<String> = ["InvalidStateError", "RuntimeError", "ValueError", "TypeError"]
 
 /// A new error of `name` whose message is the rendered `msg` value (nil: no args).
