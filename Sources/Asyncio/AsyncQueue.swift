@@ -142,15 +142,27 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     // MARK: State
 
     /// `qsize()`.
-    public var count: Int { ca_queue_qsize(unsafeRaw) }
+    public var count: Int {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_queue_qsize(unsafeRaw)
+    }
     /// `empty()`.
-    public var isEmpty: Bool { ca_queue_empty(unsafeRaw) }
+    public var isEmpty: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_queue_empty(unsafeRaw)
+    }
     /// `full()`.
-    public var isFull: Bool { ca_queue_full(unsafeRaw) }
+    public var isFull: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_queue_full(unsafeRaw)
+    }
     /// `maxsize` (<= 0: unbounded).
     public var maxsize: Int { Int(ca_queue_maxsize(unsafeRaw)) }
     /// `repr(queue)`: `<Queue at 0x... maxsize=0 _queue=[1, 2] tasks=2>`.
-    public var description: String { reprString { ca_queue_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_queue_repr(unsafeRaw, $0, $1) }
+    }
 
     @inlinable @inline(__always)
     func encode(_ item: Element) -> ca_value {

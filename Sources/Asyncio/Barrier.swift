@@ -50,10 +50,19 @@ public final class Barrier: @unchecked Sendable, CustomStringConvertible {
     /// `parties`.
     public var parties: Int { Int(ca_barrier_parties(unsafeRaw)) }
     /// `n_waiting`.
-    public var waiting: Int { Int(ca_barrier_n_waiting(unsafeRaw)) }
+    public var waiting: Int {
+        checkConfined(loop: loop)
+        return Int(ca_barrier_n_waiting(unsafeRaw))
+    }
     /// `broken`.
-    public var isBroken: Bool { ca_barrier_broken(unsafeRaw) }
+    public var isBroken: Bool {
+        checkConfined(loop: loop)
+        return ca_barrier_broken(unsafeRaw)
+    }
 
     /// `repr(barrier)`: `<asyncio.locks.Barrier object at 0x... [filling, waiters:2/5]>`.
-    public var description: String { reprString { ca_barrier_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: loop)
+        return reprString { ca_barrier_repr(unsafeRaw, $0, $1) }
+    }
 }

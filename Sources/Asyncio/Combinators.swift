@@ -147,7 +147,10 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
     }
 
     /// How many futures are still to come.
-    public var remaining: Int { ca_as_completed_remaining(iterator) }
+    public var remaining: Int {
+        checkConfined(loop: loop)
+        return ca_as_completed_remaining(iterator)
+    }
 
     /// The iterator.
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }

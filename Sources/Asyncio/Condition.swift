@@ -23,7 +23,10 @@ public final class Condition: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `locked()`: the underlying lock's.
-    public var isLocked: Bool { ca_condition_locked(unsafeRaw) }
+    public var isLocked: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_condition_locked(unsafeRaw)
+    }
 
     /// `acquire()`: the underlying lock's.
     nonisolated(nonsending) public func acquire() async throws {
@@ -78,7 +81,10 @@ public final class Condition: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `repr(condition)`.
-    public var description: String { reprString { ca_condition_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_condition_repr(unsafeRaw, $0, $1) }
+    }
 }
 
 final class PredicateBox {

@@ -22,7 +22,10 @@ public final class Event: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `is_set()`.
-    public var isSet: Bool { ca_event_is_set(unsafeRaw) }
+    public var isSet: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_event_is_set(unsafeRaw)
+    }
 
     /// `set()`: sets the flag and wakes every waiter.
     public func set() throws {
@@ -44,5 +47,8 @@ public final class Event: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `repr(event)`: `<asyncio.locks.Event object at 0x... [unset, waiters:2]>`.
-    public var description: String { reprString { ca_event_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_event_repr(unsafeRaw, $0, $1) }
+    }
 }

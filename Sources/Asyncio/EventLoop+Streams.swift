@@ -127,12 +127,9 @@ extension EventLoop {
     nonisolated(nonsending) private static func connection(of f: UnsafeMutablePointer<ca_future>) async throws
         -> TCPConnection {
         defer { ca_decref(UnsafeMutableRawPointer(f)) }
-        try await Await.untilDone(f)
-        var v = ca_value()
-        try ErrorBridge.check(ca_future_result(f, &v))
-        let writer = UnsafeMutableRawPointer(v.u.obj!)
-        ca_incref(writer)
-        return TCPConnection(unsafeTakingOwnershipOf: OpaquePointer(writer))
+        return try await Await.done(f) { _, v in
+            TCPConnection(unsafeTakingOwnershipOf: OpaquePointer(ca_incref(UnsafeMutableRawPointer(v.u.obj!))))
+        }
     }
 }
 

@@ -22,9 +22,11 @@ extension EventLoop {
         checkConfined(loop: core.loop)
         let job = DefaultExecutorJob(body)
         let arg = Unmanaged.passRetained(job as DefaultExecutorJobBase).toOpaque()
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_run_in_executor(core.loop, runExecutorJob, arg, releaseExecutorJob, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_run_in_executor(core.loop, runExecutorJob, arg, releaseExecutorJob, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: core.loop) }
+        try await Await.done(f)
         return try job.result!.get()
     }
 
@@ -33,9 +35,11 @@ extension EventLoop {
     /// throw `RuntimeError`.
     nonisolated(nonsending) public func shutdownDefaultExecutor() async throws {
         checkConfined(loop: core.loop)
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_shutdown_default_executor(core.loop, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_shutdown_default_executor(core.loop, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: core.loop) }
+        try await Await.done(f)
     }
 }
 
@@ -62,18 +66,6 @@ private func runExecutorJob(_ arg: UnsafeMutableRawPointer?,
 
 private func releaseExecutorJob(_ arg: UnsafeMutableRawPointer?) {
     Unmanaged<DefaultExecutorJobBase>.fromOpaque(arg!).release()
-}
-
-/// Awaits a C future whose reference the caller hands over, then reads its
-/// (borrowed) result with `read` on the loop thread.
-nonisolated(nonsending) func awaitCFuture<R>(
-    _ f: UnsafeMutablePointer<ca_future>, _ read: (UnsafePointer<ca_value>) throws -> R
-) async throws -> R {
-    let fut = Future<Void>(unsafeTakingOwnershipOf: f)
-    try await fut.value
-    var v = ca_value()
-    if let e = ca_future_result(fut.unsafeRaw, &v) { throw ErrorBridge.take(e) }
-    return try withUnsafePointer(to: &v) { try read($0) }
 }
 
 /// The running loop's C loop, or `RuntimeError` as get_running_loop() raises.

@@ -44,18 +44,7 @@ public final class AsyncFile: @unchecked Sendable {
     /// operations still in flight on it have finished (at once when none).
     deinit {
         if closed { return }
-        let loop = self.loop
-        if cas_tls_get().pointee.loop == loop || ca_get_running_loop() == loop || !ca_loop_is_running(loop) {
-            ca_loop_file_close_later(loop, fd)
-            return
-        }
-        let arg = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
-        guard let err = ca_loop_call_soon_threadsafe(loop, { arg in
-            ca_loop_file_close_later(ca_get_running_loop(), Int32(Int(bitPattern: arg) - 1))
-        }, arg, nil) else { return }
-        // closed meanwhile: nothing runs the loop any more
-        ca_decref(UnsafeMutableRawPointer(err))
-        Glibc.close(fd)
+        runOnLoopThread(loop, closeFileLater, Unmanaged.passRetained(FileCloseLater(loop: loop, fd: fd)).toOpaque())
     }
 
     /// The running loop, which must be the file's; a closed file refuses
@@ -72,9 +61,11 @@ public final class AsyncFile: @unchecked Sendable {
     nonisolated(nonsending) public static func open(_ path: String, flags: Int32 = O_RDONLY,
                                                     mode: mode_t = 0o644) async throws -> AsyncFile {
         let loop = try runningCLoop()
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_open(loop, path, flags, mode, &f))
-        let fd = try await awaitCFuture(f!) { Int32($0.pointee.u.i) }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_open(loop, path, flags, mode, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        let fd = try await Await.done(f) { _, v in Int32(v.u.i) }
         return AsyncFile(fd: fd, loop: loop)
     }
 
@@ -82,10 +73,12 @@ public final class AsyncFile: @unchecked Sendable {
     /// which moves); an empty array at end of file.
     nonisolated(nonsending) public func read(upTo count: Int, at offset: Int64? = nil) async throws -> [UInt8] {
         let loop = try usableLoop("read")
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &f))
-        return try await awaitCFuture(f!) { v in
-            guard let obj = v.pointee.u.obj else { return [] }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        return try await Await.done(f) { _, v in
+            guard let obj = v.u.obj else { return [] }
             let b = UnsafeRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
             return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
         }
@@ -100,17 +93,21 @@ public final class AsyncFile: @unchecked Sendable {
             throw AsyncioError(typeName: "MemoryError")
         }
         defer { ca_decref(UnsafeMutableRawPointer(data)) }
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_write(loop, fd, data, offset ?? -1, &f))
-        return try await awaitCFuture(f!) { Int($0.pointee.u.i) }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_write(loop, fd, data, offset ?? -1, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        return try await Await.done(f) { _, v in Int(v.u.i) }
     }
 
     /// `fsync(2)`, or `fdatasync(2)` when `dataOnly`.
     nonisolated(nonsending) public func fsync(dataOnly: Bool = false) async throws {
         let loop = try usableLoop("fsync")
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_fsync(loop, fd, dataOnly, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_fsync(loop, fd, dataOnly, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        try await Await.done(f)
     }
 
     /// Closes the file, after the operations still in flight on it (a
@@ -120,8 +117,27 @@ public final class AsyncFile: @unchecked Sendable {
         checkConfined(loop: self.loop)
         if closed { return }
         closed = true
-        var f: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_loop_file_close(loop, fd, &f))
-        try await awaitCFuture(f!) { _ in () }
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_loop_file_close(loop, fd, &out))
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        try await Await.done(f)
     }
+}
+
+/// A dropped file's descriptor on its way to its loop's thread.
+private final class FileCloseLater {
+    let loop: OpaquePointer
+    let fd: Int32
+    init(loop: OpaquePointer, fd: Int32) {
+        self.loop = loop
+        self.fd = fd
+    }
+}
+
+/// Closes a dropped file once its operations in flight are done, at once on
+/// a closed loop (loop thread, or the loop is not running).
+private func closeFileLater(_ arg: UnsafeMutableRawPointer?) {
+    let request = Unmanaged<FileCloseLater>.fromOpaque(arg!).takeRetainedValue()
+    ca_loop_file_close_later(request.loop, request.fd)
 }

@@ -21,7 +21,7 @@ nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat F
     for f in repeat each futures { children.append(UnsafeMutableRawPointer(f.unsafeRaw)) }
     let gathering = try startGather(children, returnExceptions: false)
     defer { withExtendedLifetime((repeat each futures)) {} }
-    return try await Await.done(gathering.unsafeRaw) { f in
+    return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
         var i = 0
         return (repeat try resultItem(list, &i, as: (each T).self))
@@ -34,7 +34,7 @@ nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat F
 nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) async throws -> [T] {
     let gathering = try startGather(rawFutures(futures), returnExceptions: false)
     defer { withExtendedLifetime(futures) {} }
-    return try await Await.done(gathering.unsafeRaw) { f in
+    return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
         var results: [T] = []
         results.reserveCapacity(list.pointee.len)
@@ -55,7 +55,7 @@ nonisolated(nonsending) public func gatherReturningExceptions<T: Sendable>(_ fut
     -> [Result<T, any Error>] {
     let gathering = try startGather(rawFutures(futures), returnExceptions: true)
     defer { withExtendedLifetime(futures) {} }
-    return try await Await.done(gathering.unsafeRaw) { f in
+    return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
         return (0..<list.pointee.len).map { i in
             if let e = ca_result_list_error(list, i) { return .failure(ErrorBridge.swiftError(e)) }
@@ -90,29 +90,6 @@ func startGather(_ children: [UnsafeMutableRawPointer?], returnExceptions: Bool)
 private func resultItem<U>(_ list: UnsafeMutablePointer<ca_result_list>, _ i: inout Int, as: U.Type) throws -> U {
     defer { i += 1 }
     return try ValueCodec<U>.decode(ca_result_list_item(list, i))
-}
-
-extension Await {
-    /// Waits until `f` is done (through the body's C task when there is
-    /// one), then returns `read(f)`, which runs on the loop thread.
-    nonisolated(nonsending) static func done<R: Sendable>(
-        _ f: UnsafeMutablePointer<ca_future>,
-        read: @escaping @Sendable (UnsafeMutablePointer<ca_future>) throws -> R
-    ) async throws -> R {
-        if let c = ownCoroutine {
-            if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
-                try await suspend(c, on: f)
-            }
-            var v = ca_value()
-            if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
-            return try read(f)
-        }
-        return try await viaCallback(f) { f in
-            var v = ca_value()
-            if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
-            return try read(f)
-        }
-    }
 }
 
 // MARK: - gather as a future

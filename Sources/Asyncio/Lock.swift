@@ -28,7 +28,10 @@ public final class Lock: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `locked()`.
-    public var isLocked: Bool { ca_lock_locked(unsafeRaw) }
+    public var isLocked: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_lock_locked(unsafeRaw)
+    }
 
     /// `acquire()`: takes the lock, waiting while another task holds it.
     /// - Throws: ``CancelledError``.
@@ -53,5 +56,8 @@ public final class Lock: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `repr(lock)`: `<asyncio.locks.Lock object at 0x... [locked, waiters:1]>`.
-    public var description: String { reprString { ca_lock_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_lock_repr(unsafeRaw, $0, $1) }
+    }
 }

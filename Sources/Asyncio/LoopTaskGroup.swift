@@ -52,7 +52,10 @@ public final class LoopTaskGroup: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `repr(group)`: `<TaskGroup tasks=2 errors=1 cancelling>`.
-    public var description: String { reprString { ca_taskgroup_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_taskgroup_repr(unsafeRaw, $0, $1) }
+    }
 }
 
 /// `async with asyncio.TaskGroup() as group`: runs `body` with a new group,

@@ -32,14 +32,16 @@ extension EventLoop {
         flags: Int32 = 0
     ) async throws -> [AddressInfo] {
         checkConfined(loop: core.loop)
-        var f: UnsafeMutablePointer<ca_future>?
+        var out: UnsafeMutablePointer<ca_future>?
         let loop = core.loop
         let err = host.withOptionalCString { h in
-            port.withOptionalCString { p in ca_loop_getaddrinfo(loop, h, p, family, type, proto, flags, &f) }
+            port.withOptionalCString { p in ca_loop_getaddrinfo(loop, h, p, family, type, proto, flags, &out) }
         }
         try ErrorBridge.check(err)
-        return try await awaitCFuture(f!) { v in
-            guard v.pointee.kind == CA_VALUE_OBJECT, let obj = v.pointee.u.obj else { return [] }
+        let f = out!
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
+        return try await Await.done(f) { _, v in
+            guard v.kind == CA_VALUE_OBJECT, let obj = v.u.obj else { return [] }
             let list = UnsafeRawPointer(obj).assumingMemoryBound(to: ca_addrinfo_list.self)
             return (0..<list.pointee.count).compactMap { i -> AddressInfo? in
                 let e = list.pointee.items[i]

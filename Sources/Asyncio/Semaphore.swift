@@ -26,10 +26,16 @@ public class Semaphore: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `locked()`: ``acquire()`` would wait.
-    public final var isLocked: Bool { ca_semaphore_locked(unsafeRaw) }
+    public final var isLocked: Bool {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return ca_semaphore_locked(unsafeRaw)
+    }
 
     /// The current value (`_value`).
-    public final var value: Int { Int(unsafeRaw.pointee.value) }
+    public final var value: Int {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return Int(unsafeRaw.pointee.value)
+    }
 
     /// `acquire()`: takes a permit, waiting while none is free.
     /// - Throws: ``CancelledError``.

@@ -75,13 +75,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     }
 
     deinit {
-        let w = UnsafeMutableRawPointer(unsafeRawWriter)
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseWriter, w, nil) else { return }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        closeAndReleaseWriter(w)
+        runOnLoopThread(loop, closeAndReleaseWriter, UnsafeMutableRawPointer(unsafeRawWriter))
     }
 
     /// The C transport (borrowed: valid while this object lives).
@@ -216,10 +210,16 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `at_eof()`: the stream ended and every byte was read.
-    public var isAtEOF: Bool { ca_stream_reader_at_eof(unsafeRawReader) }
+    public var isAtEOF: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_reader_at_eof(unsafeRawReader)
+    }
 
     /// How many bytes are buffered, ready to be read without waiting.
-    public var bufferedByteCount: Int { ca_stream_reader_buffered(unsafeRawReader) }
+    public var bufferedByteCount: Int {
+        checkConfined(loop: loop)
+        return ca_stream_reader_buffered(unsafeRawReader)
+    }
 
     // MARK: Writing
 
@@ -271,10 +271,14 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// The bytes written and not yet taken by the kernel
     /// (`transport.get_write_buffer_size()`).
-    public var writeBufferSize: Int { ca_transport_get_write_buffer_size(unsafeRawTransport) }
+    public var writeBufferSize: Int {
+        checkConfined(loop: loop)
+        return ca_transport_get_write_buffer_size(unsafeRawTransport)
+    }
 
     /// The transport's write-buffer limits (`get_write_buffer_limits()`).
     public var writeBufferLimits: (low: Int, high: Int) {
+        checkConfined(loop: loop)
         var low = 0, high = 0
         ca_transport_get_write_buffer_limits(unsafeRawTransport, &low, &high)
         return (low, high)
@@ -308,7 +312,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// `is_closing()`: ``close()`` or ``abort()`` was called, or the
     /// connection was lost.
-    public var isClosing: Bool { ca_stream_writer_is_closing(unsafeRawWriter) }
+    public var isClosing: Bool {
+        checkConfined(loop: loop)
+        return ca_stream_writer_is_closing(unsafeRawWriter)
+    }
 
     /// `wait_closed()`: waits until the connection is gone.
     ///
@@ -321,7 +328,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// The socket (`get_extra_info('socket').fileno()`), for socket
     /// options; -1 once closed. Do not read, write or close it.
-    public var fileDescriptor: Int32 { ca_transport_get_fd(unsafeRawTransport) }
+    public var fileDescriptor: Int32 {
+        checkConfined(loop: loop)
+        return ca_transport_get_fd(unsafeRawTransport)
+    }
 
     /// `<TCPConnection ('127.0.0.1', 50000) -> ('127.0.0.1', 8888)>`.
     public var description: String {
@@ -413,7 +423,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
             ca_stream_reader_wait_done(unsafeRawReader, waiter)
             ca_decref(UnsafeMutableRawPointer(waiter))
         }
-        try await Await.untilDone(waiter)
+        try await Await.done(waiter)
     }
 
     /// Takes up to `max` buffered bytes as an array.
@@ -440,25 +450,4 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 private func closeAndReleaseWriter(_ arg: UnsafeMutableRawPointer?) {
     ca_stream_writer_close(OpaquePointer(arg!))
     ca_decref(arg)
-}
-
-// MARK: - Awaiting a raw future
-
-extension Await {
-    /// Waits until `f` (borrowed: the caller keeps it alive) is done, then
-    /// throws its error, or ``CancelledError`` when it was cancelled. Inside
-    /// the body's own task this is a plain await of its C step (nothing
-    /// allocated); elsewhere a done callback.
-    @inline(__always)
-    nonisolated(nonsending) static func untilDone(_ f: UnsafeMutablePointer<ca_future>) async throws {
-        if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
-            if let c = ownCoroutine {
-                try await suspend(c, on: f)
-            } else {
-                try await viaCallback(f) { _ in () }
-            }
-        }
-        var v = ca_value()
-        if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
-    }
 }

@@ -58,13 +58,8 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     }
 
     deinit {
-        let box = Unmanaged.passRetained(ServerShutdown(server: unsafeRaw, state: state)).toOpaque()
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, shutDownServer, box, nil) else { return }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        shutDownServer(box)
+        runOnLoopThread(loop, shutDownServer,
+                        Unmanaged.passRetained(ServerShutdown(server: unsafeRaw, state: state)).toOpaque())
     }
 
     // MARK: Accepting
@@ -87,7 +82,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
                 state.forget(waiter)
                 ca_decref(UnsafeMutableRawPointer(waiter))
             }
-            try await Await.untilDone(waiter)
+            try await Await.done(waiter)
         }
     }
 
@@ -113,7 +108,10 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
 
     /// The port the first listening socket is bound to (0 for a Unix
     /// socket): the one the system picked when the server asked for port 0.
-    public var port: UInt16 { ca_server_get_port(unsafeRaw) }
+    public var port: UInt16 {
+        checkConfined(loop: loop)
+        return ca_server_get_port(unsafeRaw)
+    }
 
     /// The addresses the server listens on (`[s.getsockname() for s in
     /// server.sockets]`); empty once closed.
@@ -129,11 +127,17 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     }
 
     /// `is_serving()`.
-    public var isServing: Bool { ca_server_is_serving(unsafeRaw) }
+    public var isServing: Bool {
+        checkConfined(loop: loop)
+        return ca_server_is_serving(unsafeRaw)
+    }
 
     /// The connections the server accepted that are still open (taken from
     /// the sequence or not).
-    public var connectionCount: Int { ca_server_connection_count(unsafeRaw) }
+    public var connectionCount: Int {
+        checkConfined(loop: loop)
+        return ca_server_connection_count(unsafeRaw)
+    }
 
     // MARK: Closing
 
@@ -169,7 +173,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
         checkConfined(loop: loop)
         guard let f = ca_server_wait_closed(unsafeRaw) else { throw AsyncioError(typeName: "MemoryError") }
         defer { ca_decref(UnsafeMutableRawPointer(f)) }
-        try await Await.untilDone(f)
+        try await Await.done(f)
     }
 
     /// `<TCPServer sockets=[('127.0.0.1', 8888)]>`.

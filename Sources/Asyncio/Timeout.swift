@@ -7,21 +7,30 @@ import CAsyncioShim
 /// ``withTimeout(_:_:)`` and ``withTimeoutAt(_:_:)`` so it can move the
 /// deadline.
 ///
-/// Safety of `@unchecked Sendable`: the pointer is immutable; the C scope
-/// belongs to the task that entered it and is only used on its loop's thread
-/// (the methods check it).
+/// Safety of `@unchecked Sendable`: the stored properties are immutable; the
+/// C scope belongs to the task that entered it and is only used on its
+/// loop's thread (the methods check it) and released there.
 public final class TimeoutScope: @unchecked Sendable, CustomStringConvertible {
     /// The C scope (this wrapper owns one reference).
     public let unsafeRaw: UnsafeMutablePointer<ca_timeout>
 
-    init(_ raw: UnsafeMutablePointer<ca_timeout>) { unsafeRaw = raw }
+    /// The loop of the task that enters the scope: the one running when it
+    /// was made (the C scope keeps no loop of its own). Read here, not in
+    /// `deinit` or a getter, which may run on another thread.
+    let loop: OpaquePointer?
+
+    init(_ raw: UnsafeMutablePointer<ca_timeout>) {
+        unsafeRaw = raw
+        loop = ca_get_running_loop()
+    }
 
     deinit {
-        releaseOnLoop(UnsafeMutableRawPointer(unsafeRaw), loop: ca_get_running_loop())
+        releaseOnLoop(UnsafeMutableRawPointer(unsafeRaw), loop: loop)
     }
 
     /// `when()`: the deadline in seconds on the loop's clock, `nil` for none.
     public var when: Double? {
+        checkConfined(loop: loop)
         let w = ca_timeout_when(unsafeRaw)
         return w == Int64.max ? nil : Double(w) / 1e9
     }
@@ -31,15 +40,21 @@ public final class TimeoutScope: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: ``AsyncioError`` (`RuntimeError`) when the scope is not
     ///   active any more.
     public func reschedule(_ when: Double?) throws {
-        checkConfined(loop: ca_get_running_loop())
+        checkConfined(loop: loop)
         try ErrorBridge.check(ca_timeout_reschedule(unsafeRaw, when.map(nanoseconds) ?? Int64.max))
     }
 
     /// `expired()`: the deadline fired inside the scope.
-    public var expired: Bool { ca_timeout_expired(unsafeRaw) }
+    public var expired: Bool {
+        checkConfined(loop: loop)
+        return ca_timeout_expired(unsafeRaw)
+    }
 
     /// `repr(timeout)`: `<Timeout [active] when=12.5>`.
-    public var description: String { reprString { ca_timeout_repr(unsafeRaw, $0, $1) } }
+    public var description: String {
+        checkConfined(loop: loop)
+        return reprString { ca_timeout_repr(unsafeRaw, $0, $1) }
+    }
 }
 
 /// `async with asyncio.timeout(delay)`: runs `body` in the calling task; if

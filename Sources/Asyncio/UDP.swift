@@ -86,19 +86,12 @@ public final class DatagramSocket: @unchecked Sendable {
 
     deinit {
         guard let t = transport else { return }
-        let raw = UnsafeMutableRawPointer(t)
-        if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
-            guard let err = ca_loop_call_soon_threadsafe(loop, closeAndReleaseDatagramTransport, raw, nil) else {
-                return
-            }
-            // Closed meanwhile: nothing runs the loop any more.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
-        closeAndReleaseDatagramTransport(raw)
+        runOnLoopThread(loop, closeAndReleaseDatagramTransport, UnsafeMutableRawPointer(t))
     }
 
     /// The bound address (`get_extra_info('sockname')`), nil once closed.
     public var localAddress: SocketAddress? {
+        checkConfined(loop: loop)
         guard let t = transport else { return nil }
         return SocketAddress.read { ca_datagram_transport_get_sockname(t, $0, $1) }
     }
@@ -178,9 +171,10 @@ final class DatagramInbox: @unchecked Sendable {
                     message: "receive() called while another task is already waiting for a datagram")
             }
             guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+            defer { ca_decref(UnsafeMutableRawPointer(f)) }
             waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
             do {
-                try await awaitCFuture(f) { _ in () }
+                try await Await.done(f)
             } catch {
                 dropWaiter()
                 throw error

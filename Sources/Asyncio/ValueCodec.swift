@@ -19,6 +19,13 @@ class ValueBox<T>: AnyValueBox {
     @usableFromInline init(_ value: T) { self.value = value }
 }
 
+/// The Swift types stored inline in a `ca_value`, without a box (see
+/// ``ValueCodec/inlineKind``).
+@usableFromInline
+enum InlineValueKind {
+    case int, void, double, int64, int32, bool
+}
+
 /// Encodes and decodes values of type `T` as `ca_value`s.
 @usableFromInline
 enum ValueCodec<T> {
@@ -26,22 +33,37 @@ enum ValueCodec<T> {
     @inlinable @inline(__always)
     static var tag: UnsafeRawPointer { unsafeBitCast(T.self as Any.Type, to: UnsafeRawPointer.self) }
 
-    /// An owned value holding `value`.
+    /// How `T` is stored inline; `nil` when it is boxed. The one list of
+    /// the inline types: ``encode(_:)`` and ``decode(_:)`` switch over it
+    /// exhaustively, so a kind added to ``InlineValueKind`` does not compile
+    /// until both handle it. Specialized for a concrete `T`, it folds to a
+    /// constant and each switch to one case.
     @inlinable @inline(__always)
-    static func encode(_ value: T) -> ca_value {
-        if T.self == Int.self { return ca_int(Int64(unsafeBitCast(value, to: Int.self))) }
-        if T.self == Void.self { return ca_none() }
-        if T.self == Double.self { return ca_double(unsafeBitCast(value, to: Double.self)) }
-        if T.self == Int64.self { return ca_int(unsafeBitCast(value, to: Int64.self)) }
-        if T.self == Int32.self { return ca_int(Int64(unsafeBitCast(value, to: Int32.self))) }
-        if T.self == Bool.self { return ca_int(unsafeBitCast(value, to: Bool.self) ? 1 : 0) }
-        return encodeBox(ValueBox(value))
+    static var inlineKind: InlineValueKind? {
+        if T.self == Int.self { return .int }
+        if T.self == Void.self { return .void }
+        if T.self == Double.self { return .double }
+        if T.self == Int64.self { return .int64 }
+        if T.self == Int32.self { return .int32 }
+        if T.self == Bool.self { return .bool }
+        return nil
     }
 
     /// True for the types stored inline (no box).
-    static var isInline: Bool {
-        T.self == Int.self || T.self == Void.self || T.self == Double.self || T.self == Int64.self
-            || T.self == Int32.self || T.self == Bool.self
+    static var isInline: Bool { inlineKind != nil }
+
+    /// An owned value holding `value`.
+    @inlinable @inline(__always)
+    static func encode(_ value: T) -> ca_value {
+        switch inlineKind {
+        case .int?: return ca_int(Int64(unsafeBitCast(value, to: Int.self)))
+        case .void?: return ca_none()
+        case .double?: return ca_double(unsafeBitCast(value, to: Double.self))
+        case .int64?: return ca_int(unsafeBitCast(value, to: Int64.self))
+        case .int32?: return ca_int(Int64(unsafeBitCast(value, to: Int32.self)))
+        case .bool?: return ca_int(unsafeBitCast(value, to: Bool.self) ? 1 : 0)
+        case nil: return encodeBox(ValueBox(value))
+        }
     }
 
     /// An owned value holding `box`.
@@ -58,17 +80,23 @@ enum ValueCodec<T> {
     @inlinable @inline(__always)
     static func decode(_ v: UnsafePointer<ca_value>) throws -> T {
         let kind = v.pointee.kind
-        if T.self == Int.self, kind == CA_VALUE_INT { return unsafeBitCast(Int(v.pointee.u.i), to: T.self) }
-        if T.self == Void.self { return unsafeBitCast((), to: T.self) }
-        if T.self == Double.self {
+        switch inlineKind {
+        case .int?:
+            if kind == CA_VALUE_INT { return unsafeBitCast(Int(v.pointee.u.i), to: T.self) }
+        case .void?:
+            return unsafeBitCast((), to: T.self)
+        case .double?:
             if kind == CA_VALUE_DOUBLE { return unsafeBitCast(v.pointee.u.d, to: T.self) }
             if kind == CA_VALUE_INT { return unsafeBitCast(Double(v.pointee.u.i), to: T.self) }
+        case .int64?:
+            if kind == CA_VALUE_INT { return unsafeBitCast(v.pointee.u.i, to: T.self) }
+        case .int32?:
+            if kind == CA_VALUE_INT, let i = Int32(exactly: v.pointee.u.i) { return unsafeBitCast(i, to: T.self) }
+        case .bool?:
+            if kind == CA_VALUE_INT { return unsafeBitCast(v.pointee.u.i != 0, to: T.self) }
+        case nil:
+            break
         }
-        if T.self == Int64.self, kind == CA_VALUE_INT { return unsafeBitCast(v.pointee.u.i, to: T.self) }
-        if T.self == Int32.self, kind == CA_VALUE_INT, let i = Int32(exactly: v.pointee.u.i) {
-            return unsafeBitCast(i, to: T.self)
-        }
-        if T.self == Bool.self, kind == CA_VALUE_INT { return unsafeBitCast(v.pointee.u.i != 0, to: T.self) }
         if let object = cas_box_object(v, tag) {
             return Unmanaged<ValueBox<T>>.fromOpaque(object).takeUnretainedValue().value
         }

@@ -24,6 +24,10 @@ public struct SwiftOutcome: Sendable {
 struct RunFailure: Error { let message: String }
 
 /// A coroutine object: created by `coro`, `wait_for` or `wait`, consumed once.
+///
+/// Safety of `@unchecked Sendable`: a Coro belongs to one ``Run`` and is
+/// only touched on that run's thread (see ``Run``); the conformance is what
+/// lets the task bodies that consume it capture it.
 final class Coro: @unchecked Sendable {
     let id: String
     let op: JSON
@@ -50,6 +54,15 @@ final class Ctx {
 
 let maxVirtualNs: Int64 = 1_000_000_000 * 1_000_000
 
+/// One scenario run: its loop, the declared objects and the trace.
+///
+/// Safety of `@unchecked Sendable`: a Run lives on one thread. `execute()`
+/// runs its loop on the calling thread (`runForever`, a virtual clock) and
+/// tears it down there; every closure it hands out (task bodies, which the
+/// loop runs as its own executor, `callSoon`/`callAt` callbacks, done
+/// callbacks) runs on that loop, and none is handed to another thread, so
+/// no two threads touch its mutable state. The conformance is what lets
+/// those `@Sendable` closures capture it.
 final class Run: @unchecked Sendable {
     let loop: EventLoop
     let root: JSON

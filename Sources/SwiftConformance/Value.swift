@@ -117,6 +117,11 @@ struct JSONReader {
 }
 
 /// A scenario value as it travels through the Swift layer.
+///
+/// Safety of `@unchecked Sendable`: the future pointers and errors a value
+/// carries are only used on the thread of the ``Run`` that made it (see
+/// ``Run``); the conformance is what lets it be the result type of the
+/// run's futures and tasks (`Future<V>`).
 indirect enum V: @unchecked Sendable, Comparable {
     case null, bool(Bool), int(Int64), str(String), list([V])
     case fut(UnsafeMutableRawPointer)          // a future or task (its ca_future)
@@ -183,11 +188,7 @@ func fmtJSON(_ j: JSON?) -> String {
     }
 }
 
-/// The user error types and the error hierarchy of SPEC 1.4.
-let builtinErrorNames: Set<String> = [
-    "CancelledError", "TimeoutError", "InvalidStateError", "QueueEmpty", "QueueFull", "QueueShutDown",
-    "RuntimeError", "ValueError", "TypeError",
-]
+/// The errors rendered by name only, their message never printed (SPEC 3.3).
 let namelessErrors: Set<String> = ["InvalidStateError", "RuntimeError", "ValueError", "TypeError"]
 
 /// A new error of `name` whose message is the rendered `msg` value (nil: no args).

@@ -10,11 +10,11 @@ import Testing
 struct AsyncFileTests {
     func tempPath() -> String { "/tmp/casyncio-swift-file-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" }
 
-    @Test("write then read returns the same bytes; a read at end of file returns none", arguments: ioBackends)
-    func roundTrip(backend: EventLoop.Backend) async throws {
+    @Test("write then read returns the same bytes; a read at end of file returns none", arguments: IOBackend.allCases)
+    func roundTrip(backend: IOBackend) async throws {
         let path = tempPath()
         defer { unlink(path) }
-        let (back, eof, size) = try await runLoop(backend: backend) {
+        let (back, eof, size) = try await runIO(backend) {
             let f = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT | O_TRUNC, mode: 0o600)
             let payload = (0..<10_000).map { UInt8($0 % 251) }
             let n = try await f.write(payload, at: 0)
@@ -29,11 +29,11 @@ struct AsyncFileTests {
         #expect(size == 10_000)
     }
 
-    @Test("opening a missing file throws FileNotFoundError with ENOENT and the operation", arguments: ioBackends)
-    func missing(backend: EventLoop.Backend) async throws {
+    @Test("opening a missing file throws FileNotFoundError with ENOENT and the operation", arguments: IOBackend.allCases)
+    func missing(backend: IOBackend) async throws {
         let path = tempPath()
         do {
-            _ = try await runLoop(backend: backend) { try await AsyncFile.open(path) }
+            _ = try await runIO(backend) { try await AsyncFile.open(path) }
             Issue.record("no error")
         } catch let e as OSError {
             #expect(e.typeName == "FileNotFoundError")
@@ -57,15 +57,15 @@ struct AsyncFileTests {
     }
 
     @Test("close() after a cancelled read still blocked waits for that read, then closes; the closed file refuses reads with EBADF",
-          arguments: ioBackends)
-    func closeWaitsForCancelledRead(backend: EventLoop.Backend) async throws {
+          arguments: IOBackend.allCases)
+    func closeWaitsForCancelledRead(backend: IOBackend) async throws {
         let fifo = tempPath()
         #expect(mkfifo(fifo, 0o600) == 0)
         defer { unlink(fifo) }
         let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
         defer { Glibc.close(writer) }
         let (onRing, waited, openWhileWaiting, openAfter, refused) =
-            try await runLoop(backend: backend) { () async throws -> (Bool, Bool, Int, Int, Int32) in
+            try await runIO(backend) { () async throws -> (Bool, Bool, Int, Int, Int32) in
             let file = try await AsyncFile.open(fifo, flags: O_RDWR)
             let reading = try createTask { try await file.read(upTo: 16) }
             // blocked: in the kernel, or in read(2) on a worker thread, which
@@ -75,13 +75,13 @@ struct AsyncFileTests {
                 for _ in 0..<10_000 where ts_thread_in_read(file.fd) == 0 { try await sleep(0.001) }
             }
             _ = reading.cancel()
-            while !reading.isDone { try await sleep(0.001) }
+            try await waitUntil("the cancelled read ending") { reading.isDone }
             let closing = try createTask { try await file.close() }
             try await sleep(0.02)
             let waited = !closing.isDone
             let openWhileWaiting = self.fdsOpen(on: fifo)
             _ = write(writer, "abc", 3)
-            while !closing.isDone { try await sleep(0.001) }
+            try await waitUntil("close() returning once the read was done") { closing.isDone }
             _ = try closing.result()
             var refused: Int32 = 0
             do { _ = try await file.read(upTo: 1) } catch let e as OSError { refused = e.errno }
@@ -96,11 +96,11 @@ struct AsyncFileTests {
         #expect(refused == EBADF)
     }
 
-    @Test("a file dropped without close() is closed", arguments: ioBackends)
-    func dropCloses(backend: EventLoop.Backend) async throws {
+    @Test("a file dropped without close() is closed", arguments: IOBackend.allCases)
+    func dropCloses(backend: IOBackend) async throws {
         let path = tempPath()
         defer { unlink(path) }
-        let (before, after) = try await runLoop(backend: backend) { () async throws -> (Int, Int) in
+        let (before, after) = try await runIO(backend) { () async throws -> (Int, Int) in
             var file: AsyncFile? = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT, mode: 0o600)
             let before = self.fdsOpen(on: path)
             _ = file?.fd

@@ -7,9 +7,9 @@ import Testing
 
 @Suite("DatagramSocket")
 struct DatagramSocketTests {
-    @Test("a datagram sent to a bound socket is received with its sender, and the reply comes back", arguments: ioBackends)
-    func roundTrip(backend: EventLoop.Backend) async throws {
-        let (request, reply) = try await runLoop(backend: backend) {
+    @Test("a datagram sent to a bound socket is received with its sender, and the reply comes back", arguments: IOBackend.allCases)
+    func roundTrip(backend: IOBackend) async throws {
+        let (request, reply) = try await runIO(backend) {
             let server = try DatagramSocket(local: ("127.0.0.1", 0))
             let port = try #require(server.localAddress?.port)
             let client = try DatagramSocket(remote: ("127.0.0.1", port))
@@ -26,9 +26,9 @@ struct DatagramSocketTests {
         #expect(reply.data == Array("pong".utf8))
     }
 
-    @Test("an ICMP port unreachable surfaces as ConnectionRefusedError from receive", arguments: ioBackends)
-    func refused(backend: EventLoop.Backend) async throws {
-        let error = try await runLoop(backend: backend) { () async throws -> OSError? in
+    @Test("an ICMP port unreachable surfaces as ConnectionRefusedError from receive", arguments: IOBackend.allCases)
+    func refused(backend: IOBackend) async throws {
+        let error = try await runIO(backend) { () async throws -> OSError? in
             let probe = try DatagramSocket(local: ("127.0.0.1", 0))
             let port = try #require(probe.localAddress?.port)
             probe.close()
@@ -51,9 +51,9 @@ struct DatagramSocketTests {
         #expect(error?.errno == ECONNREFUSED)
     }
 
-    @Test("send(to:) with a foreign address on a connected socket throws ValueError", arguments: ioBackends)
-    func foreignAddress(backend: EventLoop.Backend) async throws {
-        let e = try await runLoop(backend: backend) { () async throws -> String? in
+    @Test("send(to:) with a foreign address on a connected socket throws ValueError", arguments: IOBackend.allCases)
+    func foreignAddress(backend: IOBackend) async throws {
+        let e = try await runIO(backend) { () async throws -> String? in
             let client = try DatagramSocket(remote: ("127.0.0.1", 9))
             defer { client.close() }
             do {
@@ -65,9 +65,9 @@ struct DatagramSocketTests {
     }
 
     @Test("send(to:) an address whose host is not an IP literal throws ValueError instead of sending to 0.0.0.0",
-          arguments: ioBackends)
-    func malformedAddress(backend: EventLoop.Backend) async throws {
-        let e = try await runLoop(backend: backend) { () async throws -> String? in
+          arguments: IOBackend.allCases)
+    func malformedAddress(backend: IOBackend) async throws {
+        let e = try await runIO(backend) { () async throws -> String? in
             let socket = try DatagramSocket(local: ("127.0.0.1", 0))
             defer { socket.close() }
             do {
@@ -79,9 +79,9 @@ struct DatagramSocketTests {
     }
 
     @Test("a second receive while one waits throws RuntimeError; the first still gets the datagram",
-          arguments: ioBackends)
-    func concurrentReceives(backend: EventLoop.Backend) async throws {
-        let (second, first) = try await runLoop(backend: backend) { () async throws -> (AsyncioError?, [UInt8]?) in
+          arguments: IOBackend.allCases)
+    func concurrentReceives(backend: IOBackend) async throws {
+        let (second, first) = try await runIO(backend) { () async throws -> (AsyncioError?, [UInt8]?) in
             let loop = EventLoop.current!
             let server = try DatagramSocket(local: ("127.0.0.1", 0))
             let port = try #require(server.localAddress?.port)
@@ -109,9 +109,9 @@ struct DatagramSocketTests {
     }
 
     @Test("a socket dropped without close() is deinitialised and closes its transport, freeing its port",
-          arguments: ioBackends)
-    func droppedSocketCloses(backend: EventLoop.Backend) async throws {
-        let (gone, rebound) = try await runLoop(backend: backend) { () async throws -> (Bool, Bool) in
+          arguments: IOBackend.allCases)
+    func droppedSocketCloses(backend: IOBackend) async throws {
+        let (gone, rebound) = try await runIO(backend) { () async throws -> (Bool, Bool) in
             weak var weakSocket: DatagramSocket?
             var port: UInt16 = 0
             do {

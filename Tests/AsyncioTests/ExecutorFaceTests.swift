@@ -7,9 +7,9 @@ import Testing
 
 @Suite("EventLoop: executor, getaddrinfo, signals")
 struct ExecutorFaceTests {
-    @Test("runInExecutor runs the closure on another thread and returns its value on the loop", arguments: ioBackends)
-    func runInExecutor(backend: EventLoop.Backend) async throws {
-        let (value, loopThread, jobThread, afterThread) = try await runLoop(backend: backend) {
+    @Test("runInExecutor runs the closure on another thread and returns its value on the loop", arguments: IOBackend.allCases)
+    func runInExecutor(backend: IOBackend) async throws {
+        let (value, loopThread, jobThread, afterThread) = try await runIO(backend) {
             let loop = EventLoop.current!
             let here = threadID()
             let (v, t) = try await loop.runInExecutor { (6 * 7, threadID()) }
@@ -20,18 +20,18 @@ struct ExecutorFaceTests {
         #expect(afterThread == loopThread)
     }
 
-    @Test("runInExecutor rethrows the closure's error", arguments: ioBackends)
-    func runInExecutorThrows(backend: EventLoop.Backend) async throws {
+    @Test("runInExecutor rethrows the closure's error", arguments: IOBackend.allCases)
+    func runInExecutorThrows(backend: IOBackend) async throws {
         await #expect(throws: Boom.self) {
-            try await runLoop(backend: backend) {
+            try await runIO(backend) {
                 try await EventLoop.current!.runInExecutor { () throws -> Int in throw Boom(3) }
             }
         }
     }
 
-    @Test("after shutdownDefaultExecutor, runInExecutor throws RuntimeError", arguments: ioBackends)
-    func shutdown(backend: EventLoop.Backend) async throws {
-        let message = try await runLoop(backend: backend) { () async throws -> String? in
+    @Test("after shutdownDefaultExecutor, runInExecutor throws RuntimeError", arguments: IOBackend.allCases)
+    func shutdown(backend: IOBackend) async throws {
+        let message = try await runIO(backend) { () async throws -> String? in
             let loop = EventLoop.current!
             _ = try await loop.runInExecutor { 1 }
             try await loop.shutdownDefaultExecutor()
@@ -45,9 +45,9 @@ struct ExecutorFaceTests {
         #expect(message == "RuntimeError: Executor shutdown has been called")
     }
 
-    @Test("getaddrinfo resolves localhost and IP literals to typed addresses", arguments: ioBackends)
-    func getaddrinfo(backend: EventLoop.Backend) async throws {
-        let (local, literal) = try await runLoop(backend: backend) {
+    @Test("getaddrinfo resolves localhost and IP literals to typed addresses", arguments: IOBackend.allCases)
+    func getaddrinfo(backend: IOBackend) async throws {
+        let (local, literal) = try await runIO(backend) {
             let loop = EventLoop.current!
             let a = try await loop.getaddrinfo("localhost", "8080", family: AF_INET, type: Int32(SOCK_STREAM.rawValue))
             let b = try await loop.getaddrinfo("::1", "53", type: Int32(SOCK_DGRAM.rawValue))
@@ -59,10 +59,10 @@ struct ExecutorFaceTests {
         #expect(literal.first?.address.description == "('::1', 53, 0, 0)")
     }
 
-    @Test("a getaddrinfo failure throws OSError typed gaierror with the EAI code", arguments: ioBackends)
-    func gaierror(backend: EventLoop.Backend) async throws {
+    @Test("a getaddrinfo failure throws OSError typed gaierror with the EAI code", arguments: IOBackend.allCases)
+    func gaierror(backend: IOBackend) async throws {
         do {
-            _ = try await runLoop(backend: backend) {
+            _ = try await runIO(backend) {
                 try await EventLoop.current!.getaddrinfo("not-an-address", "80", flags: AI_NUMERICHOST)
             }
             Issue.record("no error")
@@ -72,14 +72,14 @@ struct ExecutorFaceTests {
         }
     }
 
-    @Test("addSignalHandler runs the handler on the loop when the signal arrives; remove says whether it removed", arguments: ioBackends)
-    func signals(backend: EventLoop.Backend) async throws {
+    @Test("addSignalHandler runs the handler on the loop when the signal arrives; remove says whether it removed", arguments: IOBackend.allCases)
+    func signals(backend: IOBackend) async throws {
         let hits = Shared(0)
-        let (removed, again) = try await runLoop(backend: backend) {
+        let (removed, again) = try await runIO(backend) {
             let loop = EventLoop.current!
             try loop.addSignalHandler(SIGUSR1) { hits.value += 1 }
             raise(SIGUSR1)
-            while hits.value == 0 { try await sleep(0.001) }
+            try await waitUntil("the SIGUSR1 handler running") { hits.value > 0 }
             return (try loop.removeSignalHandler(SIGUSR1), try loop.removeSignalHandler(SIGUSR1))
         }
         #expect(hits.value == 1)
@@ -87,9 +87,9 @@ struct ExecutorFaceTests {
         #expect(!again)
     }
 
-    @Test("addSignalHandler refuses SIGKILL and signals out of range", arguments: ioBackends)
-    func badSignals(backend: EventLoop.Backend) async throws {
-        let errors = try await runLoop(backend: backend) { () async throws -> [String] in
+    @Test("addSignalHandler refuses SIGKILL and signals out of range", arguments: IOBackend.allCases)
+    func badSignals(backend: IOBackend) async throws {
+        let errors = try await runIO(backend) { () async throws -> [String] in
             let loop = EventLoop.current!
             var out: [String] = []
             for sig: Int32 in [SIGKILL, 0, 99] {

@@ -9,9 +9,9 @@ import Testing
 
 @Suite("Streams: TCP and Unix sockets")
 struct TCPTests {
-    @Test("an echo round trip returns every byte, for messages of 1 B to 1 MiB", arguments: StreamBackend.allCases)
-    func echoSizes(backend: StreamBackend) async throws {
-        try await runStreams(backend) {
+    @Test("an echo round trip returns every byte, for messages of 1 B to 1 MiB", arguments: IOBackend.allCases)
+    func echoSizes(backend: IOBackend) async throws {
+        try await runIO(backend) {
             let loop = EventLoop.current!
             let server = try await startEchoServer(loop)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -32,9 +32,9 @@ struct TCPTests {
         }
     }
 
-    @Test("openConnection resolves a host name off the loop thread and connects", arguments: StreamBackend.allCases)
-    func openConnectionResolvesNames(backend: StreamBackend) async throws {
-        try await runStreams(backend) {
+    @Test("openConnection resolves a host name off the loop thread and connects", arguments: IOBackend.allCases)
+    func openConnectionResolvesNames(backend: IOBackend) async throws {
+        try await runIO(backend) {
             let loop = EventLoop.current!
             let server = try await startEchoServer(loop)
             let conn = try await loop.openConnection(host: "localhost", port: server.port)
@@ -46,10 +46,10 @@ struct TCPTests {
         }
     }
 
-    @Test("200 concurrent connections each get their own bytes back", arguments: StreamBackend.allCases)
-    func manyConnections(backend: StreamBackend) async throws {
+    @Test("200 concurrent connections each get their own bytes back", arguments: IOBackend.allCases)
+    func manyConnections(backend: IOBackend) async throws {
         let count = 200
-        let ok = try await runStreams(backend) {
+        let ok = try await runIO(backend) {
             let loop = EventLoop.current!
             let server = try await startEchoServer(loop)
             var clients: [LoopTask<Bool>] = []
@@ -71,9 +71,9 @@ struct TCPTests {
         #expect(ok.allSatisfy { $0 })
     }
 
-    @Test("half-close: after writeEOF the peer reads to EOF and can still answer", arguments: StreamBackend.allCases)
-    func halfClose(backend: StreamBackend) async throws {
-        let (request, answer) = try await runStreams(backend) { () async throws -> ([UInt8], [UInt8]) in
+    @Test("half-close: after writeEOF the peer reads to EOF and can still answer", arguments: IOBackend.allCases)
+    func halfClose(backend: IOBackend) async throws {
+        let (request, answer) = try await runIO(backend) { () async throws -> ([UInt8], [UInt8]) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let handler = try loop.createTask { () async throws -> [UInt8] in
@@ -94,9 +94,9 @@ struct TCPTests {
         #expect(answer == Array("got hello".utf8))
     }
 
-    @Test("a peer that resets mid-stream makes the pending read throw connectionReset", arguments: StreamBackend.allCases)
-    func resetMidStream(backend: StreamBackend) async throws {
-        let error = try await runStreams(backend) { () async throws -> OSError? in
+    @Test("a peer that resets mid-stream makes the pending read throw connectionReset", arguments: IOBackend.allCases)
+    func resetMidStream(backend: IOBackend) async throws {
+        let error = try await runIO(backend) { () async throws -> OSError? in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -124,9 +124,9 @@ struct TCPTests {
         #expect(e.operation == "recv")
     }
 
-    @Test("after a reset, writes are dropped and drain throws the reset", arguments: StreamBackend.allCases)
-    func drainAfterReset(backend: StreamBackend) async throws {
-        let error = try await runStreams(backend) { () async throws -> OSError? in
+    @Test("after a reset, writes are dropped and drain throws the reset", arguments: IOBackend.allCases)
+    func drainAfterReset(backend: IOBackend) async throws {
+        let error = try await runIO(backend) { () async throws -> OSError? in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -149,9 +149,9 @@ struct TCPTests {
     }
 
     @Test("a second read while one waits throws RuntimeError; the first still gets the data",
-          arguments: StreamBackend.allCases)
-    func concurrentReads(backend: StreamBackend) async throws {
-        let (second, first) = try await runStreams(backend) { () async throws -> (AsyncioError?, [UInt8]) in
+          arguments: IOBackend.allCases)
+    func concurrentReads(backend: IOBackend) async throws {
+        let (second, first) = try await runIO(backend) { () async throws -> (AsyncioError?, [UInt8]) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -174,11 +174,11 @@ struct TCPTests {
     }
 
     @Test("cancelling a read whose data arrived in the race loses no byte: the next read gets it",
-          arguments: StreamBackend.allCases)
-    func cancelledReadKeepsData(backend: StreamBackend) async throws {
+          arguments: IOBackend.allCases)
+    func cancelledReadKeepsData(backend: IOBackend) async throws {
         try backend.requireAvailable()
         try await onThread {
-            let loop = try makeStreamLoop(backend)
+            let loop = try makeIOLoop(backend)
             defer {
                 loop.cancelAllTasks()
                 try? loop.close()
@@ -212,10 +212,10 @@ struct TCPTests {
     }
 
     @Test("backpressure: drain waits while the peer does not read, and returns once it has read",
-          arguments: StreamBackend.allCases)
-    func drainWaitsForSlowReader(backend: StreamBackend) async throws {
+          arguments: IOBackend.allCases)
+    func drainWaitsForSlowReader(backend: IOBackend) async throws {
         let total = 4 << 20
-        let (received, bufferAtDrain, low) = try await runStreams(backend) { () async throws -> ([UInt8], Int, Int) in
+        let (received, bufferAtDrain, low) = try await runIO(backend) { () async throws -> ([UInt8], Int, Int) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             // A small reader limit and small kernel buffers: the path
@@ -251,9 +251,9 @@ struct TCPTests {
         #expect(bufferAtDrain <= low)
     }
 
-    @Test("readExactly at EOF throws IncompleteReadError carrying the partial bytes", arguments: StreamBackend.allCases)
-    func readExactlyAtEOF(backend: StreamBackend) async throws {
-        let error = try await runStreams(backend) { () async throws -> IncompleteReadError? in
+    @Test("readExactly at EOF throws IncompleteReadError carrying the partial bytes", arguments: IOBackend.allCases)
+    func readExactlyAtEOF(backend: IOBackend) async throws {
+        let error = try await runIO(backend) { () async throws -> IncompleteReadError? in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -275,10 +275,10 @@ struct TCPTests {
     }
 
     @Test("a Unix socket server echoes over a Unix connection; closing it removes the socket file",
-          arguments: StreamBackend.allCases)
-    func unixRoundTrip(backend: StreamBackend) async throws {
+          arguments: IOBackend.allCases)
+    func unixRoundTrip(backend: IOBackend) async throws {
         let path = uniqueSocketPath("unix-echo")
-        let (back, peerAddress) = try await runStreams(backend) { () async throws -> ([UInt8], SocketAddress?) in
+        let (back, peerAddress) = try await runIO(backend) { () async throws -> ([UInt8], SocketAddress?) in
             let loop = EventLoop.current!
             let server = try await loop.startUnixServer(path: path)
             let handler = try loop.createTask { try await echo(server.accept()!) }
@@ -295,8 +295,8 @@ struct TCPTests {
         #expect(peerAddress == .unix(path: path))
     }
 
-    @Test("connecting where nothing listens throws connectionRefused with errno", arguments: StreamBackend.allCases)
-    func connectionRefused(backend: StreamBackend) async throws {
+    @Test("connecting where nothing listens throws connectionRefused with errno", arguments: IOBackend.allCases)
+    func connectionRefused(backend: IOBackend) async throws {
         // A bound socket that does not listen: its port refuses
         // connections, and nobody else can take it meanwhile.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -312,7 +312,7 @@ struct TCPTests {
         }
         #expect(bound)
         let port = UInt16(bigEndian: addr.sin_port)
-        let error = try await runStreams(backend) { () async throws -> OSError? in
+        let error = try await runIO(backend) { () async throws -> OSError? in
             do {
                 _ = try await EventLoop.current!.openConnection(host: "127.0.0.1", port: port)
                 return nil
@@ -326,9 +326,9 @@ struct TCPTests {
     }
 
     @Test("closing the server ends its sequence and closes the connections nobody took",
-          arguments: StreamBackend.allCases)
-    func closeEndsSequence(backend: StreamBackend) async throws {
-        let (taken, leftover) = try await runStreams(backend) { () async throws -> (Int, [UInt8]) in
+          arguments: IOBackend.allCases)
+    func closeEndsSequence(backend: IOBackend) async throws {
+        let (taken, leftover) = try await runIO(backend) { () async throws -> (Int, [UInt8]) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let first = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -343,7 +343,7 @@ struct TCPTests {
             let taken = try await iterating.value
             // Accepted, but nobody takes it before the server closes.
             let second = try await loop.openConnection(host: "127.0.0.1", port: server.port)
-            while server.connectionCount < 2 { try await sleep(0.001) }
+            try await waitUntil("the server accepting both connections") { server.connectionCount >= 2 }
             server.close()
             #expect(try await server.accept() == nil)
             #expect(!taken[0].isClosing)
@@ -354,9 +354,9 @@ struct TCPTests {
         #expect(leftover.isEmpty)
     }
 
-    @Test("both ends report their addresses: the client's peer is the server's port", arguments: StreamBackend.allCases)
-    func addresses(backend: StreamBackend) async throws {
-        try await runStreams(backend) {
+    @Test("both ends report their addresses: the client's peer is the server's port", arguments: IOBackend.allCases)
+    func addresses(backend: IOBackend) async throws {
+        try await runIO(backend) {
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             #expect(server.addresses == [.ipv4(host: "127.0.0.1", port: server.port)])
@@ -371,9 +371,9 @@ struct TCPTests {
     }
 
     @Test("readLine and readUntil split the stream at the separator; the last line comes without one",
-          arguments: StreamBackend.allCases)
-    func lines(backend: StreamBackend) async throws {
-        let parts = try await runStreams(backend) { () async throws -> [[UInt8]] in
+          arguments: IOBackend.allCases)
+    func lines(backend: IOBackend) async throws {
+        let parts = try await runIO(backend) { () async throws -> [[UInt8]] in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
@@ -386,9 +386,9 @@ struct TCPTests {
         #expect(parts == [Array("one\n".utf8), Array("two\r\n".utf8), Array("three".utf8), []])
     }
 
-    @Test("readUntil past the limit throws LimitOverrunError and keeps the data", arguments: StreamBackend.allCases)
-    func limitOverrun(backend: StreamBackend) async throws {
-        let (error, rest) = try await runStreams(backend) { () async throws -> (LimitOverrunError?, [UInt8]) in
+    @Test("readUntil past the limit throws LimitOverrunError and keeps the data", arguments: IOBackend.allCases)
+    func limitOverrun(backend: IOBackend) async throws {
+        let (error, rest) = try await runIO(backend) { () async throws -> (LimitOverrunError?, [UInt8]) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port, limit: 16)
@@ -410,16 +410,16 @@ struct TCPTests {
     }
 
     @Test("readInPlace shows the buffered bytes without copying and consumes what it showed",
-          arguments: StreamBackend.allCases)
-    func readInPlace(backend: StreamBackend) async throws {
-        let (first, rest) = try await runStreams(backend) { () async throws -> ([UInt8], [UInt8]) in
+          arguments: IOBackend.allCases)
+    func readInPlace(backend: IOBackend) async throws {
+        let (first, rest) = try await runIO(backend) { () async throws -> ([UInt8], [UInt8]) in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
             let peer = try await server.accept()!
             try peer.write(Array("abcdef".utf8))
             peer.close()
-            while conn.bufferedByteCount < 6 { try await sleep(0.001) }
+            try await waitUntil("6 bytes buffered") { conn.bufferedByteCount >= 6 }
             let first = try await conn.readInPlace(maxBytes: 4) { Array($0) }
             return (first, try await conn.readToEnd())
         }
@@ -428,9 +428,9 @@ struct TCPTests {
     }
 
     @Test("a dropped server releases the queue its C callback held, once its last connection is gone",
-          arguments: StreamBackend.allCases)
-    func serverReleasesState(backend: StreamBackend) async throws {
-        let released = try await runStreams(backend) { () async throws -> Bool in
+          arguments: IOBackend.allCases)
+    func serverReleasesState(backend: IOBackend) async throws {
+        let released = try await runIO(backend) { () async throws -> Bool in
             let loop = EventLoop.current!
             weak var state: ServerState?
             do {
@@ -457,7 +457,7 @@ struct TCPTests {
 
     @Test("write after writeEOF throws RuntimeError")
     func writeAfterEOF() async throws {
-        let error = try await runStreams(.epoll) { () async throws -> AsyncioError? in
+        let error = try await runIO(.epoll) { () async throws -> AsyncioError? in
             let loop = EventLoop.current!
             let server = try await loop.startServer(host: "127.0.0.1", port: 0)
             let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)

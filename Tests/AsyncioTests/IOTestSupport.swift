@@ -1,8 +1,9 @@
-// Helpers of the TCP / Unix stream tests: a real-clock loop on a chosen
-// backend, run on a thread of its own with a deadline, and an echo server
-// on the Swift API. Every stream test runs once per backend; the io_uring
-// run on a machine that refuses io_uring is cancelled (skipped) with the
-// reason printed.
+// Helpers of the tests of the Swift I/O faces (streams, datagrams, files,
+// the executor, getaddrinfo, signals): a real-clock loop on a chosen
+// backend, run on a thread of its own with a deadline, waits with a
+// deadline, and an echo server on the Swift API. Every I/O test runs once
+// per backend; the io_uring run on a machine that refuses io_uring is
+// cancelled (skipped) with the reason printed.
 
 @testable import Asyncio
 import CAsyncio
@@ -10,8 +11,8 @@ import CAsyncioTestSupport
 import Glibc
 import Testing
 
-/// The two backends the stream tests run on.
-enum StreamBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+/// The two backends the I/O tests run on.
+enum IOBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case uring
     case epoll
 
@@ -32,7 +33,7 @@ enum StreamBackend: String, CaseIterable, CustomTestStringConvertible, Sendable 
 }
 
 /// A new real-clock loop on `backend` (the caller closes it).
-func makeStreamLoop(_ backend: StreamBackend) throws -> EventLoop {
+func makeIOLoop(_ backend: IOBackend) throws -> EventLoop {
     try backend.requireAvailable()
     _ = ts_io_raise_nofile(4096)
     let loop = try EventLoop(backend: backend.loopBackend)
@@ -40,21 +41,44 @@ func makeStreamLoop(_ backend: StreamBackend) throws -> EventLoop {
     return loop
 }
 
-/// `asyncio.run(main())` on `backend`, on a thread of its own, failing
-/// (not hanging) after `timeout` seconds.
+/// `asyncio.run(main())` on `backend`, on a thread of its own. A hang
+/// guard, not a timing assert: a run still going after `timeout` seconds is
+/// stopped and throws a ``TestFailure`` saying so, so a regression fails
+/// the test instead of hanging the suite.
 @discardableResult
-func runStreams<T: Sendable>(_ backend: StreamBackend, timeout: Double = 60,
-                             _ main: @escaping TaskBody<T>) async throws -> T {
+func runIO<T: Sendable>(_ backend: IOBackend, timeout: Double = 60,
+                        _ main: @escaping TaskBody<T>) async throws -> T {
     try backend.requireAvailable()
     return try await onThread {
-        let loop = try makeStreamLoop(backend)
+        let loop = try makeIOLoop(backend)
         defer {
             loop.cancelAllTasks()
             try? loop.close()
         }
         let task = try loop.createTask(main)
-        try loop.callLater(timeout) { loop.stop() }
-        return try loop.runUntilComplete(task)
+        let timedOut = Shared(false)
+        try loop.callLater(timeout) {
+            timedOut.value = true
+            loop.stop()
+        }
+        do {
+            return try loop.runUntilComplete(task)
+        } catch where timedOut.value && !task.isDone {
+            throw TestFailure("the test's loop was still running after \(timeout) s (a hang?); stopped it")
+        }
+    }
+}
+
+/// Waits in a task body until `condition` holds, checking every
+/// millisecond. A hang guard, not a timing assert: after `timeout` seconds
+/// of loop time it throws a ``TestFailure`` naming `what`.
+nonisolated(nonsending) func waitUntil(_ what: String, timeout: Double = 10,
+                                       _ condition: () -> Bool) async throws {
+    let loop = EventLoop.current!
+    let deadline = loop.time + timeout
+    while !condition() {
+        if loop.time >= deadline { throw TestFailure("\(what) did not happen within \(timeout) s") }
+        try await sleep(0.001)
     }
 }
 
