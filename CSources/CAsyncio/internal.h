@@ -12,6 +12,8 @@
 
 #define CA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* For the few hot helpers the compiler would otherwise keep out of line. */
+#define CA_ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Hot thread-locals use the initial-exec model: a plain %fs-relative load
  * instead of a __tls_get_addr call when the core is built position-independent. */
@@ -247,42 +249,71 @@ struct ca_loop {
     struct shield_link *shields;
 };
 
-/** ca_loop_call_soon_done in full: every check, the allocator's slow path
- *  and the ready queue's growth (loop.c). */
+/** A new handle of `loop` (a reference to the loop taken), every field
+ *  written: a plain callback with no payload yet; NULL when memory runs out.
+ *  Handles are the hottest allocation of all. */
+static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
+    if (CA_UNLIKELY(h == NULL)) return NULL;
+    h->ob_base.ob_refcnt = 1;
+    h->ob_base.ob_type = &ca_HandleType;
+    h->h_loop = loop;
+    loop->ob_base.ob_refcnt++;
+    h->h_kind = CA_HANDLE_CALLBACK;
+    h->h_cancelled = 0;
+    h->h_scheduled = 0;
+    h->h_is_timer = 0;
+    h->h_seq = 0;
+    h->h_fn.fn = NULL;
+    h->h_arg = NULL;
+    h->h_release = NULL;
+    h->h_obj = NULL;
+    h->h_ctx = NULL;
+    h->h_when = 0;
+    return h;
+}
+
+/** Doubles the ready queue (the slow path of ca_loop_ready_push_steal).
+ *  MemoryError. */
+ca_error *ca_loop_ready_grow(ca_loop *loop);
+
+/** Appends `h` to the ready queue, stealing the caller's reference (dropped
+ *  when the queue cannot grow: MemoryError). */
+static inline ca_error *ca_loop_ready_push_steal(ca_loop *loop, ca_handle *h) {
+    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) {
+        ca_error *err = ca_loop_ready_grow(loop);
+        if (err != NULL) {
+            ca_decref(h);
+            return err;
+        }
+    }
+    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
+    loop->ready_len++;
+    return NULL;
+}
+
+/** The rare paths of ca_loop_call_soon_done: a closed loop or debug mode
+ *  (every check), or no memory for the handle (loop.c). */
 ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
                                       ca_release_fn release, ca_context *ctx_taken);
 
 /** call_soon for a done callback: done_fn(fut, arg) in ctx (ctx and the
  *  release duty are taken). Inline because every future's done callbacks
- *  come through here: the common case (an open loop out of debug mode, a
- *  pooled handle, room in the ready queue) writes the handle directly. */
-static inline ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
-                                               ca_release_fn release, ca_context *ctx_taken) {
-    size_t c = ca_small_class(sizeof(ca_handle));
-    ca_small_block *b = ca_small.head[c];
-    if (CA_UNLIKELY(loop->closed || loop->debug || b == NULL || loop->ready_len == loop->ready_cap))
+ *  come through here. Errors: RuntimeError (closed loop, or the wrong
+ *  thread in debug mode), MemoryError. */
+static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
+                                                         ca_release_fn release, ca_context *ctx_taken) {
+    if (CA_UNLIKELY(loop->closed || loop->debug))
         return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
-    ca_small.head[c] = b->next;
-    ca_small.count[c]--;
-    ca_handle *h = (ca_handle *)b;
-    h->ob_base.ob_refcnt = 1;
-    h->ob_base.ob_type = &ca_HandleType;
-    h->h_loop = loop;
-    loop->ob_base.ob_refcnt++;
+    ca_handle *h = ca_handle_alloc(loop);
+    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
     h->h_kind = CA_HANDLE_DONE;
-    h->h_cancelled = 0;
-    h->h_scheduled = 0;
-    h->h_is_timer = 0;
-    h->h_seq = 0;
     h->h_fn.done_fn = fn;
     h->h_arg = arg;
     h->h_release = release;
     h->h_obj = ca_incref(fut);
     h->h_ctx = ctx_taken;
-    h->h_when = 0;
-    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
-    loop->ready_len++;
-    return NULL;
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 /** call_soon(task.__step, exc, context=task_context). exc borrowed. */
