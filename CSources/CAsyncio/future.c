@@ -486,7 +486,9 @@ void ca_future_finalize(ca_future *fut) {
     fut->ob_base.ob_refcnt--;
 }
 
-void ca_future_drop_links(ca_future *fut) {
+/* Releases the done callbacks, unrun: their arguments through their
+ * release functions, and their contexts. */
+static void future_drop_callbacks(ca_future *fut) {
     if (fut->fut_callback0.fn != NULL) {
         ca_callback cb = fut->fut_callback0;
         ca_context *ctx = fut->fut_context0;
@@ -500,47 +502,44 @@ void ca_future_drop_links(ca_future *fut) {
         for (size_t i = 0; i < l->len; i++) entry_release(&l->items[i].cb, l->items[i].ctx);
         list_free(l);
     }
-    if (fut->fut_awaited_by != NULL) {
-        void *by = fut->fut_awaited_by;
-        bool is_set = fut->fut_awaited_by_is_set;
-        fut->fut_awaited_by = NULL;
-        fut->fut_awaited_by_is_set = 0;
-        if (is_set) ptrset_free(by);
-        else ca_decref(by);
-    }
+}
+
+/* Releases the awaited_by link(s). */
+static void future_drop_awaited_by(ca_future *fut) {
+    if (fut->fut_awaited_by == NULL) return;
+    void *by = fut->fut_awaited_by;
+    bool is_set = fut->fut_awaited_by_is_set;
+    fut->fut_awaited_by = NULL;
+    fut->fut_awaited_by_is_set = 0;
+    if (is_set) ptrset_free(by);
+    else ca_decref(by);
+}
+
+void ca_future_drop_links(ca_future *fut) {
+    future_drop_callbacks(fut);
+    future_drop_awaited_by(fut);
+}
+
+/* The common end of a future: a plain result, nothing else to drop but the
+ * loop reference. */
+static inline bool future_head_is_plain(const ca_future *fut) {
+    return fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
+           fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL && fut->fut_cancelled_exc == NULL &&
+           fut->fut_awaited_by == NULL;
 }
 
 void ca_future_clear_head(ca_future *fut) {
-    if (CA_LIKELY(fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
-                  fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL &&
-                  fut->fut_cancelled_exc == NULL && fut->fut_awaited_by == NULL)) {
-        /* the common end of a future: a plain result, nothing else to drop */
+    if (CA_LIKELY(future_head_is_plain(fut))) {
         CA_CLEAR(fut->fut_loop);
         return;
     }
-    if (fut->fut_callback0.fn != NULL) {
-        ca_callback cb = fut->fut_callback0;
-        fut->fut_callback0 = (ca_callback){0};
-        entry_release(&cb, fut->fut_context0);
-        fut->fut_context0 = NULL;
-    }
-    ca_callback_list *l = fut->fut_callbacks;
-    fut->fut_callbacks = NULL;
-    if (l != NULL) {
-        for (size_t i = 0; i < l->len; i++) entry_release(&l->items[i].cb, l->items[i].ctx);
-        list_free(l);
-    }
+    future_drop_callbacks(fut);
     CA_CLEAR(fut->fut_exception);
     ca_value_clear(&fut->fut_result);
     ca_free(fut->fut_cancel_msg);
     fut->fut_cancel_msg = NULL;
     CA_CLEAR(fut->fut_cancelled_exc);
-    if (fut->fut_awaited_by != NULL) {
-        if (fut->fut_awaited_by_is_set) ptrset_free(fut->fut_awaited_by);
-        else ca_decref(fut->fut_awaited_by);
-        fut->fut_awaited_by = NULL;
-        fut->fut_awaited_by_is_set = 0;
-    }
+    future_drop_awaited_by(fut);
     CA_CLEAR(fut->fut_loop);
 }
 
