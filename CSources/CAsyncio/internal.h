@@ -7,6 +7,7 @@
 
 #include <casyncio/casyncio.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "backend.h"
 
@@ -341,14 +342,58 @@ static inline bool ca_future_check_fast(const void *op) {
     return t == &ca_FutureType || t == &ca_TaskType || (op != NULL && ca_future_check(op));
 }
 
+/** Initialises the shared head (loop reference taken). */
+static inline void ca_future_init_head(ca_future *fut, ca_loop *loop) {
+    memset((char *)fut + sizeof(ca_object), 0, sizeof(ca_future) - sizeof(ca_object));
+    fut->fut_loop = ca_incref(loop);
+    fut->fut_state = CA_FUTURE_PENDING;
+}
+
+/** ca_future_new inlined, for the sync primitives' waiters: a pending
+ *  Future of `loop` (a new reference), NULL when memory runs out. */
+static inline ca_future *ca_future_new_inline(ca_loop *loop) {
+    ca_future *fut = ca_small_alloc(sizeof(ca_future));
+    if (CA_UNLIKELY(fut == NULL)) return NULL;
+    ca_object_init(fut, &ca_FutureType);
+    ca_future_init_head(fut, loop);
+    return fut;
+}
+
+/** future_schedule_callbacks in full: the task leaves the all-tasks list,
+ *  then every done callback goes through call_soon in order. */
+ca_error *ca_future_schedule_callbacks_slow(ca_future *fut);
+
+/** future_schedule_callbacks for a future that just completed: the common
+ *  case, a plain future with at most one callback (a task waiting on it),
+ *  is scheduled inline. */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
+    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (fut->fut_callback0.fn == NULL) return NULL;
+    ca_callback cb = fut->fut_callback0;
+    ca_context *ctx = fut->fut_context0;
+    fut->fut_callback0 = (ca_callback){0};
+    fut->fut_context0 = NULL;
+    return ca_loop_call_soon_done(fut->fut_loop, fut, cb.fn, cb.arg, cb.arg_release, ctx);
+}
+
+/** fut.set_result(None) for a waiter future a sync primitive or queue
+ *  made and left pending (the futures.py checks stay: another kind of
+ *  future, or a done one, takes ca_future_set_result's path). */
+static CA_ALWAYS_INLINE ca_error *ca_future_set_none_result(ca_future *fut) {
+    if (CA_UNLIKELY(fut->ob_base.ob_type != &ca_FutureType || fut->fut_loop == NULL ||
+                    fut->fut_state != CA_FUTURE_PENDING))
+        return ca_future_set_result(fut, ca_none());
+    fut->fut_result = ca_none();
+    fut->fut_state = CA_FUTURE_FINISHED;
+    return ca_future_schedule_callbacks(fut);
+}
+
 /** Moves the future to CANCELLED and schedules callbacks (future_cancel).
  *  `msg` is copied (NULL: none). */
 bool ca_future_cancel_impl(ca_future *fut, const char *msg);
 /** future_set_result / future_set_exception without the Task refusal. */
 ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value);
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
-/** Initialises the shared head (loop reference taken). */
-void ca_future_init_head(ca_future *fut, ca_loop *loop);
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
 /** Releases the done callbacks (their arguments through their release
@@ -370,6 +415,26 @@ void ca_gather_break_cycles(ca_future *fut);
  *  awaited_by links to shield's caller; then releases the loop's list of
  *  outers. Also what loop dealloc calls to free the list. */
 void ca_shields_break_cycles(ca_loop *loop);
+
+/* MARK: - Coroutines (coro.c) */
+
+/** Resumes a kit frame that is neither running nor closed, forwarding to
+ *  the coroutine it awaits first; `exc` (borrowed) is thrown in, NULL sends
+ *  None. `res` must be reset (ca_coro_send's contract otherwise). */
+ca_coro_status ca_cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res);
+
+/** ca_coro_send(coro, None, res), a kit frame resumed without the
+ *  indirect call: what every task step and awaited kit coroutine does. */
+static CA_ALWAYS_INLINE ca_coro_status ca_coro_send_none(ca_coro *coro, ca_coro_result *res) {
+    if (CA_LIKELY(((const ca_coro_type *)coro->ob_base.ob_type)->send == ca_cframe_send &&
+                  (coro->co_state == CA_CORO_CREATED || coro->co_state == CA_CORO_SUSPENDED))) {
+        res->future = NULL;
+        res->value = ca_none();
+        res->error = NULL;
+        return ca_cframe_resume((ca_cframe *)coro, NULL, res);
+    }
+    return ca_coro_send(coro, ca_none(), res);
+}
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);

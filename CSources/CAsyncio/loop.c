@@ -47,7 +47,8 @@ static inline void handle_clear_payload(ca_handle *h) {
     h->h_arg = NULL;
     h->h_obj = NULL;
     h->h_ctx = NULL;
-    if (release != NULL) release(arg);
+    if (release == ca_release_object) ca_decref(arg); /* a task's wakeup: no indirect call */
+    else if (release != NULL) release(arg);
     ca_decref(obj);
     ca_decref(ctx);
 }
