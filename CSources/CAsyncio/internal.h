@@ -450,6 +450,10 @@ void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format
 
 /** A ca_release_fn dropping the object reference a callback argument holds. */
 void ca_release_object(void *arg);
+/** Python's repr() of a str: single quotes unless the text has a single
+ *  quote and no double quote; backslash, the quote and control characters
+ *  escaped. NULL prints None. */
+void ca_repr_str(ca_strbuf *sb, const char *s);
 void ca_value_repr(ca_strbuf *sb, const ca_value *v);
 void ca_error_repr(ca_strbuf *sb, const ca_error *err);
 void ca_fn_repr(ca_strbuf *sb, const void *fn);
