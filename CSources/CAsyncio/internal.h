@@ -413,7 +413,8 @@ void ca_gather_break_cycles(ca_future *fut);
 /** For the shield() outers of a closing loop still pending: drops the
  *  callbacks that tie each to its inner future (a cycle) and the inner's
  *  awaited_by links to shield's caller; then releases the loop's list of
- *  outers. Also what loop dealloc calls to free the list. */
+ *  outers. A shield made on a closed loop is never listed (it starts
+ *  untied), so the list is empty once close() returns. */
 void ca_shields_break_cycles(ca_loop *loop);
 
 /* MARK: - Coroutines (coro.c) */

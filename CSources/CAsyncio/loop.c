@@ -779,7 +779,6 @@ static void loop_dealloc(ca_object *op) {
         if (--loop->ob_base.ob_refcnt != 0) return;
     }
     ca_debug_unregister_loop(loop);
-    ca_shields_break_cycles(loop); /* shields made after close */
     ca_free(loop->ready);
     ca_free(loop->heap);
     ca_free(loop);
