@@ -36,8 +36,10 @@ int64_t ca_loop_time(const ca_loop *loop) { return loop->virtual_clock ? loop->v
 
 /* MARK: - Handles */
 
-/* Drops the callback and what it holds (Handle.cancel / after _run). */
-static inline void handle_clear_payload(ca_handle *h) {
+/* Drops the callback and what it holds (Handle.cancel / after _run). After
+ * a run (`ran`), a task wakeup's ca_release_object is done without the
+ * indirect call: every task step that a future's completion schedules. */
+static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
@@ -47,11 +49,15 @@ static inline void handle_clear_payload(ca_handle *h) {
     h->h_arg = NULL;
     h->h_obj = NULL;
     h->h_ctx = NULL;
-    if (release == ca_release_object) ca_decref(arg); /* a task's wakeup: no indirect call */
-    else if (release != NULL) release(arg);
+    if (release != NULL) {
+        if (ran && release == ca_release_object) ca_decref(arg);
+        else release(arg);
+    }
     ca_decref(obj);
     ca_decref(ctx);
 }
+
+static inline void handle_clear_payload(ca_handle *h) { handle_drop_payload(h, false); }
 
 static void handle_dealloc(ca_object *op) {
     ca_handle *h = (ca_handle *)op;
@@ -519,7 +525,7 @@ static inline void handle_run(ca_loop *loop, ca_handle *h) {
     }
     loop->current_handle = NULL;
     ca_context_leave_for_callback(entered);
-    handle_clear_payload(h);
+    handle_drop_payload(h, true);
 }
 
 static void timers_prune(ca_loop *loop) {
