@@ -68,7 +68,8 @@ static inline ca_error *ca_sync_get_loop(ca_loop **bound, const void *owner, ca_
  *  appended to `w`; *out receives a reference of the caller's own. Errors:
  *  those of ca_sync_get_loop; MemoryError. Inline: a queue's get() makes
  *  one each time it waits. */
-static CA_ALWAYS_INLINE ca_error *ca_waiters_enqueue(ca_loop **bound, const void *owner, ca_waiters *w, ca_future **out) {
+static CA_ALWAYS_INLINE ca_error *ca_waiters_enqueue(ca_loop **bound, const void *owner, ca_waiters *w,
+                                                     ca_future **out) {
     ca_loop *loop;
     *out = NULL;
     ca_error *err = ca_sync_get_loop(bound, owner, &loop);
