@@ -533,12 +533,13 @@ static void shield_break_cycles(ca_future *outer) {
 }
 
 void ca_shields_break_cycles(ca_loop *loop) {
-    /* Breaking may run releases that shield again: take one at a time. */
+    /* Breaking may run releases that shield again (on the closed loop, so
+     * unlisted): take one at a time. */
     while (loop->shields != NULL) {
         shield_link *l = loop->shields;
         ca_future *outer = ca_incref(l->outer);
         shield_unlink(l);
-        if (loop->closed) shield_break_cycles(outer);
+        shield_break_cycles(outer);
         ca_decref(outer);
     }
 }
@@ -557,6 +558,15 @@ ca_error *ca_shield(void *aw, ca_future **out) {
     if (outer == NULL) {
         ca_decref(inner);
         return no_memory();
+    }
+    if (loop->closed) {
+        /* No callback can run on a closed loop, so nothing could ever pass
+         * the inner's outcome on: the outer starts as close() leaves the
+         * shields pending when it ran, untied from the inner. Tied, the
+         * pair would be a cycle nothing cuts any more. */
+        ca_decref(inner);
+        *out = outer;
+        return NULL;
     }
     ca_task *cur_task = NULL;
     ca_decref(ca_current_task(loop, &cur_task));

@@ -35,7 +35,6 @@ static ca_coro_status refuse_resume(const ca_coro *coro, ca_coro_result *res) {
     return CA_CORO_RAISE;
 }
 
-static ca_coro_status cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res);
 
 ca_coro_status ca_coro_send(ca_coro *coro, ca_value value, ca_coro_result *res) {
     result_reset(res);
@@ -47,7 +46,7 @@ ca_coro_status ca_coro_send(ca_coro *coro, ca_value value, ca_coro_result *res) 
     if (CA_LIKELY(t->send == ca_cframe_send)) {
         /* kit coroutines: skip the indirect call (they ignore sent values) */
         ca_value_clear(&value);
-        return cframe_resume((ca_cframe *)coro, NULL, res);
+        return ca_cframe_resume((ca_cframe *)coro, NULL, res);
     }
     return t->send(coro, value, res);
 }
@@ -98,11 +97,11 @@ static inline void cframe_release_suspension(ca_cframe *cf) {
 
 /* Resumes the body, first forwarding to an awaited inner coroutine
  * ("yield from") until it finishes. `exc` is borrowed. */
-static ca_coro_status cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res) {
+ca_coro_status ca_cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res) {
     cf->co.co_state = CA_CORO_RUNNING;
     if (cf->co.co_awaiting != NULL) {
         ca_coro *child = cf->co.co_awaiting;
-        ca_coro_status st = exc ? ca_coro_throw(child, exc, res) : ca_coro_send(child, ca_none(), res);
+        ca_coro_status st = exc ? ca_coro_throw(child, exc, res) : ca_coro_send_none(child, res);
         if (st == CA_CORO_YIELD) {
             cf->co.co_state = CA_CORO_SUSPENDED;
             return st;
@@ -135,7 +134,7 @@ static ca_coro_status cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result
 
 ca_coro_status ca_cframe_send(ca_coro *self, ca_value value, ca_coro_result *res) {
     ca_value_clear(&value); /* kit bodies read results from the awaited future */
-    return cframe_resume((ca_cframe *)self, NULL, res);
+    return ca_cframe_resume((ca_cframe *)self, NULL, res);
 }
 
 ca_coro_status ca_cframe_throw(ca_coro *self, ca_error *exc, ca_coro_result *res) {
@@ -146,7 +145,7 @@ ca_coro_status ca_cframe_throw(ca_coro *self, ca_error *exc, ca_coro_result *res
         res->error = ca_incref(exc);
         return CA_CORO_RAISE;
     }
-    return cframe_resume(cf, exc, res);
+    return ca_cframe_resume(cf, exc, res);
 }
 
 void ca_cframe_close(ca_coro *self) {
@@ -210,7 +209,7 @@ bool ca_cframe_await_coro_begin(ca_cframe *cf, ca_coro *coro, int line, ca_coro_
     }
     cf->co.co_lineno = line;
     cf->co.co_awaiting = coro;
-    ca_coro_status st = ca_coro_send(coro, ca_none(), res);
+    ca_coro_status st = ca_coro_send_none(coro, res);
     if (st == CA_CORO_YIELD) return true;
     cf->co.co_awaiting = NULL;
     if (st == CA_CORO_RETURN) {

@@ -210,15 +210,21 @@ void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) {
     if (n > 0) sb->len += (size_t)n;
 }
 
-static void repr_string(ca_strbuf *sb, const char *s) {
-    /* Python's repr of a str: single quotes unless the text holds one. */
-    char q = (strchr(s, '\'') != NULL && strchr(s, '"') == NULL) ? '"' : '\'';
+void ca_repr_str(ca_strbuf *sb, const char *s) {
+    if (s == NULL) {
+        ca_strbuf_printf(sb, "None");
+        return;
+    }
+    /* single quotes unless the text has a single quote and no double quote */
+    char q = strchr(s, '\'') != NULL && strchr(s, '"') == NULL ? '"' : '\'';
     ca_strbuf_printf(sb, "%c", q);
-    for (const char *p = s; *p; p++) {
-        if (*p == q || *p == '\\') ca_strbuf_printf(sb, "\\%c", *p);
-        else if (*p == '\n') ca_strbuf_printf(sb, "\\n");
-        else if (*p == '\t') ca_strbuf_printf(sb, "\\t");
-        else ca_strbuf_printf(sb, "%c", *p);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '\\' || *c == (unsigned char)q) ca_strbuf_printf(sb, "\\%c", *c);
+        else if (*c == '\n') ca_strbuf_printf(sb, "\\n");
+        else if (*c == '\r') ca_strbuf_printf(sb, "\\r");
+        else if (*c == '\t') ca_strbuf_printf(sb, "\\t");
+        else if (*c < 0x20 || *c == 0x7f) ca_strbuf_printf(sb, "\\x%02x", *c);
+        else ca_strbuf_printf(sb, "%c", *c);
     }
     ca_strbuf_printf(sb, "%c", q);
 }
@@ -253,7 +259,7 @@ void ca_value_repr(ca_strbuf *sb, const ca_value *v) {
 void ca_error_repr(ca_strbuf *sb, const ca_error *err) {
     if (err == NULL) { ca_strbuf_printf(sb, "None"); return; }
     ca_strbuf_printf(sb, "%s(", err->type->name);
-    if (err->message != NULL) repr_string(sb, err->message);
+    if (err->message != NULL) ca_repr_str(sb, err->message);
     ca_strbuf_printf(sb, ")");
 }
 

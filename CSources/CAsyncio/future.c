@@ -22,19 +22,9 @@ static ca_error *not_initialized(void) {
     return ca_error_new(&ca_InvalidStateError, "Future object is not initialized.");
 }
 
-void ca_future_init_head(ca_future *fut, ca_loop *loop) {
-    memset((char *)fut + sizeof(ca_object), 0, sizeof(ca_future) - sizeof(ca_object));
-    fut->fut_loop = ca_incref(loop);
-    fut->fut_state = CA_FUTURE_PENDING;
-}
-
 ca_future *ca_future_new(ca_loop *loop) {
     if (loop == NULL) return NULL;
-    ca_future *fut = ca_small_alloc(sizeof(ca_future));
-    if (fut == NULL) return NULL;
-    ca_object_init(fut, &ca_FutureType);
-    ca_future_init_head(fut, loop);
-    return fut;
+    return ca_future_new_inline(loop);
 }
 
 ca_loop *ca_future_get_loop(const ca_future *fut) { return fut->fut_loop; }
@@ -63,7 +53,7 @@ static void list_free(ca_callback_list *l) { ca_small_free(l, list_bytes(l->cap)
 /* future_schedule_callbacks: every registered callback goes through
  * call_soon, callback0 first, then the list in order. Slots are emptied
  * before each call_soon so nothing it triggers sees a half-moved entry. */
-static ca_error *future_schedule_callbacks(ca_future *fut) {
+ca_error *ca_future_schedule_callbacks_slow(ca_future *fut) {
     if (fut->fut_is_task) ca_unregister_task((ca_task *)fut);
     ca_error *err = NULL;
     if (fut->fut_callback0.fn != NULL) {
@@ -227,7 +217,7 @@ ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value) {
     }
     fut->fut_result = value;
     fut->fut_state = CA_FUTURE_FINISHED;
-    return future_schedule_callbacks(fut);
+    return ca_future_schedule_callbacks(fut);
 }
 
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc) {
@@ -246,7 +236,7 @@ ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc) {
     }
     fut->fut_exception = stored;
     fut->fut_state = CA_FUTURE_FINISHED;
-    ca_error *err = future_schedule_callbacks(fut);
+    ca_error *err = ca_future_schedule_callbacks(fut);
     fut->fut_log_tb = 1;
     return err;
 }
@@ -275,7 +265,7 @@ bool ca_future_cancel_impl(ca_future *fut, const char *msg) {
     if (fut->fut_loop == NULL || fut->fut_state != CA_FUTURE_PENDING) return false;
     fut->fut_state = CA_FUTURE_CANCELLED;
     set_cancel_msg(fut, msg);
-    ca_error *err = future_schedule_callbacks(fut);
+    ca_error *err = ca_future_schedule_callbacks(fut);
     if (err != NULL) {
         ca_loop_report_callback_error(fut->fut_loop, NULL, err);
         ca_decref(err);
@@ -486,7 +476,9 @@ void ca_future_finalize(ca_future *fut) {
     fut->ob_base.ob_refcnt--;
 }
 
-void ca_future_drop_links(ca_future *fut) {
+/* Releases the done callbacks, unrun: their arguments through their
+ * release functions, and their contexts. */
+static void future_drop_callbacks(ca_future *fut) {
     if (fut->fut_callback0.fn != NULL) {
         ca_callback cb = fut->fut_callback0;
         ca_context *ctx = fut->fut_context0;
@@ -500,47 +492,44 @@ void ca_future_drop_links(ca_future *fut) {
         for (size_t i = 0; i < l->len; i++) entry_release(&l->items[i].cb, l->items[i].ctx);
         list_free(l);
     }
-    if (fut->fut_awaited_by != NULL) {
-        void *by = fut->fut_awaited_by;
-        bool is_set = fut->fut_awaited_by_is_set;
-        fut->fut_awaited_by = NULL;
-        fut->fut_awaited_by_is_set = 0;
-        if (is_set) ptrset_free(by);
-        else ca_decref(by);
-    }
+}
+
+/* Releases the awaited_by link(s). */
+static void future_drop_awaited_by(ca_future *fut) {
+    if (fut->fut_awaited_by == NULL) return;
+    void *by = fut->fut_awaited_by;
+    bool is_set = fut->fut_awaited_by_is_set;
+    fut->fut_awaited_by = NULL;
+    fut->fut_awaited_by_is_set = 0;
+    if (is_set) ptrset_free(by);
+    else ca_decref(by);
+}
+
+void ca_future_drop_links(ca_future *fut) {
+    future_drop_callbacks(fut);
+    future_drop_awaited_by(fut);
+}
+
+/* The common end of a future: a plain result, nothing else to drop but the
+ * loop reference. */
+static inline bool future_head_is_plain(const ca_future *fut) {
+    return fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
+           fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL && fut->fut_cancelled_exc == NULL &&
+           fut->fut_awaited_by == NULL;
 }
 
 void ca_future_clear_head(ca_future *fut) {
-    if (CA_LIKELY(fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
-                  fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL &&
-                  fut->fut_cancelled_exc == NULL && fut->fut_awaited_by == NULL)) {
-        /* the common end of a future: a plain result, nothing else to drop */
+    if (CA_LIKELY(future_head_is_plain(fut))) {
         CA_CLEAR(fut->fut_loop);
         return;
     }
-    if (fut->fut_callback0.fn != NULL) {
-        ca_callback cb = fut->fut_callback0;
-        fut->fut_callback0 = (ca_callback){0};
-        entry_release(&cb, fut->fut_context0);
-        fut->fut_context0 = NULL;
-    }
-    ca_callback_list *l = fut->fut_callbacks;
-    fut->fut_callbacks = NULL;
-    if (l != NULL) {
-        for (size_t i = 0; i < l->len; i++) entry_release(&l->items[i].cb, l->items[i].ctx);
-        list_free(l);
-    }
+    future_drop_callbacks(fut);
     CA_CLEAR(fut->fut_exception);
     ca_value_clear(&fut->fut_result);
     ca_free(fut->fut_cancel_msg);
     fut->fut_cancel_msg = NULL;
     CA_CLEAR(fut->fut_cancelled_exc);
-    if (fut->fut_awaited_by != NULL) {
-        if (fut->fut_awaited_by_is_set) ptrset_free(fut->fut_awaited_by);
-        else ca_decref(fut->fut_awaited_by);
-        fut->fut_awaited_by = NULL;
-        fut->fut_awaited_by_is_set = 0;
-    }
+    future_drop_awaited_by(fut);
     CA_CLEAR(fut->fut_loop);
 }
 
@@ -550,6 +539,7 @@ static void future_dealloc(ca_object *op) {
         ca_future_finalize(fut);
         if (op->ob_refcnt > 0) return; /* resurrected by the exception handler */
     }
-    ca_future_clear_head(fut);
+    if (CA_LIKELY(future_head_is_plain(fut))) CA_CLEAR(fut->fut_loop); /* clear_head's fast path, inline */
+    else ca_future_clear_head(fut);
     ca_small_free(fut, sizeof(ca_future));
 }

@@ -8,7 +8,6 @@
 
 #include <casyncio/graph.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <string.h>
 
 /* A chain longer than this is a corrupted one; graph.py has no bound but
@@ -187,114 +186,42 @@ ca_error *ca_capture_call_graph(void *future, int depth, int limit, ca_future_ca
 
 /* MARK: - Format */
 
-typedef struct dynbuf {
-    char *p;
-    size_t len;
-    size_t cap;
-    bool failed;
-} dynbuf;
-
-static void db_append(dynbuf *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap) cap *= 2;
-        char *p = ca_realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
+static void indent(ca_strbuf *sb, int level) {
+    for (int i = 0; i < level; i++) ca_strbuf_printf(sb, "    ");
 }
 
-static void db_printf(dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void db_printf(dynbuf *b, const char *fmt, ...) {
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        db_append(b, small, (size_t)n);
-        return;
-    }
-    char *big = ca_malloc((size_t)n + 1);
-    if (big == NULL) {
-        b->failed = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    db_append(b, big, (size_t)n);
-    ca_free(big);
-}
-
-/* Python's repr() of a str: single quotes unless the text has a single quote
- * and no double quote; backslash, the quote and control characters escaped. */
-static void db_repr(dynbuf *b, const char *s) {
-    if (s == NULL) {
-        db_append(b, "None", 4);
-        return;
-    }
-    char q = strchr(s, '\'') != NULL && strchr(s, '"') == NULL ? '"' : '\'';
-    db_append(b, &q, 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '\\' || *c == (unsigned char)q) {
-            char esc[2] = {'\\', (char)*c};
-            db_append(b, esc, 2);
-        } else if (*c == '\n') {
-            db_append(b, "\\n", 2);
-        } else if (*c == '\r') {
-            db_append(b, "\\r", 2);
-        } else if (*c == '\t') {
-            db_append(b, "\\t", 2);
-        } else if (*c < 0x20 || *c == 0x7f) {
-            db_printf(b, "\\x%02x", *c);
-        } else {
-            db_append(b, (const char *)c, 1);
-        }
-    }
-    db_append(b, &q, 1);
-}
-
-static void render_level(dynbuf *b, const ca_future_call_graph *g, int level) {
-    if (b->len > 0) db_append(b, "\n", 1);
-    for (int i = 0; i < level; i++) db_append(b, "    ", 4);
+static void render_level(ca_strbuf *sb, const ca_future_call_graph *g, int level) {
+    if (sb->len > 0) ca_strbuf_printf(sb, "\n");
+    indent(sb, level);
     if (g->future->fut_is_task) {
-        db_append(b, "* Task(name=", 12);
-        db_repr(b, ca_task_get_name((ca_task *)g->future));
-        db_printf(b, ", id=0x%" PRIxPTR ")", (uintptr_t)g->future);
+        ca_strbuf_printf(sb, "* Task(name=");
+        ca_repr_str(sb, ca_task_get_name((ca_task *)g->future));
+        ca_strbuf_printf(sb, ", id=0x%" PRIxPTR ")", (uintptr_t)g->future);
     } else {
-        db_printf(b, "* Future(id=0x%" PRIxPTR ")", (uintptr_t)g->future);
+        ca_strbuf_printf(sb, "* Future(id=0x%" PRIxPTR ")", (uintptr_t)g->future);
     }
     if (g->call_stack_len > 0) {
-        db_append(b, "\n", 1);
-        for (int i = 0; i < level; i++) db_append(b, "    ", 4);
-        db_append(b, "  + Call stack:", 15);
+        ca_strbuf_printf(sb, "\n");
+        indent(sb, level);
+        ca_strbuf_printf(sb, "  + Call stack:");
         for (size_t k = 0; k < g->call_stack_len; k++) {
             const ca_frame_call_graph_entry *e = &g->call_stack[k];
-            db_append(b, "\n", 1);
-            for (int i = 0; i < level; i++) db_append(b, "    ", 4);
-            db_append(b, "  |   File ", 11);
-            db_repr(b, e->filename ? e->filename : "");
+            ca_strbuf_printf(sb, "\n");
+            indent(sb, level);
+            ca_strbuf_printf(sb, "  |   File ");
+            ca_repr_str(sb, e->filename ? e->filename : "");
             /* a Swift body's name is its #function, which has its parentheses */
             const char *name = e->name ? e->name : "";
             size_t n = strlen(name);
-            db_printf(b, ", line %d, in async %s%s", (int)e->lineno, name, n > 0 && name[n - 1] == ')' ? "" : "()");
+            ca_strbuf_printf(sb, ", line %d, in async %s%s", (int)e->lineno, name,
+                             n > 0 && name[n - 1] == ')' ? "" : "()");
         }
     }
     if (g->awaited_by_len > 0) {
-        db_append(b, "\n", 1);
-        for (int i = 0; i < level; i++) db_append(b, "    ", 4);
-        db_append(b, "  + Awaited by:", 15);
-        for (size_t k = 0; k < g->awaited_by_len; k++) render_level(b, g->awaited_by[k], level + 1);
+        ca_strbuf_printf(sb, "\n");
+        indent(sb, level);
+        ca_strbuf_printf(sb, "  + Awaited by:");
+        for (size_t k = 0; k < g->awaited_by_len; k++) render_level(sb, g->awaited_by[k], level + 1);
     }
 }
 
@@ -303,15 +230,20 @@ ca_error *ca_format_call_graph(void *future, int depth, int limit, char **out) {
     ca_future_call_graph *g = NULL;
     ca_error *err = ca_capture_call_graph(future, depth, limit, &g);
     if (err != NULL) return err;
-    dynbuf b = {0};
-    db_append(&b, "", 0);
-    if (g != NULL) render_level(&b, g, 0);
-    graph_free(g);
-    if (b.failed) {
-        ca_free(b.p);
+    /* Two passes over the captured graph: the first measures the text, the
+     * second writes it into a buffer of that size. */
+    ca_strbuf measure = {NULL, 0, 0};
+    if (g != NULL) render_level(&measure, g, 0);
+    char *text = ca_malloc(measure.len + 1);
+    if (text == NULL) {
+        graph_free(g);
         return ca_error_new(&ca_MemoryError, NULL);
     }
-    *out = b.p;
+    text[0] = '\0';
+    ca_strbuf sb = {text, measure.len + 1, 0};
+    if (g != NULL) render_level(&sb, g, 0);
+    graph_free(g);
+    *out = text;
     return NULL;
 }
 

@@ -7,11 +7,14 @@
 
 #include <casyncio/casyncio.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "backend.h"
 
 #define CA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* For the few hot helpers the compiler would otherwise keep out of line. */
+#define CA_ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Hot thread-locals use the initial-exec model: a plain %fs-relative load
  * instead of a __tls_get_addr call when the core is built position-independent. */
@@ -247,42 +250,71 @@ struct ca_loop {
     struct shield_link *shields;
 };
 
-/** ca_loop_call_soon_done in full: every check, the allocator's slow path
- *  and the ready queue's growth (loop.c). */
+/** A new handle of `loop` (a reference to the loop taken), every field
+ *  written: a plain callback with no payload yet; NULL when memory runs out.
+ *  Handles are the hottest allocation of all. */
+static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
+    if (CA_UNLIKELY(h == NULL)) return NULL;
+    h->ob_base.ob_refcnt = 1;
+    h->ob_base.ob_type = &ca_HandleType;
+    h->h_loop = loop;
+    loop->ob_base.ob_refcnt++;
+    h->h_kind = CA_HANDLE_CALLBACK;
+    h->h_cancelled = 0;
+    h->h_scheduled = 0;
+    h->h_is_timer = 0;
+    h->h_seq = 0;
+    h->h_fn.fn = NULL;
+    h->h_arg = NULL;
+    h->h_release = NULL;
+    h->h_obj = NULL;
+    h->h_ctx = NULL;
+    h->h_when = 0;
+    return h;
+}
+
+/** Doubles the ready queue (the slow path of ca_loop_ready_push_steal).
+ *  MemoryError. */
+ca_error *ca_loop_ready_grow(ca_loop *loop);
+
+/** Appends `h` to the ready queue, stealing the caller's reference (dropped
+ *  when the queue cannot grow: MemoryError). */
+static inline ca_error *ca_loop_ready_push_steal(ca_loop *loop, ca_handle *h) {
+    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) {
+        ca_error *err = ca_loop_ready_grow(loop);
+        if (err != NULL) {
+            ca_decref(h);
+            return err;
+        }
+    }
+    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
+    loop->ready_len++;
+    return NULL;
+}
+
+/** The rare paths of ca_loop_call_soon_done: a closed loop or debug mode
+ *  (every check), or no memory for the handle (loop.c). */
 ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
                                       ca_release_fn release, ca_context *ctx_taken);
 
 /** call_soon for a done callback: done_fn(fut, arg) in ctx (ctx and the
  *  release duty are taken). Inline because every future's done callbacks
- *  come through here: the common case (an open loop out of debug mode, a
- *  pooled handle, room in the ready queue) writes the handle directly. */
-static inline ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
-                                               ca_release_fn release, ca_context *ctx_taken) {
-    size_t c = ca_small_class(sizeof(ca_handle));
-    ca_small_block *b = ca_small.head[c];
-    if (CA_UNLIKELY(loop->closed || loop->debug || b == NULL || loop->ready_len == loop->ready_cap))
+ *  come through here. Errors: RuntimeError (closed loop, or the wrong
+ *  thread in debug mode), MemoryError. */
+static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
+                                                         ca_release_fn release, ca_context *ctx_taken) {
+    if (CA_UNLIKELY(loop->closed || loop->debug))
         return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
-    ca_small.head[c] = b->next;
-    ca_small.count[c]--;
-    ca_handle *h = (ca_handle *)b;
-    h->ob_base.ob_refcnt = 1;
-    h->ob_base.ob_type = &ca_HandleType;
-    h->h_loop = loop;
-    loop->ob_base.ob_refcnt++;
+    ca_handle *h = ca_handle_alloc(loop);
+    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
     h->h_kind = CA_HANDLE_DONE;
-    h->h_cancelled = 0;
-    h->h_scheduled = 0;
-    h->h_is_timer = 0;
-    h->h_seq = 0;
     h->h_fn.done_fn = fn;
     h->h_arg = arg;
     h->h_release = release;
     h->h_obj = ca_incref(fut);
     h->h_ctx = ctx_taken;
-    h->h_when = 0;
-    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
-    loop->ready_len++;
-    return NULL;
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 /** call_soon(task.__step, exc, context=task_context). exc borrowed. */
@@ -310,14 +342,58 @@ static inline bool ca_future_check_fast(const void *op) {
     return t == &ca_FutureType || t == &ca_TaskType || (op != NULL && ca_future_check(op));
 }
 
+/** Initialises the shared head (loop reference taken). */
+static inline void ca_future_init_head(ca_future *fut, ca_loop *loop) {
+    memset((char *)fut + sizeof(ca_object), 0, sizeof(ca_future) - sizeof(ca_object));
+    fut->fut_loop = ca_incref(loop);
+    fut->fut_state = CA_FUTURE_PENDING;
+}
+
+/** ca_future_new inlined, for the sync primitives' waiters: a pending
+ *  Future of `loop` (a new reference), NULL when memory runs out. */
+static inline ca_future *ca_future_new_inline(ca_loop *loop) {
+    ca_future *fut = ca_small_alloc(sizeof(ca_future));
+    if (CA_UNLIKELY(fut == NULL)) return NULL;
+    ca_object_init(fut, &ca_FutureType);
+    ca_future_init_head(fut, loop);
+    return fut;
+}
+
+/** future_schedule_callbacks in full: the task leaves the all-tasks list,
+ *  then every done callback goes through call_soon in order. */
+ca_error *ca_future_schedule_callbacks_slow(ca_future *fut);
+
+/** future_schedule_callbacks for a future that just completed: the common
+ *  case, a plain future with at most one callback (a task waiting on it),
+ *  is scheduled inline. */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
+    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (fut->fut_callback0.fn == NULL) return NULL;
+    ca_callback cb = fut->fut_callback0;
+    ca_context *ctx = fut->fut_context0;
+    fut->fut_callback0 = (ca_callback){0};
+    fut->fut_context0 = NULL;
+    return ca_loop_call_soon_done(fut->fut_loop, fut, cb.fn, cb.arg, cb.arg_release, ctx);
+}
+
+/** fut.set_result(None) for a waiter future a sync primitive or queue
+ *  made and left pending (the futures.py checks stay: another kind of
+ *  future, or a done one, takes ca_future_set_result's path). */
+static CA_ALWAYS_INLINE ca_error *ca_future_set_none_result(ca_future *fut) {
+    if (CA_UNLIKELY(fut->ob_base.ob_type != &ca_FutureType || fut->fut_loop == NULL ||
+                    fut->fut_state != CA_FUTURE_PENDING))
+        return ca_future_set_result(fut, ca_none());
+    fut->fut_result = ca_none();
+    fut->fut_state = CA_FUTURE_FINISHED;
+    return ca_future_schedule_callbacks(fut);
+}
+
 /** Moves the future to CANCELLED and schedules callbacks (future_cancel).
  *  `msg` is copied (NULL: none). */
 bool ca_future_cancel_impl(ca_future *fut, const char *msg);
 /** future_set_result / future_set_exception without the Task refusal. */
 ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value);
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
-/** Initialises the shared head (loop reference taken). */
-void ca_future_init_head(ca_future *fut, ca_loop *loop);
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
 /** Releases the done callbacks (their arguments through their release
@@ -337,8 +413,29 @@ void ca_gather_break_cycles(ca_future *fut);
 /** For the shield() outers of a closing loop still pending: drops the
  *  callbacks that tie each to its inner future (a cycle) and the inner's
  *  awaited_by links to shield's caller; then releases the loop's list of
- *  outers. Also what loop dealloc calls to free the list. */
+ *  outers. A shield made on a closed loop is never listed (it starts
+ *  untied), so the list is empty once close() returns. */
 void ca_shields_break_cycles(ca_loop *loop);
+
+/* MARK: - Coroutines (coro.c) */
+
+/** Resumes a kit frame that is neither running nor closed, forwarding to
+ *  the coroutine it awaits first; `exc` (borrowed) is thrown in, NULL sends
+ *  None. `res` must be reset (ca_coro_send's contract otherwise). */
+ca_coro_status ca_cframe_resume(ca_cframe *cf, ca_error *exc, ca_coro_result *res);
+
+/** ca_coro_send(coro, None, res), a kit frame resumed without the
+ *  indirect call: what every task step and awaited kit coroutine does. */
+static CA_ALWAYS_INLINE ca_coro_status ca_coro_send_none(ca_coro *coro, ca_coro_result *res) {
+    if (CA_LIKELY(((const ca_coro_type *)coro->ob_base.ob_type)->send == ca_cframe_send &&
+                  (coro->co_state == CA_CORO_CREATED || coro->co_state == CA_CORO_SUSPENDED))) {
+        res->future = NULL;
+        res->value = ca_none();
+        res->error = NULL;
+        return ca_cframe_resume((ca_cframe *)coro, NULL, res);
+    }
+    return ca_coro_send(coro, ca_none(), res);
+}
 
 /* MARK: - Tasks (task.c) */
 void ca_task_step_handle_run(ca_task *task, ca_error *exc);
@@ -354,6 +451,10 @@ void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format
 
 /** A ca_release_fn dropping the object reference a callback argument holds. */
 void ca_release_object(void *arg);
+/** Python's repr() of a str: single quotes unless the text has a single
+ *  quote and no double quote; backslash, the quote and control characters
+ *  escaped. NULL prints None. */
+void ca_repr_str(ca_strbuf *sb, const char *s);
 void ca_value_repr(ca_strbuf *sb, const ca_value *v);
 void ca_error_repr(ca_strbuf *sb, const ca_error *err);
 void ca_fn_repr(ca_strbuf *sb, const void *fn);

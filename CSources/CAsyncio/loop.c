@@ -36,31 +36,10 @@ int64_t ca_loop_time(const ca_loop *loop) { return loop->virtual_clock ? loop->v
 
 /* MARK: - Handles */
 
-/* Every field is written: handles are the hottest allocation of all. */
-static inline ca_handle *handle_alloc(ca_loop *loop) {
-    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
-    if (CA_UNLIKELY(h == NULL)) return NULL;
-    h->ob_base.ob_refcnt = 1;
-    h->ob_base.ob_type = &ca_HandleType;
-    h->h_loop = loop;
-    loop->ob_base.ob_refcnt++;
-    h->h_kind = CA_HANDLE_CALLBACK;
-    h->h_cancelled = 0;
-    h->h_scheduled = 0;
-    h->h_is_timer = 0;
-    h->h_seq = 0;
-    h->h_fn.fn = NULL;
-    h->h_arg = NULL;
-    h->h_release = NULL;
-    h->h_obj = NULL;
-    h->h_ctx = NULL;
-    h->h_when = 0;
-    return h;
-}
-
-
-/* Drops the callback and what it holds (Handle.cancel / after _run). */
-static inline void handle_clear_payload(ca_handle *h) {
+/* Drops the callback and what it holds (Handle.cancel / after _run). After
+ * a run (`ran`), a task wakeup's ca_release_object is done without the
+ * indirect call: every task step that a future's completion schedules. */
+static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
@@ -70,10 +49,15 @@ static inline void handle_clear_payload(ca_handle *h) {
     h->h_arg = NULL;
     h->h_obj = NULL;
     h->h_ctx = NULL;
-    if (release != NULL) release(arg);
+    if (release != NULL) {
+        if (ran && release == ca_release_object) ca_decref(arg);
+        else release(arg);
+    }
     ca_decref(obj);
     ca_decref(ctx);
 }
+
+static inline void handle_clear_payload(ca_handle *h) { handle_drop_payload(h, false); }
 
 static void handle_dealloc(ca_object *op) {
     ca_handle *h = (ca_handle *)op;
@@ -110,7 +94,7 @@ static void handle_repr(ca_strbuf *sb, const ca_handle *h) {
 
 /* MARK: - Ready queue (ring buffer) */
 
-static ca_error *ready_grow(ca_loop *loop) {
+ca_error *ca_loop_ready_grow(ca_loop *loop) {
     size_t cap = loop->ready_cap ? loop->ready_cap * 2 : 1024;
     ca_handle **n = ca_malloc(cap * sizeof(ca_handle *));
     if (n == NULL) return ca_error_new(&ca_MemoryError, NULL);
@@ -121,21 +105,6 @@ static ca_error *ready_grow(ca_loop *loop) {
     loop->ready_cap = cap;
     return NULL;
 }
-
-/* Appends `h`, stealing the caller's reference. */
-static inline ca_error *ready_push_steal(ca_loop *loop, ca_handle *h) {
-    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) {
-        ca_error *err = ready_grow(loop);
-        if (err != NULL) {
-            ca_decref(h);
-            return err;
-        }
-    }
-    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
-    loop->ready_len++;
-    return NULL;
-}
-
 
 static inline ca_handle *ready_pop(ca_loop *loop) {
     ca_handle *h = loop->ready[loop->ready_head];
@@ -254,7 +223,7 @@ ca_error *ca_loop_call_soon(ca_loop *loop, ca_callback_fn fn, void *arg, ca_rele
     if (out) *out = NULL;
     ca_error *err = schedule_check(loop, arg, release, NULL);
     if (err != NULL) return err;
-    ca_handle *h = handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) {
         if (release) release(arg);
         return ca_error_new(&ca_MemoryError, NULL);
@@ -265,7 +234,7 @@ ca_error *ca_loop_call_soon(ca_loop *loop, ca_callback_fn fn, void *arg, ca_rele
     h->h_release = release;
     h->h_ctx = ctx ? ca_incref(ctx) : ca_context_copy_current_or_null();
     if (out) *out = ca_incref(h);
-    err = ready_push_steal(loop, h);
+    err = ca_loop_ready_push_steal(loop, h);
     if (err != NULL && out) CA_CLEAR(*out);
     return err;
 }
@@ -274,7 +243,7 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
                                       ca_context *ctx_taken) {
     ca_error *err = schedule_check(loop, arg, release, ctx_taken);
     if (err != NULL) return err;
-    ca_handle *h = handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) {
         if (release) release(arg);
         ca_decref(ctx_taken);
@@ -286,14 +255,14 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
     h->h_release = release;
     h->h_obj = ca_incref(fut);
     h->h_ctx = ctx_taken;
-    return ready_push_steal(loop, h);
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 static void step_exc_release(void *exc) { ca_decref(exc); }
 
 ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
     if (loop->closed) return closed_error();
-    ca_handle *h = handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
     h->h_kind = CA_HANDLE_TASK_STEP;
     h->h_obj = ca_incref(task);
@@ -302,7 +271,7 @@ ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
         h->h_release = step_exc_release;
     }
     h->h_ctx = ca_incref(task->task_context);
-    return ready_push_steal(loop, h);
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *arg, ca_release_fn release,
@@ -320,7 +289,7 @@ ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *
         loop->heap = n;
         loop->heap_cap = cap;
     }
-    ca_handle *h = handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) {
         if (release) release(arg);
         return ca_error_new(&ca_MemoryError, NULL);
@@ -421,7 +390,7 @@ static void inbox_drain(ca_loop *loop) {
     ca_tsnode *n;
     while ((n = inbox_pop(loop)) != NULL) {
         /* h_ctx stays NULL: a private empty context, never the loop thread's */
-        ca_handle *h = handle_alloc(loop);
+        ca_handle *h = ca_handle_alloc(loop);
         ca_error *err = NULL;
         if (h == NULL) {
             if (n->release) n->release(n->arg);
@@ -430,7 +399,7 @@ static void inbox_drain(ca_loop *loop) {
             h->h_fn.fn = n->fn;
             h->h_arg = n->arg;
             h->h_release = n->release;
-            err = ready_push_steal(loop, h);
+            err = ca_loop_ready_push_steal(loop, h);
         }
         if (err != NULL) {
             ca_loop_report_callback_error(loop, NULL, err);
@@ -556,7 +525,7 @@ static inline void handle_run(ca_loop *loop, ca_handle *h) {
     }
     loop->current_handle = NULL;
     ca_context_leave_for_callback(entered);
-    handle_clear_payload(h);
+    handle_drop_payload(h, true);
 }
 
 static void timers_prune(ca_loop *loop) {
@@ -644,7 +613,7 @@ static void run_once(ca_loop *loop) {
         while (loop->heap_len > 0) {
             if (loop->heap[0].when >= end_time) break;
             ca_handle *h = heap_pop(loop);
-            if (ready_push_steal(loop, h) != NULL) break;
+            if (ca_loop_ready_push_steal(loop, h) != NULL) break;
         }
     }
 
@@ -759,7 +728,7 @@ ca_error *ca_loop_new(const ca_loop_config *config, ca_loop **out) {
     atomic_init(&loop->closed_atomic, false);
     atomic_init(&loop->stop_requested, false);
     atomic_init(&loop->ts_inflight, 0);
-    ca_error *err = ready_grow(loop);
+    ca_error *err = ca_loop_ready_grow(loop);
     if (err == NULL) err = ca_backend_open(cfg.backend, &loop->backend_ops, &loop->backend);
     if (err != NULL) {
         ca_free(loop->ready);
@@ -816,7 +785,6 @@ static void loop_dealloc(ca_object *op) {
         if (--loop->ob_base.ob_refcnt != 0) return;
     }
     ca_debug_unregister_loop(loop);
-    ca_shields_break_cycles(loop); /* shields made after close */
     ca_free(loop->ready);
     ca_free(loop->heap);
     ca_free(loop);

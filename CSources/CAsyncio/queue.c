@@ -179,25 +179,28 @@ int64_t ca_queue_maxsize(const ca_queue *q) { return q->maxsize; }
 bool ca_queue_empty(const ca_queue *q) { return q->len == 0; }
 bool ca_queue_full(const ca_queue *q) { return q->maxsize > 0 && (int64_t)q->len >= q->maxsize; }
 
-/* _wakeup_next: wake up the next waiter (if any) that isn't cancelled. */
-static ca_error *queue_wakeup_next(ca_waiters *waiters) {
+/* _wakeup_next: wake up the next waiter (if any) that isn't cancelled.
+ * Inline in put_nowait, where every item that finds a getter comes. */
+static CA_ALWAYS_INLINE ca_error *queue_wakeup_next_inline(ca_waiters *waiters) {
     while (waiters->len > 0) {
         ca_future *waiter = ca_waiters_popleft(waiters);
         ca_error *err = NULL;
         bool woke = waiter->fut_state == CA_FUTURE_PENDING;
-        if (woke) err = ca_future_set_result(waiter, ca_none());
+        if (woke) err = ca_future_set_none_result(waiter);
         ca_decref(waiter);
         if (woke) return err;
     }
     return NULL;
 }
 
+static ca_error *queue_wakeup_next(ca_waiters *waiters) { return queue_wakeup_next_inline(waiters); }
+
 /* Wakes every waiter so each re-checks the queue (shutdown). */
 static ca_error *queue_wakeup_all(ca_waiters *waiters) {
     while (waiters->len > 0) {
         ca_future *waiter = ca_waiters_popleft(waiters);
         ca_error *err = NULL;
-        if (waiter->fut_state == CA_FUTURE_PENDING) err = ca_future_set_result(waiter, ca_none());
+        if (waiter->fut_state == CA_FUTURE_PENDING) err = ca_future_set_none_result(waiter);
         ca_decref(waiter);
         if (err != NULL) return err;
     }
@@ -220,7 +223,7 @@ ca_error *ca_queue_put_nowait(ca_queue *q, ca_value item) {
     if (err != NULL) return err;
     q->unfinished_tasks += 1;
     q->finished->value = false; /* _finished.clear() */
-    return queue_wakeup_next(&q->getters);
+    return queue_wakeup_next_inline(&q->getters);
 }
 
 /* get_nowait(), inlined into get()'s loop (ca_queue_get_begin). */

@@ -94,22 +94,6 @@ ca_error *ca_sync_bind_loop(ca_loop **bound, const void *owner, ca_loop *loop, c
     return NULL;
 }
 
-ca_error *ca_waiters_enqueue(ca_loop **bound, const void *owner, ca_waiters *waiters, ca_future **out) {
-    ca_loop *loop;
-    *out = NULL;
-    ca_error *err = ca_sync_get_loop(bound, owner, &loop);
-    if (err != NULL) return err;
-    ca_future *fut = ca_loop_create_future(loop);
-    if (fut == NULL) return memory_error();
-    err = ca_waiters_append(waiters, fut);
-    if (err != NULL) {
-        ca_decref(fut);
-        return err;
-    }
-    *out = fut;
-    return NULL;
-}
-
 /* "<asyncio.locks.Name object at 0x... [extra]>" */
 static size_t locks_repr(const void *self, const char *name, const char *state, const ca_waiters *w,
                          char *buf, size_t size) {

@@ -45,11 +45,6 @@ bool ca_waiters_remove(ca_waiters *w, ca_future *fut);
 /** Drops every reference and the storage. */
 void ca_waiters_clear(ca_waiters *w);
 
-/** A new waiter future of the owner's loop (bound as by ca_sync_get_loop),
- *  appended to `w`; *out receives a reference of the caller's own. Errors:
- *  those of ca_sync_get_loop; MemoryError. */
-ca_error *ca_waiters_enqueue(ca_loop **bound, const void *owner, ca_waiters *w, ca_future **out);
-
 /* MARK: - Loop binding */
 
 /** The slow path of ca_sync_get_loop: first binding, or an error. */
@@ -68,6 +63,27 @@ static inline ca_error *ca_sync_get_loop(ca_loop **bound, const void *owner, ca_
         return NULL;
     }
     return ca_sync_bind_loop(bound, owner, running, out);
+}
+
+/** A new waiter future of the owner's loop (bound as by ca_sync_get_loop),
+ *  appended to `w`; *out receives a reference of the caller's own. Errors:
+ *  those of ca_sync_get_loop; MemoryError. Inline: a queue's get() makes
+ *  one each time it waits. */
+static CA_ALWAYS_INLINE ca_error *ca_waiters_enqueue(ca_loop **bound, const void *owner, ca_waiters *w,
+                                                     ca_future **out) {
+    ca_loop *loop;
+    *out = NULL;
+    ca_error *err = ca_sync_get_loop(bound, owner, &loop);
+    if (err != NULL) return err;
+    ca_future *fut = ca_future_new_inline(loop); /* loop.create_future() */
+    if (CA_UNLIKELY(fut == NULL)) return ca_error_new(&ca_MemoryError, NULL);
+    err = ca_waiters_append(w, fut);
+    if (err != NULL) {
+        ca_decref(fut);
+        return err;
+    }
+    *out = fut;
+    return NULL;
 }
 
 #endif

@@ -16,8 +16,6 @@ static atomic_uint_fast64_t task_name_counter;
 
 bool ca_task_check(const void *op) { return ca_object_is_instance(op, &ca_TaskType); }
 
-static void task_release(void *arg) { ca_decref(arg); }
-
 /* MARK: - The all-tasks list (register_task / unregister_task) */
 
 void ca_register_task(ca_task *task) {
@@ -128,7 +126,7 @@ ca_error *ca_all_tasks(ca_loop *loop, ca_task **out, size_t cap, size_t *count) 
 
 /* MARK: - Stepping */
 
-static ca_error *task_step(ca_task *task, ca_error *exc);
+static CA_ALWAYS_INLINE ca_error *task_step(ca_task *task, ca_error *exc);
 
 static ca_error *task_call_step_soon(ca_task *task, ca_error *exc) {
     return ca_loop_call_soon_step(task->task_loop, task, exc);
@@ -144,7 +142,7 @@ static ca_error *task_set_error_soon(ca_task *task, ca_error *e) {
 /* Runs a step from a loop callback: KeyboardInterrupt and SystemExit stop
  * the loop (they escape run_forever); anything else the step itself failed
  * with goes to the exception handler, as a failing Handle._run does. */
-static void task_step_and_report(ca_task *task, ca_error *exc, ca_handle *h) {
+static CA_ALWAYS_INLINE void task_step_and_report(ca_task *task, ca_error *exc, ca_handle *h) {
     ca_loop *loop = task->task_loop;
     ca_error *err = task_step(task, exc);
     if (err == NULL) return;
@@ -217,7 +215,14 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
         return err;
     }
     result->fut_blocking = 0;
-    err = ca_future_add_done_callback(result, task_wakeup, ca_incref(task), task_release, task->task_context);
+    if (CA_LIKELY(result->fut_state == CA_FUTURE_PENDING && result->fut_callback0.fn == NULL &&
+                  result->fut_callbacks == NULL)) {
+        /* add_done_callback's common case inline: the first callback */
+        result->fut_callback0 = (ca_callback){task_wakeup, ca_incref(task), ca_release_object};
+        result->fut_context0 = ca_incref(task->task_context);
+    } else {
+        err = ca_future_add_done_callback(result, task_wakeup, ca_incref(task), ca_release_object, task->task_context);
+    }
     if (err != NULL) {
         ca_decref(result);
         return err;
@@ -250,7 +255,7 @@ static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
 
     ca_coro_result r;
     ca_coro_status st = throw_exc ? ca_coro_throw(task->task_coro, throw_exc, &r)
-                                  : ca_coro_send(task->task_coro, ca_none(), &r);
+                                  : ca_coro_send_none(task->task_coro, &r);
     ca_decref(throw_exc);
 
     switch (st) {
@@ -286,7 +291,7 @@ static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
     }
 }
 
-static ca_error *task_step(ca_task *task, ca_error *exc) {
+static CA_ALWAYS_INLINE ca_error *task_step(ca_task *task, ca_error *exc) {
     ca_loop *loop = task->task_loop;
     ca_tstate *ts = &ca_ts;
     /* enter_task / leave_task, their checks inlined for the common case */

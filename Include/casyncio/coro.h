@@ -156,6 +156,25 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
 
 #define CA__FALLTHROUGH __attribute__((fallthrough))
 
+/* ca_cframe_await_begin / _end with their common case inline (a pending
+ * future to suspend on; a result to resume with), for the await macros. */
+static inline bool ca_cframe_await_begin_fast(ca_cframe *cf, ca_future *fut, int line, ca_coro_result *res) {
+    if (__builtin_expect(fut == NULL || fut->fut_state != CA_FUTURE_PENDING, 0))
+        return ca_cframe_await_begin(cf, fut, line, res);
+    ca_decref(cf->awaited);
+    cf->awaited = fut;
+    fut->fut_blocking = 1;
+    cf->co.co_lineno = line;
+    res->future = (ca_future *)ca_incref(fut);
+    return true;
+}
+static inline struct ca_error *ca_cframe_await_end_fast(ca_cframe *cf) {
+    if (__builtin_expect(cf->exc == NULL && cf->awaited->fut_state == CA_FUTURE_FINISHED &&
+                             cf->awaited->fut_exception == NULL, 1))
+        return NULL;
+    return ca_cframe_await_end(cf);
+}
+
 /** Starts the body. Everything between BEGIN and END is the coroutine. */
 #define CA_BEGIN                                          \
     ca_cframe *const ca__cf = &self->cf;                  \
@@ -191,13 +210,13 @@ struct ca_error *ca_cframe_take_exc(ca_cframe *cf);
  */
 #define CA__AWAIT_TRY(fut_expr, err_out, ca__id)                                          \
     do {                                                                         \
-        if (ca_cframe_await_begin(ca__cf, (ca_future *)(fut_expr), __LINE__, ca__res)) { \
+        if (ca_cframe_await_begin_fast(ca__cf, (ca_future *)(fut_expr), __LINE__, ca__res)) { \
             ca__cf->resume_point = (ca__id);                                     \
             return CA_CORO_YIELD;                                                \
         }                                                                        \
         CA__FALLTHROUGH;                                                         \
     case (ca__id):                                                               \
-        (err_out) = ca_cframe_await_end(ca__cf);                                 \
+        (err_out) = ca_cframe_await_end_fast(ca__cf);                            \
     } while (0)
 #define CA_AWAIT_TRY(fut_expr, err_out) CA__AWAIT_TRY(fut_expr, err_out, __COUNTER__ + 1)
 

@@ -505,6 +505,38 @@ struct CombinatorTests {
         }
     }
 
+    @Test("shield() on a closed loop returns a pending outer untied from the inner, and nothing keeps the loop alive")
+    func shieldOnClosedLoopLeavesNoCycle() throws {
+        /// Allocations minus frees of one loop that closes and then shields a
+        /// pending future, everything released afterwards.
+        func outstanding() throws -> Int64 {
+            ca_freelists_clear()
+            let before = ca_alloc_stats_get()
+            var cfg = ca_loop_config()
+            cfg.virtual_clock = true
+            var made: OpaquePointer?
+            try #require(ca_loop_new(&cfg, &made) == nil)
+            let loop = try #require(made)
+            let inner = try #require(ca_future_new(loop))
+            ca_decref(ca_loop_close(loop))
+            var out: FuturePtr?
+            expectOK(ca_shield(Comb.raw(inner), &out))
+            let outer = try #require(out)
+            #expect(outer != inner)
+            #expect(!ca_future_done(outer))
+            #expect(ca_future_get_callbacks(outer, nil, 0) == 0)
+            #expect(ca_future_get_callbacks(inner, nil, 0) == 0)
+            ca_decref(outer)
+            ca_decref(inner)
+            ca_decref(UnsafeMutableRawPointer(loop))
+            ca_freelists_clear()
+            let after = ca_alloc_stats_get()
+            return Int64(after.allocs - before.allocs) - Int64(after.frees - before.frees)
+        }
+        _ = try outstanding() // the thread's one-time state
+        #expect(try outstanding() == 0)
+    }
+
     @Test("shield() of a done future returns that future")
     func shieldOfDoneFutureReturnsIt() throws {
         try withLoop { t in

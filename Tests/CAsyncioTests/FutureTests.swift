@@ -792,6 +792,19 @@ struct FutureTests {
         }
     }
 
+    @Test("repr of an exception escapes its message as Python's repr of a str does")
+    func reprExceptionMessageEscaped() throws {
+        try withLoop { t in
+            let f = t.future()
+            defer { decref(f) }
+            let e = makeError("RuntimeError", "it's\r\n\u{1}\\")
+            expectOK(ca_future_set_exception(f, e))
+            decref(e)
+            #expect(repr(f) == "<Future finished exception=RuntimeError(\"it's\\r\\n\\x01\\\\\")>")
+            _ = outcome(f)
+        }
+    }
+
     @Test("repr of a future with callbacks lists them as cb=[...]")
     func reprWithCallbacks() throws {
         try withLoop { t in
