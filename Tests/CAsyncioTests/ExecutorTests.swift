@@ -175,7 +175,7 @@ struct ExecutorTests {
     func describe(_ f: FuturePtr) -> (Int32, String) {
         var buf = [CChar](repeating: 0, count: 1024)
         let n = ts_addrinfo_describe(f, &buf, buf.count)
-        return (n, String(cString: buf))
+        return (n, buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
     }
 
     @Test("getaddrinfo of an IP literal answers on the loop thread: done at once, no thread started")
