@@ -110,7 +110,6 @@ public final class Handle: @unchecked Sendable {
             handle._withUnsafeGuaranteedRef { h in
                 guard let raw = h.unsafeRaw, core.loop == ca_handle_get_loop(raw),
                       core.spareHandleCount < LoopCore.spareHandleLimit else { return false }
-                // Empty already when the callback ran (runHandle took it).
                 h.callback = noCallback
                 // The loop still holds the C handle while it runs or drops
                 // it (the caller of this release), so this is not the last
@@ -142,11 +141,12 @@ private func isUniquelyReferenced(_ arg: UnsafeMutableRawPointer) -> Bool {
 /// storing or dropping it touches no reference count).
 private let noCallback: @Sendable () -> Void = {}
 
-/// The C callback of a handle: runs its Swift callback, taken out of the
-/// handle first. A handle runs at most once, and moving the closure out
-/// rather than calling it in place spares a retain/release pair of its
-/// context (two atomic operations per callback); the handle's release then
-/// finds nothing left to drop.
+/// The C callback of a handle: runs its Swift callback, moved out of the
+/// handle for the call and back afterwards. Called in place, the closure's
+/// context would be retained and released around the call (two atomic
+/// operations per callback). Put back, it lives as long as before: until
+/// the handle is reused or released (as asyncio's Handle keeps its
+/// callback), not freed in the middle of the loop's run.
 private func runHandle(_ arg: UnsafeMutableRawPointer?) {
     Unmanaged<Handle>.fromOpaque(arg!)._withUnsafeGuaranteedRef { h in
         // Not `swap`: unspecialized (a debug build), it would box both
@@ -154,6 +154,7 @@ private func runHandle(_ arg: UnsafeMutableRawPointer?) {
         let callback = h.callback
         h.callback = noCallback
         callback()
+        h.callback = callback
     }
 }
 
