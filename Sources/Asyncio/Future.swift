@@ -113,6 +113,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     ///
     /// Throws the stored error, ``CancelledError`` when cancelled, or
     /// ``InvalidStateError`` ("Result is not set.") while pending.
+    @inlinable
     public final func result() throws -> Value {
         try readResult()
     }
@@ -130,6 +131,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
 
     /// `set_result(value)`: marks the future done and schedules its
     /// callbacks. Throws ``InvalidStateError`` when it is already done.
+    @inlinable
     public final func setResult(_ value: Value) throws {
         checkLoopThread()
         try ErrorBridge.check(ca_future_set_result(unsafeRaw, ValueCodec<Value>.encode(value)))
@@ -180,12 +182,12 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
 
     // MARK: Internals
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     final func readResult() throws -> Value {
         try Future.readResult(unsafeRaw)
     }
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     static func readResult(_ f: UnsafeMutablePointer<ca_future>) throws -> Value {
         var v = ca_value()
         if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
