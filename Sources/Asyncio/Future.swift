@@ -317,7 +317,7 @@ enum DoneCallbackSlot {
     @inlinable
     static func takeWrapper<Value: Sendable>(of f: UnsafeMutablePointer<ca_future>, as: Value.Type) -> Future<Value> {
         ca_incref(UnsafeMutableRawPointer(f))
-        if let spare = LoopCore.takeSpareFuture(ObjectIdentifier(Future<Value>.self)) {
+        if let spare = LoopCore.takeSpareFuture(spareKey(Value.self)) {
             let wrapper = Unmanaged<Future<Value>>.fromOpaque(spare).takeRetainedValue()
             wrapper.repoint(to: f)
             return wrapper
@@ -336,9 +336,16 @@ enum DoneCallbackSlot {
         let raw = w.unsafeRaw
         w.repoint(to: spareFuturePlaceholder)
         releaseOnLoop(UnsafeMutableRawPointer(raw), loop: raw.pointee.fut_loop)
-        LoopCore.keepSpareFuture(Unmanaged.passRetained(consume w).toOpaque(), ObjectIdentifier(Future<Value>.self))
+        LoopCore.keepSpareFuture(Unmanaged.passRetained(consume w).toOpaque(), spareKey(Value.self))
     }
 }
+
+/// The key a kept wrapper of `Future<Value>` is filed under: `Value`'s
+/// metadata, which (unlike `Future<Value>`'s) needs no generic
+/// instantiation to find. Only exact `Future<Value>` wrappers are kept, so
+/// the value type identifies the class.
+@inlinable @inline(__always)
+func spareKey<Value>(_: Value.Type) -> ObjectIdentifier { ObjectIdentifier(Value.self as Any.Type) }
 
 /// What a wrapper kept for reuse points at instead of a future (never
 /// dereferenced: `deinit` checks for it).
