@@ -71,7 +71,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
         if Await.ownCoroutine != nil, !ca_queue_full(unsafeRaw) {
             return try putNowait(item)
         }
-        var v = try await Await.coroutine(ca_queue_put(unsafeRaw, encode(item)), loop: unsafeRaw.pointee.loop)
+        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, (self, item)) { ca_queue_put($0.0.unsafeRaw, $0.0.encode($0.1)) }
         ca_value_clear(&v)
     }
 
@@ -92,7 +92,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     @inlinable @inline(__always)
     nonisolated(nonsending) public func get() async throws -> Element {
         guard let c = Await.ownCoroutine else {
-            var v = try await Await.coroutine(ca_queue_get(unsafeRaw), loop: unsafeRaw.pointee.loop)
+            var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_queue_get($0) }
             return try ValueCodec<Element>.take(&v)
         }
         if unsafeRaw.pointee.len > 0 { return try getNowait() }
@@ -127,7 +127,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
 
     /// `join()`: waits until every item put so far was marked done.
     nonisolated(nonsending) public func join() async throws {
-        var v = try await Await.coroutine(ca_queue_join(unsafeRaw), loop: unsafeRaw.pointee.loop)
+        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_queue_join($0) }
         ca_value_clear(&v)
     }
 

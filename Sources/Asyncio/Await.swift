@@ -131,36 +131,58 @@ enum Await {
         }
     }
 
-    /// Awaits the C coroutine `inner` (taken) from the body's task when there
-    /// is one, else as a task of its own on `loop` (created on the loop's
-    /// thread, through `call_soon_threadsafe` from another one). Returns its
-    /// value (owned).
+    /// Awaits the C coroutine `make(context)` creates (a new reference),
+    /// from the body's task when there is one, else as a task of its own on
+    /// `loop`. `make` runs on the loop's thread (or while the loop is idle),
+    /// exactly once: creating a coroutine touches the reference counts of
+    /// the objects it works on (a lock, a queue...), which are not atomic, so
+    /// from another thread it is handed to the loop through
+    /// `call_soon_threadsafe` with the task's creation. `make` gets what it
+    /// works on as `context` rather than capturing it, so it is a bare
+    /// function and awaiting allocates nothing for it. Returns the
+    /// coroutine's value (owned).
+    ///
+    /// - Throws: the coroutine's error; ``AsyncioError`` (`RuntimeError`) when
+    ///   no loop is given and none runs on this thread, or the loop is closed.
     @usableFromInline
-    nonisolated(nonsending) static func coroutine(_ inner: UnsafeMutablePointer<ca_coro>?, loop: OpaquePointer?) async throws -> ca_value {
-        guard let inner else { throw AsyncioError(typeName: "MemoryError") }
-        if let c = ownCoroutine { return try await delegate(c, to: inner) }
+    nonisolated(nonsending) static func coroutine<Context>(
+        loop: OpaquePointer?, _ context: Context,
+        _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
+    ) async throws -> ca_value {
+        if let c = ownCoroutine { return try await delegate(c, to: try made(make(context))) }
         guard let loop = loop ?? LoopCore.current?.loop else {
-            ca_coro_close(inner)
-            ca_decref(UnsafeMutableRawPointer(inner))
             throw AsyncioError(typeName: "RuntimeError", message: "no running event loop")
         }
         let task: LoopTask<Never>
         if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
-            task = try LoopTask<Never>.wrap(loop: loop, coro: inner)
+            task = try LoopTask<Never>.wrap(loop: loop, coro: try made(make(context)))
         } else {
-            let ref = CoroHandle(inner, loop: loop)
+            let maker = CoroMaker(make: { make(context) }, loop: loop)
             task = try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<LoopTask<Never>, any Error>) in
                 let box = CallbackBox.make {
-                    k.resume(with: Result { try LoopTask<Never>.wrap(loop: ref.loop, coro: ref.pointer) })
+                    k.resume(with: Result { try LoopTask<Never>.wrap(loop: maker.loop, coro: try made(maker.make())) })
                 }
                 if let err = ca_loop_call_soon_threadsafe(loop, runCallbackBox, box, releaseCallbackBox) {
-                    ca_coro_close(inner)
-                    ca_decref(UnsafeMutableRawPointer(inner))
                     k.resume(throwing: ErrorBridge.take(err))
                 }
             }
         }
         return try await task.rawOutcome()
+    }
+
+    /// Awaits the C coroutine `inner` (taken), created on its loop's thread
+    /// by a caller that checked it runs there (``coroutine(loop:_:_:)`` is the
+    /// form for any thread).
+    @usableFromInline
+    nonisolated(nonsending) static func coroutine(_ inner: UnsafeMutablePointer<ca_coro>?, loop: OpaquePointer?) async throws -> ca_value {
+        guard let inner else { throw AsyncioError(typeName: "MemoryError") }
+        return try await coroutine(loop: loop, inner) { $0 }
+    }
+
+    /// `coro`, or MemoryError when it could not be made.
+    private static func made(_ coro: UnsafeMutablePointer<ca_coro>?) throws -> UnsafeMutablePointer<ca_coro> {
+        guard let coro else { throw AsyncioError(typeName: "MemoryError") }
+        return coro
     }
 
     // MARK: The callback path
@@ -189,18 +211,15 @@ enum Await {
     }
 }
 
-/// A C coroutine handed to the loop thread to run as a task.
+/// The maker of a C coroutine handed to the loop's thread, which calls it.
 ///
-/// Safety of `@unchecked Sendable`: ownership of the coroutine reference
-/// moves with it; only the loop's thread dereferences either pointer (the
-/// awaiter keeps the loop alive through the object it awaits).
-struct CoroHandle: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<ca_coro>
+/// Safety of `@unchecked Sendable`: `make` is called once, on the loop's
+/// thread, while the thread that made this value waits for the outcome (it
+/// is suspended in ``Await/coroutine(loop:_:_:)``), so nothing it captured is
+/// used by two threads at once.
+struct CoroMaker: @unchecked Sendable {
+    let make: () -> UnsafeMutablePointer<ca_coro>?
     let loop: OpaquePointer
-    init(_ pointer: UnsafeMutablePointer<ca_coro>, loop: OpaquePointer) {
-        self.pointer = pointer
-        self.loop = loop
-    }
 }
 
 /// A future pointer that may cross threads.

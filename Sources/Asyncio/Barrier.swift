@@ -31,19 +31,19 @@ public final class Barrier: @unchecked Sendable, CustomStringConvertible {
     ///   or reset; ``CancelledError``.
     @discardableResult
     nonisolated(nonsending) public func wait() async throws -> Int {
-        var v = try await Await.coroutine(ca_barrier_wait(unsafeRaw), loop: loop)
+        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_wait($0) }
         return try ValueCodec<Int>.take(&v)
     }
 
     /// `reset()`: back to filling; tasks waiting get ``BrokenBarrierError``.
     nonisolated(nonsending) public func reset() async throws {
-        var v = try await Await.coroutine(ca_barrier_reset(unsafeRaw), loop: loop)
+        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_reset($0) }
         ca_value_clear(&v)
     }
 
     /// `abort()`: breaks the barrier until ``reset()``.
     nonisolated(nonsending) public func abort() async throws {
-        var v = try await Await.coroutine(ca_barrier_abort(unsafeRaw), loop: loop)
+        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_abort($0) }
         ca_value_clear(&v)
     }
 

@@ -40,10 +40,10 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
                                                      returnWhen: ReturnWhen = .allCompleted) async throws
     -> (done: [Future<T>], pending: [Future<T>]) {
     let pointers = rawFutures(futures)
-    let coro = pointers.withUnsafeBufferPointer {
-        ca_wait($0.baseAddress, $0.count, timeoutSeconds(timeout), returnWhen.raw)
+    var v = try await Await.coroutine(loop: futures.first?.unsafeRaw.pointee.fut_loop,
+                                      (pointers, timeoutSeconds(timeout), returnWhen.raw)) { context in
+        context.0.withUnsafeBufferPointer { ca_wait($0.baseAddress, $0.count, context.1, context.2) }
     }
-    var v = try await Await.coroutine(coro, loop: futures.first?.unsafeRaw.pointee.fut_loop)
     defer { ca_value_clear(&v) }
     let sets = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
     var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
@@ -61,8 +61,10 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
 ///
 /// - Throws: ``TimeoutError``; the future's error; ``CancelledError``.
 nonisolated(nonsending) public func waitFor<T: Sendable>(_ future: Future<T>, timeout: Double?) async throws -> T {
-    let coro = ca_wait_for(UnsafeMutableRawPointer(future.unsafeRaw), timeoutSeconds(timeout))
-    var v = try await Await.coroutine(coro, loop: future.unsafeRaw.pointee.fut_loop)
+    var v = try await Await.coroutine(loop: future.unsafeRaw.pointee.fut_loop,
+                                      (UnsafeMutableRawPointer(future.unsafeRaw), timeoutSeconds(timeout))) {
+        ca_wait_for($0.0, $0.1)
+    }
     defer { withExtendedLifetime(future) {} }
     return try ValueCodec<T>.take(&v)
 }
@@ -161,10 +163,9 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
 
         /// The next future to complete, or `nil` when all came.
         nonisolated(nonsending) public mutating func next() async throws -> Future<T>? {
-            let coro = ca_as_completed_anext(sequence.iterator)
             var v: ca_value
             do {
-                v = try await Await.coroutine(coro, loop: sequence.loop)
+                v = try await Await.coroutine(loop: sequence.loop, sequence.iterator) { ca_as_completed_anext($0) }
             } catch let e as AsyncioError where e.typeName == "StopAsyncIteration" {
                 return nil
             }

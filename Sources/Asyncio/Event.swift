@@ -42,7 +42,7 @@ public final class Event: @unchecked Sendable, CustomStringConvertible {
     /// `wait()`: returns once the flag is set.
     /// - Throws: ``CancelledError``.
     nonisolated(nonsending) public func wait() async throws {
-        var v = try await Await.coroutine(ca_event_wait(unsafeRaw), loop: unsafeRaw.pointee.loop)
+        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_event_wait($0) }
         ca_value_clear(&v)
     }
 

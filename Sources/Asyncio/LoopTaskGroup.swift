@@ -82,9 +82,10 @@ nonisolated(nonsending) public func withLoopTaskGroup<R>(
     } catch {
         outcome = .failure(error)
     }
-    var exc: UnsafeMutablePointer<ca_error>?
-    if case .failure(let error) = outcome { exc = ErrorBridge.cError(error) }
-    var v = try await Await.coroutine(ca_taskgroup_exit(raw, exc), loop: raw.pointee.loop)
+    let failure: (any Error)? = if case .failure(let error) = outcome { error } else { nil }
+    var v = try await Await.coroutine(loop: raw.pointee.loop, (raw, failure)) { context in
+        ca_taskgroup_exit(context.0, context.1.map { ErrorBridge.cError($0) })
+    }
     ca_value_clear(&v)
     return try outcome.get()
 }

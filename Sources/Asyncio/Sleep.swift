@@ -24,6 +24,6 @@ nonisolated(nonsending) public func sleep(_ delay: Double) async throws {
         }
         return
     }
-    var v = try await Await.coroutine(ca_sleep(delay, ca_none()), loop: nil)
+    var v = try await Await.coroutine(loop: nil, delay) { ca_sleep($0, ca_none()) }
     ca_value_clear(&v)
 }

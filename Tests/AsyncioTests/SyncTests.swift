@@ -86,6 +86,39 @@ struct SyncTests {
         }
     }
 
+    @Test("waits from a Swift task on another thread make their coroutines on the loop's thread: the event's reference count stays exact")
+    func eventWaitsFromAnotherThreadKeepCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let event = Event()
+            // Bound to the loop by a wait that waits there (asyncio's
+            // _LoopBoundMixin); a wait elsewhere has no loop of its own.
+            let first = try createTask { try await event.wait() }
+            try await sleep(0)
+            try event.set()
+            try await first.value
+            let done = loop.createFuture(of: Int.self)
+            Task.detached {
+                var n = 0
+                for _ in 0..<2000 where (try? await event.wait()) != nil { n += 1 }
+                let waits = n
+                try? loop.callSoonThreadsafe { try? done.setResult(waits) }
+            }
+            // Meanwhile waits on the loop make and drop coroutines of the same
+            // event: a coroutine made on the other thread would race with
+            // them on the event's (non-atomic) reference count.
+            var local = 0
+            while !done.isDone {
+                try await event.wait()
+                local += 1
+                try await sleep(0)
+            }
+            #expect(try await done.value == 2000)
+            #expect(local > 0)
+            #expect(event.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
+        }
+    }
+
     @Test("Condition: wait releases the lock, notify wakes one, notifyAll the rest, waitFor a predicate")
     func condition() async throws {
         let log = Log()
