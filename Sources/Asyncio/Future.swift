@@ -70,6 +70,8 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// the future).
     nonisolated(nonsending) public final var value: Value {
         get async throws {
+            // Not through Await.done: its read closure, formed here for a
+            // generic Value, would be allocated on every await.
             if let c = Await.ownCoroutine {
                 if unsafeRaw.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
                     try await Await.suspend(c, on: unsafeRaw)
@@ -96,6 +98,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
 
     /// The current state.
     public final var state: State {
+        checkLoopThread()
         switch Int32(unsafeRaw.pointee.fut_state) {
         case Int32(CA_FUTURE_PENDING.rawValue): return .pending
         case Int32(CA_FUTURE_CANCELLED.rawValue): return .cancelled
@@ -104,10 +107,16 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     }
 
     /// `done()`: finished with a result or an error, or cancelled.
-    public final var isDone: Bool { ca_future_done(unsafeRaw) }
+    public final var isDone: Bool {
+        checkLoopThread()
+        return ca_future_done(unsafeRaw)
+    }
 
     /// `cancelled()`.
-    public final var isCancelled: Bool { ca_future_cancelled(unsafeRaw) }
+    public final var isCancelled: Bool {
+        checkLoopThread()
+        return ca_future_cancelled(unsafeRaw)
+    }
 
     /// `result()`: the result of a done future, without waiting.
     ///
@@ -115,7 +124,8 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// ``InvalidStateError`` ("Result is not set.") while pending.
     @inlinable
     public final func result() throws -> Value {
-        try readResult()
+        checkLoopThread()
+        return try readResult()
     }
 
     /// `exception()`: the error of a done future (`nil` when it has a
@@ -177,7 +187,8 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
 
     /// `repr(future)`: `<Future pending>`, `<Future finished result=4>`, ...
     public var description: String {
-        reprString { ca_future_repr(unsafeRaw, $0, $1) }
+        checkLoopThread()
+        return reprString { ca_future_repr(unsafeRaw, $0, $1) }
     }
 
     // MARK: Internals
@@ -375,17 +386,12 @@ func checkConfined(loop: OpaquePointer?) {
                  "asyncio object used off its event loop's thread; use callSoonThreadsafe")
 }
 
-/// Drops a reference to a core object owned by `loop` where that is safe:
-/// at once on the loop's thread or when the loop is idle, else through
-/// `call_soon_threadsafe` (core reference counts are not atomic).
+/// Drops a reference to a core object owned by `loop` where that is safe
+/// (core reference counts are not atomic): see ``runOnLoopThread(_:_:_:)``.
 @usableFromInline
 func releaseOnLoop(_ object: UnsafeMutableRawPointer, loop: OpaquePointer?) {
-    if let loop, cas_tls_get().pointee.loop != loop, ca_loop_is_running(loop), ca_get_running_loop() != loop {
-        guard let err = ca_loop_call_soon_threadsafe(loop, { ca_decref($0) }, object, nil) else { return }
-        // Closed meanwhile: nothing runs the loop any more.
-        ca_decref(UnsafeMutableRawPointer(err))
-    }
-    ca_decref(object)
+    guard let loop else { return ca_decref(object) }
+    runOnLoopThread(loop, { ca_decref($0) }, object)
 }
 
 /// A repr-style C string function's output as a Swift string.

@@ -13,8 +13,9 @@ import CAsyncioShim
 ///
 /// For deinits that do more than drop one reference; ``releaseOnLoop(_:loop:)``
 /// is the one-reference case.
+@usableFromInline
 func runOnLoopThread(_ loop: OpaquePointer, _ body: @escaping ca_callback_fn, _ arg: UnsafeMutableRawPointer?) {
-    if cas_tls_get().pointee.loop != loop, ca_get_running_loop() != loop, ca_loop_is_running(loop) {
+    if cas_tls_get().pointee.loop != loop, ca_loop_is_running(loop), ca_get_running_loop() != loop {
         guard let err = ca_loop_call_soon_threadsafe(loop, body, arg, nil) else { return }
         ca_decref(UnsafeMutableRawPointer(err))
     }
