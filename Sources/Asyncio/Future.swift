@@ -336,17 +336,20 @@ enum DoneCallbackSlot {
         return Future(unsafeTakingOwnershipOf: f)
     }
 
-    /// After the callback: keeps `wrapper` for the next callback when
-    /// nobody else holds it and this thread runs an EventLoop with no
-    /// wrapper kept yet; otherwise it is released as usual.
+    /// After the callback (on the loop's thread): keeps `wrapper` for the
+    /// next callback when nobody else holds it and this thread runs an
+    /// EventLoop with no wrapper kept yet; otherwise it is released as usual.
     @inlinable
     static func keepWrapper<Value: Sendable>(_ wrapper: consuming Future<Value>) {
         var w = wrapper
-        guard LoopCore.canKeepSpareFuture, isKnownUniquelyReferenced(&w),
+        guard isKnownUniquelyReferenced(&w),
               cas_swift_no_weak_or_unowned(Unmanaged.passUnretained(w).toOpaque()) else { return }
+        // Done callbacks run on the loop's thread: the future's reference is
+        // dropped here. A wrapper the loop has no room for (it keeps one) is
+        // released by keepSpareFuture, holding no future by then.
         let raw = w.unsafeRaw
         w.repoint(to: spareFuturePlaceholder)
-        releaseOnLoop(UnsafeMutableRawPointer(raw), loop: raw.pointee.fut_loop)
+        ca_decref(UnsafeMutableRawPointer(raw))
         LoopCore.keepSpareFuture(Unmanaged.passRetained(consume w).toOpaque(), spareKey(Value.self))
     }
 }

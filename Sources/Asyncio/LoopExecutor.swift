@@ -128,16 +128,9 @@ final class LoopCore: @unchecked Sendable {
         }
     }
 
-    /// Whether the loop running on this thread has room for a kept wrapper.
-    @usableFromInline
-    static var canKeepSpareFuture: Bool {
-        guard let p = cas_tls_get().pointee.core else { return false }
-        return Unmanaged<LoopCore>.fromOpaque(p)._withUnsafeGuaranteedRef { $0.spareFuture == nil }
-    }
-
     /// Keeps `wrapper` (one reference, taken over; it holds no future) for
-    /// reuse by the loop running on this thread (check
-    /// ``canKeepSpareFuture`` first).
+    /// reuse by the loop running on this thread, or releases it when that
+    /// loop keeps one already.
     @usableFromInline
     static func keepSpareFuture(_ wrapper: UnsafeMutableRawPointer, _ type: ObjectIdentifier) {
         let kept = cas_tls_get().pointee.core.map { p in

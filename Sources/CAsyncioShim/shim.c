@@ -77,12 +77,6 @@ bool cas_continuation_resume_to(void *cont, void *identity, uintptr_t implementa
     return true;
 }
 
-extern size_t swift_unownedRetainCount(void *object);
-extern size_t swift_weakRetainCount(void *object);
-
-bool cas_swift_no_weak_or_unowned(void *object) {
-    return swift_unownedRetainCount(object) <= 1 && swift_weakRetainCount(object) <= 1;
-}
 void cas_swift_release(void *object) { swift_release(object); }
 
 /* MARK: - Per-thread windows */

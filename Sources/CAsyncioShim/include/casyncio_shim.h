@@ -56,11 +56,17 @@ bool cas_continuation_retarget_supported(void);
 void cas_swift_retain(void *object);
 void cas_swift_release(void *object);
 
+/* libswiftCore's reference-count queries (C calling convention). */
+size_t swift_unownedRetainCount(void *object); /* libswiftCore, C calling convention */
+size_t swift_weakRetainCount(void *object);
+
 /** Whether no weak or unowned reference to the Swift object exists (the
  *  runtime's counts: unowned 1 = only the strong side's, weak <= 1 = the
  *  side table's own or none). An object someone still reaches weakly must not
  *  be recycled: that reference would then lead to someone else's state. */
-bool cas_swift_no_weak_or_unowned(void *object);
+static inline bool cas_swift_no_weak_or_unowned(void *object) {
+    return swift_unownedRetainCount(object) <= 1 && swift_weakRetainCount(object) <= 1;
+}
 
 /* MARK: - Swift coroutines */
 
