@@ -393,7 +393,7 @@ func checkConfined(loop: OpaquePointer?) {
 /// (core reference counts are not atomic): see ``runOnLoopThread(_:_:_:)``.
 @usableFromInline
 func releaseOnLoop(_ object: UnsafeMutableRawPointer, loop: OpaquePointer?) {
-    guard let loop else { return ca_decref(object) }
+    guard let loop, cas_tls_get().pointee.loop != loop, ca_loop_is_running(loop) else { return ca_decref(object) }
     runOnLoopThread(loop, { ca_decref($0) }, object)
 }
 
