@@ -293,6 +293,18 @@ static inline ca_error *ca_loop_ready_push_steal(ca_loop *loop, ca_handle *h) {
     return NULL;
 }
 
+/** Fills a fresh handle as a done callback: done_fn(fut, arg) in ctx (fut
+ *  gets a new reference; ctx and the release duty move into the handle). */
+static CA_ALWAYS_INLINE void ca_handle_set_done(ca_handle *h, ca_future *fut, ca_done_fn fn, void *arg,
+                                                ca_release_fn release, ca_context *ctx_taken) {
+    h->h_kind = CA_HANDLE_DONE;
+    h->h_fn.done_fn = fn;
+    h->h_arg = arg;
+    h->h_release = release;
+    h->h_obj = ca_incref(fut);
+    h->h_ctx = ctx_taken;
+}
+
 /** The rare paths of ca_loop_call_soon_done: a closed loop or debug mode
  *  (every check), or no memory for the handle (loop.c). */
 ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
@@ -308,12 +320,7 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_futur
         return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
     ca_handle *h = ca_handle_alloc(loop);
     if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
-    h->h_kind = CA_HANDLE_DONE;
-    h->h_fn.done_fn = fn;
-    h->h_arg = arg;
-    h->h_release = release;
-    h->h_obj = ca_incref(fut);
-    h->h_ctx = ctx_taken;
+    ca_handle_set_done(h, fut, fn, arg, release, ctx_taken);
     return ca_loop_ready_push_steal(loop, h);
 }
 

@@ -249,12 +249,7 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
         ca_decref(ctx_taken);
         return ca_error_new(&ca_MemoryError, NULL);
     }
-    h->h_kind = CA_HANDLE_DONE;
-    h->h_fn.done_fn = fn;
-    h->h_arg = arg;
-    h->h_release = release;
-    h->h_obj = ca_incref(fut);
-    h->h_ctx = ctx_taken;
+    ca_handle_set_done(h, fut, fn, arg, release, ctx_taken);
     return ca_loop_ready_push_steal(loop, h);
 }
 
