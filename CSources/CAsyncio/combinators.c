@@ -513,20 +513,22 @@ static void *callback_arg(const ca_future *fut, ca_done_fn fn) {
     return NULL;
 }
 
-static void shield_break_cycles(ca_future *outer) {
-    if (outer->fut_state != CA_FUTURE_PENDING) return;
-    shield_link *l = callback_arg(outer, shield_outer_done);
-    if (l == NULL) return;
-    ca_future *inner = ca_incref(l->inner);
-    ca_incref(outer);
-    ca_future_remove_done_callback(outer, shield_outer_done, l); /* frees l */
-    ca_future_remove_done_callback(inner, shield_inner_done, outer);
-    ca_future *cur_task;
-    while ((cur_task = callback_arg(inner, shield_clear_awaited_by)) != NULL) {
-        ca_incref(cur_task);
-        ca_future_remove_done_callback(inner, shield_clear_awaited_by, cur_task);
-        ca_future_discard_from_awaited_by(inner, cur_task);
-        ca_decref(cur_task);
+/* Takes the listed shield `l` off its loop's list and, while its outer is
+ * pending (a done one's callback is scheduled already and frees `l` when
+ * dropped), unties it from its inner and from the task awaiting the inner. */
+static void shield_break_cycles(shield_link *l) {
+    ca_future *outer = ca_incref(l->outer), *inner = ca_incref(l->inner);
+    shield_unlink(l);
+    if (outer->fut_state == CA_FUTURE_PENDING) {
+        ca_future_remove_done_callback(outer, shield_outer_done, l); /* frees l */
+        ca_future_remove_done_callback(inner, shield_inner_done, outer);
+        ca_future *cur_task;
+        while ((cur_task = callback_arg(inner, shield_clear_awaited_by)) != NULL) {
+            ca_incref(cur_task);
+            ca_future_remove_done_callback(inner, shield_clear_awaited_by, cur_task);
+            ca_future_discard_from_awaited_by(inner, cur_task);
+            ca_decref(cur_task);
+        }
     }
     ca_decref(outer);
     ca_decref(inner);
@@ -535,13 +537,7 @@ static void shield_break_cycles(ca_future *outer) {
 void ca_shields_break_cycles(ca_loop *loop) {
     /* Breaking may run releases that shield again (on the closed loop, so
      * unlisted): take one at a time. */
-    while (loop->shields != NULL) {
-        shield_link *l = loop->shields;
-        ca_future *outer = ca_incref(l->outer);
-        shield_unlink(l);
-        shield_break_cycles(outer);
-        ca_decref(outer);
-    }
+    while (loop->shields != NULL) shield_break_cycles(loop->shields);
 }
 
 ca_error *ca_shield(void *aw, ca_future **out) {
