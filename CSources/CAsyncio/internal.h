@@ -383,6 +383,21 @@ static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
     return ca_loop_call_soon_done(fut->fut_loop, fut, cb.fn, cb.arg, cb.arg_release, ctx);
 }
 
+/** add_done_callback(fn, context=ctx) with its common case inline: the
+ *  first callback of a pending future (ctx borrowed, non-NULL; the release
+ *  duty of `arg` is taken). Anything else goes through
+ *  ca_future_add_done_callback, with its errors. */
+static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_inline(ca_future *fut, ca_done_fn fn, void *arg,
+                                                                     ca_release_fn release, ca_context *ctx) {
+    if (CA_LIKELY(fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
+                  fut->fut_callbacks == NULL)) {
+        fut->fut_callback0 = (ca_callback){fn, arg, release};
+        fut->fut_context0 = ca_incref(ctx);
+        return NULL;
+    }
+    return ca_future_add_done_callback(fut, fn, arg, release, ctx);
+}
+
 /** fut.set_result(None) for a waiter future a sync primitive or queue
  *  made and left pending (the futures.py checks stay: another kind of
  *  future, or a done one, takes ca_future_set_result's path). */

@@ -215,14 +215,8 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
         return err;
     }
     result->fut_blocking = 0;
-    if (CA_LIKELY(result->fut_state == CA_FUTURE_PENDING && result->fut_callback0.fn == NULL &&
-                  result->fut_callbacks == NULL)) {
-        /* add_done_callback's common case inline: the first callback */
-        result->fut_callback0 = (ca_callback){task_wakeup, ca_incref(task), ca_release_object};
-        result->fut_context0 = ca_incref(task->task_context);
-    } else {
-        err = ca_future_add_done_callback(result, task_wakeup, ca_incref(task), ca_release_object, task->task_context);
-    }
+    err = ca_future_add_done_callback_inline(result, task_wakeup, ca_incref(task), ca_release_object,
+                                            task->task_context);
     if (err != NULL) {
         ca_decref(result);
         return err;
