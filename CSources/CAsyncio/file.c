@@ -39,7 +39,6 @@ typedef struct file_req {
     int64_t job_res;         /* the worker's result (-errno), -1 until it ran */
     bool fd_taken;           /* OPEN on the executor: the fd went to the future or was closed */
     bool held;               /* executor: holds the fd (ca_io_fd_hold) until the thread is done */
-    bool detached;           /* CLOSE from ca_loop_file_close_later: nobody holds the future */
     ca_io_idle idle;         /* CLOSE waiting for the fd's operations to end */
 } file_req;
 
@@ -106,12 +105,11 @@ static void file_req_succeed(file_req *r, int64_t res) {
  * waits until nothing is in flight on it (io.c counts ring operations;
  * executor jobs hold the fd). */
 
-/** Runs a close that no longer waits: close(2) at once for a detached
- *  one or on a closed loop, else the operation. Takes the reference
- *  file_close_wait took. */
+/** Runs a close that no longer waits: close(2) at once on a closed loop,
+ *  else the operation. Takes the reference file_close_wait took. */
 static void file_close_go(ca_io_idle *w, ca_loop *loop, int fd) {
     file_req *c = CA_CONTAINER_OF(w, file_req, idle);
-    if (c->detached || loop->closed) {
+    if (loop->closed) {
         close(c->fd); /* (a closed loop resolves nothing any more) */
         ca_decref(c);
         return;
@@ -380,12 +378,6 @@ ca_error *ca_loop_file_fsync(ca_loop *loop, int fd, bool datasync, ca_future **o
     return file_start(r, out);
 }
 
-/** Runs close `r` once nothing is in flight on its fd. */
-static void file_close_wait(ca_loop *loop, file_req *r) {
-    ca_incref(r); /* the wait's, which file_close_go takes */
-    ca_io_when_idle(loop, r->fd, &r->idle, file_close_go);
-}
-
 ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out) {
     *out = NULL;
     file_req *r;
@@ -393,33 +385,16 @@ ca_error *ca_loop_file_close(ca_loop *loop, int fd, ca_future **out) {
     if (err != NULL) return err;
     ca_loop_forget_fd(loop, fd);
     if (ca_io_fd_busy(loop, fd)) {
-        file_close_wait(loop, r);
+        ca_incref(r); /* the wait's, which file_close_go takes */
+        ca_io_when_idle(loop, fd, &r->idle, file_close_go);
         *out = &r->fut;
         return NULL;
     }
     return file_start(r, out);
 }
 
-void ca_loop_file_close_later(ca_loop *loop, int fd) {
-    if (fd < 0) return;
-    if (loop->closed || !ca_io_fd_busy(loop, fd)) {
-        if (!loop->closed) ca_loop_forget_fd(loop, fd);
-        close(fd);
-        return;
-    }
-    file_req *r;
-    ca_error *err = file_req_new(loop, FILE_CLOSE, fd, &r);
-    if (err != NULL) { /* out of memory: closing now is the lesser harm than leaking */
-        ca_decref(err);
-        ca_loop_forget_fd(loop, fd);
-        close(fd);
-        return;
-    }
-    ca_loop_forget_fd(loop, fd);
-    r->detached = true;
-    file_close_wait(loop, r);
-    ca_decref(r);
-}
+/* Nobody waits for its outcome: the I/O layer's close once idle is all of it. */
+void ca_loop_file_close_later(ca_loop *loop, int fd) { ca_io_close_when_idle(loop, fd); }
 
 bool ca_loop_files_use_ring(const ca_loop *loop) {
     return loop->backend != NULL && loop->backend_ops->file_ops(loop->backend);

@@ -221,18 +221,6 @@ ca_io_loop *ca_io_loop_get(ca_loop *loop) {
  * operation is counted on its fd until its final completion, and closes
  * that must not race one wait for the count to fall to zero. */
 
-void ca_io_count_slow(ca_loop *loop, ca_io_op *op) {
-    ca_io_loop *io = ca_io_loop_get(loop);
-    ca_io_fd *e = io != NULL ? ca_io_fd_get(io, op->fd) : NULL;
-    if (e != NULL) {
-        e->inflight++;
-        op->flags |= CA_IO_F_COUNTED;
-        return;
-    }
-    op->flags |= CA_IO_F_INJECT; /* completes as a no-op: the fd is never touched */
-    op->injected_res = -ENOMEM;
-}
-
 bool ca_io_fd_hold(ca_loop *loop, int fd) {
     ca_io_loop *io = ca_io_loop_get(loop);
     ca_io_fd *e = io != NULL && fd >= 0 ? ca_io_fd_get(io, fd) : NULL;
@@ -241,17 +229,25 @@ bool ca_io_fd_hold(ca_loop *loop, int fd) {
     return true;
 }
 
+void ca_io_count_slow(ca_loop *loop, ca_io_op *op) {
+    if (ca_io_fd_hold(loop, op->fd)) {
+        op->flags |= CA_IO_F_COUNTED;
+        return;
+    }
+    op->flags |= CA_IO_F_INJECT; /* completes as a no-op: the fd is never touched */
+    op->injected_res = -ENOMEM;
+}
+
 /* Forgets and closes `fd` now (a closed loop's table goes with it). */
 static void fd_close_now(ca_loop *loop, int fd) {
     if (!loop->closed) ca_loop_forget_fd(loop, fd);
     close(fd);
 }
 
-void ca_io_fd_went_idle(ca_loop *loop, int fd) {
-    ca_io_fd *e = &loop->io->fds[fd];
-    /* Every wait registered so far runs, oldest first; what they start
-     * (file.c's CLOSE op) makes the fd busy again, and waits they add
-     * wait for that. */
+/* Runs every wait registered on `e` so far, oldest first. What they start
+ * (file.c's CLOSE op) makes the fd busy again, and waits they add wait for
+ * that; they may grow the table, so `e` is not used after the first. */
+static void fd_run_idle_waits(ca_loop *loop, ca_io_fd *e, int fd) {
     ca_io_idle *w = e->idle, *order = NULL;
     e->idle = NULL;
     while (w != NULL) {
@@ -266,7 +262,11 @@ void ca_io_fd_went_idle(ca_loop *loop, int fd) {
         order->fn(order, loop, fd);
         order = next;
     }
-    e = &loop->io->fds[fd]; /* (the table may have grown) */
+}
+
+void ca_io_fd_went_idle(ca_loop *loop, int fd) {
+    fd_run_idle_waits(loop, &loop->io->fds[fd], fd);
+    ca_io_fd *e = &loop->io->fds[fd]; /* (the table may have grown) */
     if (e->close_pending && e->inflight == 0) {
         e->close_pending = 0;
         fd_close_now(loop, fd);
@@ -299,12 +299,7 @@ void ca_io_close_when_idle(ca_loop *loop, int fd) {
 static void fds_loop_closed(ca_loop *loop, ca_io_loop *io) {
     for (size_t fd = 0; fd < io->nfds; fd++) {
         ca_io_fd *e = &io->fds[fd];
-        while (e->idle != NULL) {
-            ca_io_idle *w = e->idle;
-            e->idle = w->next;
-            w->next = NULL;
-            w->fn(w, loop, (int)fd);
-        }
+        fd_run_idle_waits(loop, e, (int)fd); /* (a closed loop's waits add none, nor grow the table) */
         if (e->close_pending) close((int)fd);
         e->close_pending = 0;
     }

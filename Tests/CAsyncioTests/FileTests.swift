@@ -249,4 +249,38 @@ struct FileTests {
             #expect(ts_fds_open_on(fifo) == 1, "only the writer's fd is left")
         }
     }
+
+    @Test("a close without a future (a dropped file) after a cancelled read that is still blocked closes the fd once the read has finished",
+          arguments: IOBackend.allCases)
+    func closeLaterWaitsForCancelledRead(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            let fifo = tempPath("fifo")
+            #expect(mkfifo(fifo, 0o600) == 0)
+            defer { unlink(fifo) }
+            guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
+                Issue.record("open failed")
+                return
+            }
+            let fd = Int32(fd64)
+            let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
+            #expect(writer >= 0)
+            defer { Glibc.close(writer) }
+            var fr: FuturePtr?
+            expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
+            l.runFor(0.02)
+            if !ca_loop_files_use_ring(l.loop) {
+                _ = l.runUntil(timeout: 10) { ts_thread_in_read(fd) != 0 }
+            }
+            #expect(ca_future_cancel(fr!, nil))
+            decref(fr)
+            ca_loop_file_close_later(l.loop, fd)
+            l.runFor(0.02)
+            if !ca_loop_files_use_ring(l.loop) {
+                // a worker thread cannot be interrupted: its read(2) still uses the fd
+                #expect(ts_fds_open_on(fifo) == 2, "the reader's fd is still open (and the writer's)")
+            }
+            #expect(write(writer, "abc", 3) == 3)
+            #expect(l.runUntil(timeout: 10) { ts_fds_open_on(fifo) == 1 }, "only the writer's fd is left")
+        }
+    }
 }
