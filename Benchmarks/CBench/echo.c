@@ -73,6 +73,11 @@ static void report_ready(uint16_t port) {
     (void)w;
 }
 
+void cab_echo_report_ready(uint16_t port, int fd) {
+    report_fd = fd;
+    report_ready(port);
+}
+
 static int fail(char *err, size_t size, const char *what, ca_error *e) {
     char desc[200] = "";
     if (e != NULL) ca_error_describe(e, desc, sizeof desc);
