@@ -58,10 +58,14 @@ void cab_teardown(ca_loop *loop) {
     ca_decref(loop);
 }
 
-int cab_fail_error(cab_result *out, const char *what, ca_error *err) {
+void cab_describe_error(char *buf, size_t size, const char *what, const ca_error *err) {
     char desc[200];
     ca_error_describe(err, desc, sizeof desc);
-    snprintf(out->error, sizeof out->error, "%s: %s", what, desc);
+    snprintf(buf, size, "%s: %s", what, desc);
+}
+
+int cab_fail_error(cab_result *out, const char *what, ca_error *err) {
+    cab_describe_error(out->error, sizeof out->error, what, err);
     ca_decref(err);
     return -1;
 }

@@ -16,8 +16,6 @@ typedef struct cab_meter {
     uint64_t m0;
 } cab_meter;
 
-uint64_t cab_now_ns(void);
-
 /** Starts measuring (read the clock last, so the counters are not timed). */
 void cab_meter_start(cab_meter *m);
 /** Stops measuring `n` operations and stores wall time and allocation deltas. */
@@ -29,6 +27,8 @@ int cab_setup(uint64_t n, cab_result *out, ca_loop **loop);
 /** Closes and releases a loop from cab_setup (NULL is ignored). */
 void cab_teardown(ca_loop *loop);
 
+/** Writes "what: Type: message" of `err` (borrowed) into buf[size]. */
+void cab_describe_error(char *buf, size_t size, const char *what, const ca_error *err);
 /** Records "what: Type: message" in out->error, releases `err` (taken) and
  *  returns -1. */
 int cab_fail_error(cab_result *out, const char *what, ca_error *err);

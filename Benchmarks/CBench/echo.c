@@ -73,6 +73,11 @@ static void report_ready(uint16_t port) {
     (void)w;
 }
 
+void cab_echo_report_ready(uint16_t port, int fd) {
+    report_fd = fd;
+    report_ready(port);
+}
+
 static int fail(char *err, size_t size, const char *what, ca_error *e) {
     char desc[200] = "";
     if (e != NULL) ca_error_describe(e, desc, sizeof desc);
@@ -347,12 +352,6 @@ typedef struct client_conn {
     uint8_t *rbuf;
 } client_conn;
 
-static inline uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Sends what is left of the message; false on a failure. */
 static bool client_send(client_conn *c, const uint8_t *msg, size_t size) {
     while (c->sent < size) {
@@ -393,23 +392,23 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     }
-    uint64_t start = now_ns();
+    uint64_t start = cab_now_ns();
     uint64_t window_start = start + (uint64_t)(o->warmup_s * 1e9);
     uint64_t window_end = window_start + (uint64_t)(o->duration_s * 1e9);
     bool in_window = false;
     for (int i = 0; i < n; i++) {
-        conns[i].t0 = now_ns();
+        conns[i].t0 = cab_now_ns();
         if (!client_send(&conns[i], msg, size)) {
             snprintf(r->error, sizeof r->error, "send: %s", strerror(errno));
             goto done;
         }
     }
     for (;;) {
-        uint64_t t = now_ns();
+        uint64_t t = cab_now_ns();
         if (!in_window && t >= window_start) {
             in_window = true;
             if (o->mark) o->mark(o->mark_arg, 0);
-            window_start = now_ns();
+            window_start = cab_now_ns();
             window_end = window_start + (uint64_t)(o->duration_s * 1e9);
         }
         if (in_window && t >= window_end) break;
@@ -437,7 +436,7 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
                 }
                 c->received += (size_t)got;
                 if (c->received < size) continue;
-                uint64_t t1 = now_ns();
+                uint64_t t1 = cab_now_ns();
                 if (memcmp(c->rbuf, msg, size) != 0) {
                     snprintf(r->error, sizeof r->error, "the echo differs from the message");
                     goto done;
@@ -456,7 +455,7 @@ int cab_echo_client(const cab_echo_client_options *o, cab_echo_client_result *r)
         }
     }
     if (o->mark) o->mark(o->mark_arg, 1);
-    r->seconds = (double)(now_ns() - window_start) / 1e9;
+    r->seconds = (double)(cab_now_ns() - window_start) / 1e9;
     r->rps = r->seconds > 0 ? (double)r->requests / r->seconds : 0;
     rc = r->requests > 0 ? 0 : -1;
     if (rc != 0) snprintf(r->error, sizeof r->error, "no request completed in the window");

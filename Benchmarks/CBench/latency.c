@@ -25,11 +25,6 @@ static void sleep_ns(uint64_t ns) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-static void latency_setup_backend(ca_loop *loop, cab_latency_result *out) {
-    const char *backend = ca_loop_backend_name(loop);
-    snprintf(out->backend, sizeof out->backend, "%s", backend != NULL ? backend : "?");
-}
-
 /* MARK: - wakeup_latency */
 
 typedef struct wakeup_state {
@@ -105,17 +100,15 @@ int cab_run_wakeup_latency(const cab_latency_options *opts, uint64_t *latencies_
         snprintf(out->error, sizeof out->error, "%s", setup.error);
         return -1;
     }
+    snprintf(out->backend, sizeof out->backend, "%s", setup.backend);
     sem_init(&st.ran, 0, 0);
-    latency_setup_backend(st.loop, out);
     int rc = 0;
     ca_error *err = NULL;
     for (int i = 0; opts->busy && err == NULL && i < WAKEUP_BUSY_CHAINS; i++) {
         err = ca_loop_call_soon(st.loop, wakeup_busy_cb, &st, NULL, NULL, NULL);
     }
     if (err != NULL) {
-        char desc[200];
-        ca_error_describe(err, desc, sizeof desc);
-        snprintf(out->error, sizeof out->error, "ca_loop_call_soon: %s", desc);
+        cab_describe_error(out->error, sizeof out->error, "ca_loop_call_soon", err);
         ca_decref(err);
         cab_teardown(st.loop);
         sem_destroy(&st.ran);
@@ -133,10 +126,9 @@ int cab_run_wakeup_latency(const cab_latency_options *opts, uint64_t *latencies_
     pthread_join(sender, NULL);
     ca_error *first = err != NULL ? err : st.send_error != NULL ? st.send_error : st.busy_error;
     if (first != NULL) {
-        char desc[200];
-        ca_error_describe(first, desc, sizeof desc);
-        snprintf(out->error, sizeof out->error, "%s: %s",
-                 first == err ? "ca_loop_run_forever" : first == st.send_error ? "sender" : "busy chain", desc);
+        cab_describe_error(out->error, sizeof out->error,
+                           first == err ? "ca_loop_run_forever" : first == st.send_error ? "sender" : "busy chain",
+                           first);
         rc = -1;
     } else if (atomic_load(&st.done) != WAKEUP_WARMUP + st.samples) {
         snprintf(out->error, sizeof out->error, "%llu of %llu callbacks ran",
@@ -244,15 +236,13 @@ int cab_run_timer_lateness(const cab_latency_options *opts, uint64_t *latencies_
         snprintf(out->error, sizeof out->error, "%s", setup.error);
         return -1;
     }
-    latency_setup_backend(st->loop, out);
+    snprintf(out->backend, sizeof out->backend, "%s", setup.backend);
     int rc = -1;
     ca_server *server = NULL;
     ca_server_options sopts = {.backlog = 1024};
     ca_error *err = ca_loop_create_server(st->loop, cab_echo_protocol_factory, NULL, "127.0.0.1", 0, &sopts, &server);
     if (err != NULL) {
-        char desc[200];
-        ca_error_describe(err, desc, sizeof desc);
-        snprintf(out->error, sizeof out->error, "create_server: %s", desc);
+        cab_describe_error(out->error, sizeof out->error, "create_server", err);
         ca_decref(err);
         cab_teardown(st->loop);
         return -1;
@@ -288,9 +278,8 @@ int cab_run_timer_lateness(const cab_latency_options *opts, uint64_t *latencies_
     if (err == NULL) err = ca_loop_run_forever(st->loop);
     ca_error *first = err != NULL ? err : st->arm_error != NULL ? st->arm_error : st->stop_error;
     if (first != NULL) {
-        char desc[200];
-        ca_error_describe(first, desc, sizeof desc);
-        snprintf(out->error, sizeof out->error, "%s: %s", first == err ? "the loop" : "call_at", desc);
+        cab_describe_error(out->error, sizeof out->error,
+                           first == err ? "the loop" : first == st->arm_error ? "call_at" : "stop_threadsafe", first);
     } else if (prc != 0) {
         /* out->error already says why */
     } else if (st->client_rc != 0) {

@@ -152,7 +152,7 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
             }
             for peer in workloadPeers where !dropped.contains(peer.name) {
                 progress.step("\(name) \(peer.name) (round \(round)/\(options.rounds))")
-                switch runPeer(peer, workload: name, runs: 1) {
+                switch runPeer(peer, workload: name) {
                 case .success(let line):
                     var row = theirs[peer.name] ?? MicroRow(workload: name, impl: peer.name)
                     row.runsNs.append(contentsOf: line.runs_ns)

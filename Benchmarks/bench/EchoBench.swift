@@ -43,12 +43,13 @@ struct EchoServer: ParsableCommand {
     var json = false
 
     func run() throws {
+        let reportFD = json ? try jsonReportFD(impl: impl.rawValue) : 1
         if impl == .swiftStreams {
-            try runSwiftEchoServer(port: port)
+            try runSwiftEchoServer(port: port, reportFD: reportFD)
             throw ExitCode.failure
         }
         var err = [CChar](repeating: 0, count: 256)
-        _ = cab_echo_server(impl.rawValue, port, json ? try jsonReportFD(impl: impl.rawValue) : 1, &err, err.count)
+        _ = cab_echo_server(impl.rawValue, port, reportFD, &err, err.count)
         printError("error: echo-server: \(cBufferString(err))")
         throw ExitCode.failure
     }

@@ -47,20 +47,15 @@ struct PeerLatencyLine: Decodable {
 /// Runs a peer's wakeup_latency once (idle loop, its own sample count).
 func runPeerLatency(_ peer: Peer) -> Result<LatencySummary, WorkloadFailure> {
     let name = LatencyWorkload.wakeupLatency.rawValue
-    guard let outcome = runProcess(peer.executable,
-                                   peer.arguments(["--workload", name, "--variant", "default", "--runs", "1", "--json"])) else {
-        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): cannot start \(peer.executable)"))
-    }
-    guard outcome.status == 0 else {
-        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): exit status \(outcome.status): \(firstLine(outcome.stderr))"))
-    }
-    for line in outcome.stdout.split(separator: "\n") {
-        if let data = line.data(using: .utf8), let l = try? JSONDecoder().decode(PeerLatencyLine.self, from: data),
-           l.workload == name {
-            return .success(LatencySummary(peer: peer.name, p50: l.p50_us, p99: l.p99_us, p999: l.p999_us, max: l.max_us))
+    return runPeerOnce(peer, workload: name).flatMap { lines in
+        for line in lines {
+            if let data = line.data(using: .utf8), let l = try? JSONDecoder().decode(PeerLatencyLine.self, from: data),
+               l.workload == name {
+                return .success(LatencySummary(peer: peer.name, p50: l.p50_us, p99: l.p99_us, p999: l.p999_us, max: l.max_us))
+            }
         }
+        return .failure(WorkloadFailure(workload: name, message: "\(peer.name): no wakeup_latency line in its output"))
     }
-    return .failure(WorkloadFailure(workload: name, message: "\(peer.name): no wakeup_latency line in its output"))
 }
 
 /// What a peer process did.
@@ -197,13 +192,9 @@ struct PeerSet {
         return sources.contains { modified($0).map { $0 > built } ?? false }
     }
 
-    /// `--list` output: a JSON array, or names separated by white space or commas.
+    /// `--list` output: one workload name per line.
     static func parseList(_ text: String) -> Set<String> {
-        if let data = text.data(using: .utf8), let names = try? JSONDecoder().decode([String].self, from: data) {
-            return Set(names)
-        }
-        let separators = CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: ",\"[]"))
-        return Set(text.components(separatedBy: separators).filter { !$0.isEmpty })
+        Set(text.split(whereSeparator: \.isWhitespace).map(String.init))
     }
 }
 
@@ -212,10 +203,24 @@ func firstLine(_ s: String) -> String {
     s.split(separator: "\n").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? "no message"
 }
 
-/// Runs one peer workload once (`--runs 1`); its start-up is outside the
-/// timed region on its side.
-func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, WorkloadFailure> {
-    let args = peer.arguments(["--workload", workload, "--variant", "default", "--runs", String(runs), "--json"])
+/// Runs one peer workload once.
+func runPeer(_ peer: Peer, workload: String) -> Result<PeerLine, WorkloadFailure> {
+    runPeerOnce(peer, workload: workload).flatMap { lines in
+        // `--variant default`: one line, without a "variant" key.
+        for line in lines {
+            guard let data = line.data(using: .utf8),
+                  let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
+            if parsed.workload == workload && parsed.variant == nil && !parsed.runs_ns.isEmpty { return .success(parsed) }
+        }
+        return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
+    }
+}
+
+/// Runs the default way of `workload` once on `peer` (`--runs 1`; its
+/// start-up is outside the timed region on its side) and returns the lines
+/// of its stdout.
+private func runPeerOnce(_ peer: Peer, workload: String) -> Result<[Substring], WorkloadFailure> {
+    let args = peer.arguments(["--workload", workload, "--variant", "default", "--runs", "1", "--json"])
     guard let outcome = runProcess(peer.executable, args) else {
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): cannot start \(peer.executable)"))
     }
@@ -223,13 +228,7 @@ func runPeer(_ peer: Peer, workload: String, runs: Int) -> Result<PeerLine, Work
         let why = outcome.status == 3 ? "not available" : "exit status \(outcome.status)"
         return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): \(why): \(firstLine(outcome.stderr))"))
     }
-    // `--variant default`: one line, without a "variant" key.
-    for line in outcome.stdout.split(separator: "\n") {
-        guard let data = line.data(using: .utf8),
-              let parsed = try? JSONDecoder().decode(PeerLine.self, from: data) else { continue }
-        if parsed.workload == workload && parsed.variant == nil && !parsed.runs_ns.isEmpty { return .success(parsed) }
-    }
-    return .failure(WorkloadFailure(workload: workload, message: "\(peer.name): no result line for \(workload) in its output"))
+    return .success(outcome.stdout.split(separator: "\n"))
 }
 
 /// Runs `path args` (a bare name is looked up in PATH) with stdout captured

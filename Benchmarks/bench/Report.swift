@@ -93,10 +93,7 @@ enum Report {
 
 /// Writes one line to stderr (unbuffered, so it is never lost behind stdout).
 func printError(_ message: String) {
-    var line = message + "\n"
-    line.withUTF8 { bytes in
-        _ = write(2, bytes.baseAddress, bytes.count)
-    }
+    printErrorRaw(message + "\n")
 }
 
 /// Writes `text` to stderr as it is (no newline): the progress line.

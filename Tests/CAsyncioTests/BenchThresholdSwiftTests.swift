@@ -8,6 +8,9 @@ import CBenchMalloc
 import Foundation
 import SwiftBench
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One workload's limits: core allocations and mallocs per op. A debug
 /// build of the workloads mallocs more (closure contexts the optimizer keeps
@@ -46,6 +49,9 @@ private func runSwiftWorkload(_ name: String) throws -> cab_result {
     }
 }
 
+/// The allocation mallocCounterCounts makes, in a global so that it escapes.
+nonisolated(unsafe) private var keptAllocation: UnsafeMutableRawPointer?
+
 @Suite("Bench allocation thresholds, Swift layer")
 struct BenchThresholdSwiftTests {
 
@@ -76,5 +82,33 @@ struct BenchThresholdSwiftTests {
         #expect(result.mallocs_counted)
         let perOp = Double(result.mallocs) / Double(result.n)
         #expect(perOp <= limit, "\(name): \(perOp) mallocs per op, threshold \(limit)")
+    }
+
+    // The malloc thresholds mean something only if the counter counts: a
+    // counter stuck at 0 would pass every one of them.
+
+    @Test("the malloc counter counts each malloc of this thread",
+          .enabled(if: cab_malloc_counting(), "malloc is not counted here (a sanitizer owns the allocator)"))
+    func mallocCounterCounts() {
+        let before = cab_malloc_count()
+        keptAllocation = malloc(48)  // kept where the counter call could read it: no optimizer drops it
+        let after = cab_malloc_count()
+        free(keptAllocation)
+        keptAllocation = nil
+        #expect(after - before == 1)
+    }
+
+    @Test("the malloc counter leaves out another thread's mallocs",
+          .enabled(if: cab_malloc_counting(), "malloc is not counted here (a sanitizer owns the allocator)"))
+    func mallocCounterIsPerThread() throws {
+        let before = cab_malloc_count()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { _ in
+            for _ in 0..<1000 { free(malloc(48)) }
+            return nil
+        }, nil)
+        try #require(rc == 0)
+        pthread_join(thread, nil)
+        #expect(cab_malloc_count() - before < 1000)
     }
 }

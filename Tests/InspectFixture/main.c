@@ -13,11 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void report_and_wait(const if_scenario *sc, void *arg) {
-    if_print_report(stdout, sc);
-    char line[64];
-    (void)fgets(line, sizeof line, stdin);
-}
+static void report_and_wait(const if_scenario *sc, void *arg) { if_report_and_wait(sc); }
 
 /* A pending task whose thread has exited: the inspector lists it as thread 0. */
 static int run_orphan(void) {

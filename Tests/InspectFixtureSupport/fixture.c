@@ -32,10 +32,7 @@ static run_state *run; /* one scenario per process at a time */
 
 static uint64_t gettid_u64(void) { return (uint64_t)syscall(SYS_gettid); }
 
-static void add_role(const char *role, ca_task *task) {
-    if (task == NULL || run->sc.nroles == IF_MAX_ROLES) return;
-    run->sc.roles[run->sc.nroles++] = (if_role){role, task};
-}
+static void add_role(const char *role, ca_task *task) { if_scenario_add_role(&run->sc, role, task); }
 
 static void check(ca_error *err) {
     if (err == NULL) return;

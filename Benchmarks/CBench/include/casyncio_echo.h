@@ -26,6 +26,14 @@ extern "C" {
  */
 int cab_echo_server(const char *impl, uint16_t port, int report_fd, char *err, size_t errsize);
 
+/**
+ * The echo-server protocol for a server of the caller's (the Swift layer's):
+ * installs the SIGUSR1 handler that writes "RUSAGE <user_us> <sys_us>\n" to
+ * `report_fd`, then writes "READY <port>\n" there. cab_echo_server calls it
+ * once listening.
+ */
+void cab_echo_report_ready(uint16_t port, int report_fd);
+
 /** Options of the load client. */
 typedef struct cab_echo_client_options {
     uint16_t port;

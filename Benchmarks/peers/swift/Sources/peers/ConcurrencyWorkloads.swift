@@ -18,12 +18,13 @@ enum ConcurrencyWorkloads {
                 api: "Task.yield()", defaultN: 1_000_000, run: sleep0),
         Variant(workload: "ping_pong", variant: nil,
                 api: "Mutex-guarded queues handing off through UnsafeContinuation", defaultN: 200_000,
-                run: { n throws(WorkloadError) in try pingPong(n, checked: false) }),
+                run: { n throws(WorkloadError) in try pingPong(n, ContinuationQueue<UnsafeResumer>.init) }),
         Variant(workload: "ping_pong", variant: "checked_continuation",
                 api: "Mutex-guarded queues handing off through CheckedContinuation", defaultN: 200_000,
-                run: { n throws(WorkloadError) in try pingPong(n, checked: true) }),
+                run: { n throws(WorkloadError) in try pingPong(n, ContinuationQueue<CheckedResumer>.init) }),
         Variant(workload: "ping_pong", variant: "asyncstream",
-                api: "two AsyncStream<Int> (yield + iterator next)", defaultN: 200_000, run: pingPongStream),
+                api: "two AsyncStream<Int> (yield + iterator next)", defaultN: 200_000,
+                run: { n throws(WorkloadError) in try pingPong(n, StreamQueue.init) }),
     ]
 
     /// Runs `body` in a task and blocks this (non-pool) thread until it
@@ -136,23 +137,13 @@ enum ConcurrencyWorkloads {
         return sum
     }
 
-    static func pingPong(_ n: Int, checked: Bool) throws(WorkloadError) -> UInt64 {
+    /// ping_pong over two queues `makeQueue` makes (inside the timing).
+    static func pingPong<Q: PingPongQueue>(
+        _ n: Int, _ makeQueue: @escaping @Sendable () -> Q
+    ) throws(WorkloadError) -> UInt64 {
         try inTask {
             let t0 = nowNs()
-            let sum = checked
-                ? await pingPongRun(ContinuationQueue<CheckedResumer>(), ContinuationQueue<CheckedResumer>(), n)
-                : await pingPongRun(ContinuationQueue<UnsafeResumer>(), ContinuationQueue<UnsafeResumer>(), n)
-            let elapsed = nowNs() - t0
-            let expected = n * (n - 1) / 2
-            return sum == expected ? .success(elapsed)
-                : .failure(WorkloadError("sum of the round trips \(sum), expected \(expected)"))
-        }
-    }
-
-    static func pingPongStream(_ n: Int) throws(WorkloadError) -> UInt64 {
-        try inTask {
-            let t0 = nowNs()
-            let sum = await pingPongRun(StreamQueue(), StreamQueue(), n)
+            let sum = await pingPongRun(makeQueue(), makeQueue(), n)
             let elapsed = nowNs() - t0
             let expected = n * (n - 1) / 2
             return sum == expected ? .success(elapsed)
