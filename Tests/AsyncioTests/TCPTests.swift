@@ -427,6 +427,41 @@ struct TCPTests {
         #expect(rest == Array("ef".utf8))
     }
 
+    @Test("readExactly(into:) waits for the whole buffer across writes; at EOF it throws IncompleteReadError with what came",
+          arguments: IOBackend.allCases)
+    func readExactlyIntoBuffer(backend: IOBackend) async throws {
+        let (filled, error) = try await runIO(backend) { () async throws -> ([UInt8], IncompleteReadError?) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            let writer = try loop.createTask {
+                for chunk in ["ab", "cd", "ef"] {
+                    try peer.write(Array(chunk.utf8))
+                    try await peer.drain()
+                    try await sleep(0.001)
+                }
+                peer.close()
+            }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 5, alignment: 1)
+            defer { buffer.deallocate() }
+            try await conn.readExactly(into: buffer)
+            try await writer.value
+            let rest = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1)
+            defer { rest.deallocate() }
+            do {
+                try await conn.readExactly(into: rest)
+                return (Array(buffer), nil)
+            } catch let e as IncompleteReadError {
+                return (Array(buffer), e)
+            }
+        }
+        #expect(filled == Array("abcde".utf8))
+        let e = try #require(error)
+        #expect(e.partial == Array("f".utf8))
+        #expect(e.expected == 4)
+    }
+
     @Test("a dropped server releases the queue its C callback held, once its last connection is gone",
           arguments: IOBackend.allCases)
     func serverReleasesState(backend: IOBackend) async throws {
