@@ -354,6 +354,35 @@ struct TCPTests {
         #expect(leftover.isEmpty)
     }
 
+    @Test("closeClients flushes and closes every accepted connection, abortClients closes them at once; isServing ends with close()",
+          arguments: IOBackend.allCases)
+    func closeAndAbortClients(backend: IOBackend) async throws {
+        let outcome = try await runIO(backend) { () async throws -> [String] in
+            let loop = EventLoop.current!
+            var log: [String] = []
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            log.append("serving \(server.isServing)")
+            let client = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let accepted = try await server.accept()!
+            try accepted.write(Array("bye".utf8))
+            server.closeClients()
+            log.append("closed closing \(accepted.isClosing)")
+            log.append("client read \(String(decoding: try await client.readToEnd(), as: UTF8.self))")
+            let second = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let acceptedSecond = try await server.accept()!
+            server.abortClients()
+            log.append("aborted closing \(acceptedSecond.isClosing)")
+            try await acceptedSecond.waitClosed()
+            client.close()
+            second.close()
+            server.close()
+            log.append("serving \(server.isServing)")
+            return log
+        }
+        #expect(outcome == ["serving true", "closed closing true", "client read bye", "aborted closing true",
+                            "serving false"])
+    }
+
     @Test("both ends report their addresses: the client's peer is the server's port", arguments: IOBackend.allCases)
     func addresses(backend: IOBackend) async throws {
         try await runIO(backend) {
