@@ -170,15 +170,6 @@ enum Await {
         return try await task.rawOutcome()
     }
 
-    /// Awaits the C coroutine `inner` (taken), created on its loop's thread
-    /// by a caller that checked it runs there (``coroutine(loop:_:_:)`` is the
-    /// form for any thread).
-    @usableFromInline
-    nonisolated(nonsending) static func coroutine(_ inner: UnsafeMutablePointer<ca_coro>?, loop: OpaquePointer?) async throws -> ca_value {
-        guard let inner else { throw AsyncioError(typeName: "MemoryError") }
-        return try await coroutine(loop: loop, inner) { $0 }
-    }
-
     /// `coro`, or MemoryError when it could not be made.
     private static func made(_ coro: UnsafeMutablePointer<ca_coro>?) throws -> UnsafeMutablePointer<ca_coro> {
         guard let coro else { throw AsyncioError(typeName: "MemoryError") }

@@ -110,14 +110,11 @@ extension EventLoop {
             err = path.withCString {
                 ca_start_unix_server_owning(loop, serverConnectionMade, arg, releaseServerState, $0, limit, &opts, &out)
             }
-        } else if let host {
-            err = host.withCString {
+        } else {
+            err = host.withOptionalCString {
                 ca_start_server_owning(loop, serverConnectionMade, arg, releaseServerState, $0, port, limit, &opts,
                                        &out)
             }
-        } else {
-            err = ca_start_server_owning(loop, serverConnectionMade, arg, releaseServerState, nil, port, limit, &opts,
-                                         &out)
         }
         try ErrorBridge.check(err)
         return TCPServer(unsafeTakingOwnershipOf: out!, state: state, loop: loop)

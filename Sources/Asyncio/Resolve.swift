@@ -46,10 +46,7 @@ extension EventLoop {
             return (0..<list.pointee.count).compactMap { i -> AddressInfo? in
                 let e = list.pointee.items[i]
                 var storage = e.addr
-                let address = withUnsafePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, e.addrlen) }
-                }
-                guard let address else { return nil }
+                guard let address = SocketAddress(&storage, length: e.addrlen) else { return nil }
                 return AddressInfo(family: e.family, socketType: e.type, proto: e.proto,
                                    canonicalName: e.canonname.map { String(cString: $0) }, address: address)
             }

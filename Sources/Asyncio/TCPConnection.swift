@@ -154,7 +154,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: as ``read(into:)``.
     nonisolated(nonsending) public func readToEnd() async throws -> [UInt8] {
         checkConfined(loop: loop)
-        return try await bytesResult(ca_stream_reader_read(unsafeRawReader, -1))
+        return try await bytesResult(unsafeRawReader) { ca_stream_reader_read($0, -1) }
     }
 
     /// `readexactly(n)`: exactly `count` bytes, waiting for as many as needed.
@@ -193,10 +193,9 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     ///   ``read(into:)``.
     nonisolated(nonsending) public func readUntil(_ separator: [UInt8] = [0x0A]) async throws -> [UInt8] {
         checkConfined(loop: loop)
-        let coro = separator.withUnsafeBytes {
-            ca_stream_reader_readuntil(unsafeRawReader, $0.baseAddress, $0.count)
+        return try await bytesResult((unsafeRawReader, separator)) { context in
+            context.1.withUnsafeBytes { ca_stream_reader_readuntil(context.0, $0.baseAddress, $0.count) }
         }
-        return try await bytesResult(coro)
     }
 
     /// `readline()`: the bytes up to and including `"\n"`, or what is left
@@ -206,7 +205,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     ///   limit (its bytes are dropped); as ``read(into:)``.
     nonisolated(nonsending) public func readLine() async throws -> [UInt8] {
         checkConfined(loop: loop)
-        return try await bytesResult(ca_stream_reader_readline(unsafeRawReader))
+        return try await bytesResult(unsafeRawReader) { ca_stream_reader_readline($0) }
     }
 
     /// `at_eof()`: the stream ended and every byte was read.
@@ -322,7 +321,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: the error it was lost with, if any; ``CancelledError``.
     nonisolated(nonsending) public func waitClosed() async throws {
         checkConfined(loop: loop)
-        var v = try await Await.coroutine(ca_stream_writer_wait_closed(unsafeRawWriter), loop: loop)
+        var v = try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_wait_closed($0) }
         ca_value_clear(&v)
     }
 
@@ -378,7 +377,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// drain()'s coroutine, for when it may wait or fail.
     @usableFromInline
     nonisolated(nonsending) func drainSlowly() async throws {
-        var v = try await Await.coroutine(ca_stream_writer_drain(unsafeRawWriter), loop: loop)
+        var v = try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_drain($0) }
         ca_value_clear(&v)
     }
 
@@ -436,9 +435,11 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         return bytes
     }
 
-    /// Runs a read coroutine of the C reader (taken) and returns its bytes.
-    nonisolated(nonsending) private func bytesResult(_ coro: UnsafeMutablePointer<ca_coro>?) async throws -> [UInt8] {
-        var v = try await Await.coroutine(coro, loop: loop)
+    /// Runs the read coroutine `make(context)` creates and returns its bytes.
+    nonisolated(nonsending) private func bytesResult<Context>(
+        _ context: Context, _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
+    ) async throws -> [UInt8] {
+        var v = try await Await.coroutine(loop: loop, context, make)
         defer { ca_value_clear(&v) }
         guard v.kind == CA_VALUE_OBJECT, let obj = v.u.obj, ca_bytes_check(obj) else { return [] }
         let b = UnsafeMutableRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)

@@ -64,6 +64,18 @@ struct ErrorBridgeTests {
         #expect(back?.errors.first as? Oops == Oops(code: 1))
     }
 
+    @Test("the stream errors cross the C layer with their data: IncompleteReadError's bytes and count, LimitOverrunError's consumed")
+    func streamErrorsKeepTheirData() {
+        let incomplete = IncompleteReadError(partial: [1, 2, 3], expected: 10)
+        #expect(toC(incomplete) == ("IncompleteReadError", "3 bytes read on a total of 10 expected bytes"))
+        #expect(ErrorBridge.take(ErrorBridge.cError(incomplete)) as? IncompleteReadError == incomplete)
+        let upToSeparator = IncompleteReadError(partial: [], expected: nil)
+        #expect(ErrorBridge.take(ErrorBridge.cError(upToSeparator)) as? IncompleteReadError == upToSeparator)
+        let overrun = LimitOverrunError(message: "Separator is not found, and chunk exceed the limit", consumed: 7)
+        #expect(toC(overrun) == ("LimitOverrunError", overrun.message))
+        #expect(ErrorBridge.take(ErrorBridge.cError(overrun)) as? LimitOverrunError == overrun)
+    }
+
     @Test("a C exception group becomes an ExceptionGroup of bridged errors")
     func groups() {
         var children: [UnsafeMutablePointer<ca_error>?] = [

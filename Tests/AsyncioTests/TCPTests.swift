@@ -354,6 +354,35 @@ struct TCPTests {
         #expect(leftover.isEmpty)
     }
 
+    @Test("closeClients flushes and closes every accepted connection, abortClients closes them at once; isServing ends with close()",
+          arguments: IOBackend.allCases)
+    func closeAndAbortClients(backend: IOBackend) async throws {
+        let outcome = try await runIO(backend) { () async throws -> [String] in
+            let loop = EventLoop.current!
+            var log: [String] = []
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            log.append("serving \(server.isServing)")
+            let client = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let accepted = try await server.accept()!
+            try accepted.write(Array("bye".utf8))
+            server.closeClients()
+            log.append("closed closing \(accepted.isClosing)")
+            log.append("client read \(String(decoding: try await client.readToEnd(), as: UTF8.self))")
+            let second = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let acceptedSecond = try await server.accept()!
+            server.abortClients()
+            log.append("aborted closing \(acceptedSecond.isClosing)")
+            try await acceptedSecond.waitClosed()
+            client.close()
+            second.close()
+            server.close()
+            log.append("serving \(server.isServing)")
+            return log
+        }
+        #expect(outcome == ["serving true", "closed closing true", "client read bye", "aborted closing true",
+                            "serving false"])
+    }
+
     @Test("both ends report their addresses: the client's peer is the server's port", arguments: IOBackend.allCases)
     func addresses(backend: IOBackend) async throws {
         try await runIO(backend) {
@@ -425,6 +454,41 @@ struct TCPTests {
         }
         #expect(first == Array("abcd".utf8))
         #expect(rest == Array("ef".utf8))
+    }
+
+    @Test("readExactly(into:) waits for the whole buffer across writes; at EOF it throws IncompleteReadError with what came",
+          arguments: IOBackend.allCases)
+    func readExactlyIntoBuffer(backend: IOBackend) async throws {
+        let (filled, error) = try await runIO(backend) { () async throws -> ([UInt8], IncompleteReadError?) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            let peer = try await server.accept()!
+            let writer = try loop.createTask {
+                for chunk in ["ab", "cd", "ef"] {
+                    try peer.write(Array(chunk.utf8))
+                    try await peer.drain()
+                    try await sleep(0.001)
+                }
+                peer.close()
+            }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 5, alignment: 1)
+            defer { buffer.deallocate() }
+            try await conn.readExactly(into: buffer)
+            try await writer.value
+            let rest = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1)
+            defer { rest.deallocate() }
+            do {
+                try await conn.readExactly(into: rest)
+                return (Array(buffer), nil)
+            } catch let e as IncompleteReadError {
+                return (Array(buffer), e)
+            }
+        }
+        #expect(filled == Array("abcde".utf8))
+        let e = try #require(error)
+        #expect(e.partial == Array("f".utf8))
+        #expect(e.expected == 4)
     }
 
     @Test("a dropped server releases the queue its C callback held, once its last connection is gone",

@@ -134,8 +134,8 @@ cas_coro *cas_coro_new(const char *name, const char *file, int32_t line);
  *  (before a leak check; done at thread exit anyway). */
 void cas_freelists_clear(void);
 
-/** The size of a callback slot: room for a Swift closure (two words) and
- *  an existential metatype (two words). */
+/** The size of a callback slot: room for two Swift closures of two words
+ *  each (a done callback and the invoker that knows its type). */
 #define CAS_SLOT_SIZE 32
 
 /** A block of CAS_SLOT_SIZE bytes, aligned as malloc aligns, uninitialized: where the
