@@ -51,7 +51,9 @@ struct ForeignSuspensionTests {
                 let reprDuring = Shared("")
                 let t = try createTask { () async throws -> Bool in
                     let me = currentTask()!
-                    try await Task.sleep(nanoseconds: 20_000_000)
+                    // Long beside the 10 ms callLater below, so a loaded
+                    // machine's late loop still looks while it sleeps.
+                    try await Task.sleep(nanoseconds: 300_000_000)
                     let ok = inOwnStep(me, loopThread)
                     try await sleep(0)  // loop awaits still work afterwards
                     return ok && inOwnStep(me, loopThread)
