@@ -48,7 +48,10 @@ struct AsyncFileTests {
         defer { closedir(dir) }
         var n = 0
         while let e = readdir(dir) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            // A dirent is as long as its name, not sizeof(dirent): copying `d_name` (256 bytes) reads past
+            // a short last record, so the name is read in place up to its NUL.
+            let name = String(cString: (UnsafeRawPointer(e) + MemoryLayout<dirent>.offset(of: \.d_name)!)
+                .assumingMemoryBound(to: CChar.self))
             var target = [CChar](repeating: 0, count: 4096)
             let len = readlink("/proc/self/fd/" + name, &target, target.count - 1)
             if len > 0, String(decoding: target.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) == path { n += 1 }
