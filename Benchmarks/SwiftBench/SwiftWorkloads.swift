@@ -119,13 +119,16 @@ private final class Counter: @unchecked Sendable {
 private func futureCallback(_ n: UInt64) throws(WorkloadFailure) -> cab_result {
     try withLoop("future_callback") { loop in
         let counter = Counter()
+        // One array for every batch, as the SwiftNIO peer keeps its promises: a fresh 8 KB array per
+        // batch would make glibc consolidate its fast bins each time, which measures the harness.
+        var futures: [Future<Int>] = []
+        futures.reserveCapacity(batch)
         func runBatch(_ size: Int) throws {
             let target = counter.value + Int64(size)
-            var futures: [Future<Int>] = []
-            futures.reserveCapacity(size)
             for _ in 0..<size { futures.append(loop.createFuture(of: Int.self)) }
             for f in futures { f.addDoneCallback { _ in counter.value += 1 } }
             for (i, f) in futures.enumerated() { try f.setResult(i) }
+            futures.removeAll(keepingCapacity: true)
             loop.stop()
             try loop.runForever()
             if counter.value != target {
@@ -175,11 +178,14 @@ private func taskSpawn(_ n: UInt64, eager: Bool) throws(WorkloadFailure) -> cab_
         func spawn(_ count: UInt64) throws -> Int {
             try loop.runUntilComplete {
                 var sum = 0
+                // One array for every batch, as the Swift Concurrency peer keeps its tasks (see
+                // futureCallback).
+                var tasks: [Future<Int>] = []
+                tasks.reserveCapacity(batch)
                 for size in batches(count) {
-                    var tasks: [Future<Int>] = []
-                    tasks.reserveCapacity(size)
                     for i in 0..<size { tasks.append(try createTask(eagerStart: eager) { i }) }
                     for r in try await gather(tasks) { sum += r }
+                    tasks.removeAll(keepingCapacity: true)
                 }
                 return sum
             }
