@@ -706,9 +706,15 @@ ca_error *ca_transport_write_eof(ca_transport *t) {
 bool ca_transport_can_write_eof(const ca_transport *t) { return true; }
 
 ca_error *ca_transport_set_write_buffer_limits(ca_transport *t, int64_t high, int64_t low) {
-    /* FlowControlMixin._set_write_buffer_limits */
-    if (high < 0) high = low < 0 ? WRITE_HIGH_DEFAULT : 4 * low;
-    if (low < 0) low = high / 4;
+    /* FlowControlMixin._set_write_buffer_limits, with Python's unbounded
+     * 4 * low saturated and its floor division kept for negative highs. */
+    if (high == CA_WRITE_LIMIT_DEFAULT) {
+        if (low == CA_WRITE_LIMIT_DEFAULT) high = WRITE_HIGH_DEFAULT;
+        else if (low > INT64_MAX / 4) high = INT64_MAX;
+        else if (low < INT64_MIN / 4) high = INT64_MIN;
+        else high = 4 * low;
+    }
+    if (low == CA_WRITE_LIMIT_DEFAULT) low = high >= 0 ? high / 4 : -((-(high + 1)) / 4) - 1;
     if (!(high >= low && low >= 0))
         return ca_error_format(&ca_ValueError, "high (%lld) must be >= low (%lld) must be >= 0", (long long)high,
                                (long long)low);

@@ -125,10 +125,17 @@ void ca_transport_resume_reading(ca_transport *t);
 /** is_reading(). */
 bool ca_transport_is_reading(const ca_transport *t);
 
+/** The "None" of ca_transport_set_write_buffer_limits' arguments. */
+static const int64_t CA_WRITE_LIMIT_DEFAULT = INT64_MIN; /* a constant Swift imports */
+
 /**
- * set_write_buffer_limits(high, low): -1 means the default (high 64 KiB,
- * low high/4; high given alone sets low to high/4). ValueError "high (H)
- * must be >= low (L) must be >= 0" otherwise.
+ * set_write_buffer_limits(high, low), FlowControlMixin's rules: either may be
+ * CA_WRITE_LIMIT_DEFAULT (Python's None): both default gives high 64 KiB;
+ * high alone sets low to high // 4; low alone sets high to 4 * low. Any other
+ * value, negative ones included, is taken as given, so a negative limit is
+ * the ValueError "high (H) must be >= low (L) must be >= 0" (H and L as
+ * derived), and the limits stay as they were. Pauses the protocol at once
+ * when the buffer is already above the new high mark.
  */
 struct ca_error *ca_transport_set_write_buffer_limits(ca_transport *t, int64_t high, int64_t low);
 

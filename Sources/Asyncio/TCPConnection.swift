@@ -285,13 +285,15 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
 
     /// `set_write_buffer_limits(high, low)`: ``drain()`` waits once more
     /// than `high` bytes are buffered, until at most `low` are. `nil`
-    /// means asyncio's default (64 KiB high; low a quarter of high).
+    /// means asyncio's default: 64 KiB high when both are `nil`, a quarter
+    /// of `high` for `low`, four times `low` for `high`.
     ///
-    /// - Throws: ``AsyncioError`` (`ValueError`) unless high ≥ low ≥ 0.
+    /// - Throws: ``AsyncioError`` (`ValueError`) unless high ≥ low ≥ 0 (the
+    ///   limits stay as they were).
     public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) throws {
         checkConfined(loop: loop)
-        try ErrorBridge.check(ca_transport_set_write_buffer_limits(unsafeRawTransport, Int64(high ?? -1),
-                                                                   Int64(low ?? -1)))
+        try ErrorBridge.check(ca_transport_set_write_buffer_limits(
+            unsafeRawTransport, high.map(Int64.init) ?? CA_WRITE_LIMIT_DEFAULT, low.map(Int64.init) ?? CA_WRITE_LIMIT_DEFAULT))
     }
 
     // MARK: Closing

@@ -251,6 +251,84 @@ struct TCPTests {
         #expect(bufferAtDrain <= low)
     }
 
+    @Test("setWriteBufferLimits sets what writeBufferLimits reports; nil takes asyncio's defaults")
+    func writeBufferLimitsDefaults() async throws {
+        let limits = try await runIO(.epoll) { () async throws -> [[Int]] in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            var seen: [[Int]] = []
+            func record() { seen.append([conn.writeBufferLimits.low, conn.writeBufferLimits.high]) }
+            record()
+            try conn.setWriteBufferLimits(high: 1000, low: 10)
+            record()
+            try conn.setWriteBufferLimits(high: 1000)
+            record()
+            try conn.setWriteBufferLimits(low: 100)
+            record()
+            try conn.setWriteBufferLimits()
+            record()
+            conn.close()
+            server.close()
+            return seen
+        }
+        #expect(limits == [[16_384, 65_536], [10, 1000], [250, 1000], [100, 400], [16_384, 65_536]])
+    }
+
+    @Test("setWriteBufferLimits refuses limits other than high ≥ low ≥ 0 with ValueError and keeps the old ones")
+    func writeBufferLimitsRefused() async throws {
+        let outcome = try await runIO(.epoll) { () async throws -> ([String], [Int]) in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            try conn.setWriteBufferLimits(high: 2000, low: 500)
+            var messages: [String] = []
+            for (high, low) in [(10, 20), (-1, nil), (nil, -3), (100, -1)] as [(Int?, Int?)] {
+                do {
+                    try conn.setWriteBufferLimits(high: high, low: low)
+                    messages.append("no error")
+                } catch let e as AsyncioError {
+                    messages.append("\(e.typeName): \(e.message ?? "")")
+                }
+            }
+            let kept = [conn.writeBufferLimits.low, conn.writeBufferLimits.high]
+            conn.close()
+            server.close()
+            return (messages, kept)
+        }
+        #expect(outcome.0 == ["ValueError: high (10) must be >= low (20) must be >= 0",
+                              "ValueError: high (-1) must be >= low (-1) must be >= 0",
+                              "ValueError: high (-12) must be >= low (-3) must be >= 0",
+                              "ValueError: high (100) must be >= low (-1) must be >= 0"])
+        #expect(outcome.1 == [500, 2000])
+    }
+
+    @Test("a raised high-water mark lets drain return while the peer reads nothing", arguments: IOBackend.allCases)
+    func drainHonoursRaisedHighWater(backend: IOBackend) async throws {
+        let size = 512 << 10
+        // Were the mark ignored, drain would wait for a reader that never comes: the deadline ends it.
+        let buffered = try await runIO(backend, timeout: 10) { () async throws -> Int in
+            let loop = EventLoop.current!
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+            let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            setSocketOption(conn.fileDescriptor, SOL_SOCKET, SO_RCVBUF, 16384)
+            let peer = try await server.accept()!
+            setSocketOption(peer.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 16384)
+            try peer.setWriteBufferLimits(high: 1 << 20)
+            try peer.write(pattern(size))
+            // Nobody reads `conn`: the kernel holds a few tens of KiB, the
+            // rest stays buffered below the raised mark, so drain returns.
+            try await peer.drain()
+            let left = peer.writeBufferSize
+            peer.abort()
+            conn.close()
+            server.close()
+            return left
+        }
+        #expect(buffered > 64 << 10)
+        #expect(buffered <= size)
+    }
+
     @Test("readExactly at EOF throws IncompleteReadError carrying the partial bytes", arguments: IOBackend.allCases)
     func readExactlyAtEOF(backend: IOBackend) async throws {
         let error = try await runIO(backend) { () async throws -> IncompleteReadError? in

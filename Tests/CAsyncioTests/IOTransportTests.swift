@@ -311,15 +311,29 @@ struct IOTransportTests {
             var lo = 0, hi = 0
             ca_transport_get_write_buffer_limits(t, &lo, &hi)
             #expect(hi == 65_536 && lo == 16_384)
-            expectOK(ca_transport_set_write_buffer_limits(t, 1000, -1))
+            expectOK(ca_transport_set_write_buffer_limits(t, 1000, CA_WRITE_LIMIT_DEFAULT))
             ca_transport_get_write_buffer_limits(t, &lo, &hi)
             #expect(hi == 1000 && lo == 250)
-            expectOK(ca_transport_set_write_buffer_limits(t, -1, 100))
+            expectOK(ca_transport_set_write_buffer_limits(t, CA_WRITE_LIMIT_DEFAULT, 100))
             ca_transport_get_write_buffer_limits(t, &lo, &hi)
             #expect(hi == 400 && lo == 100)
-            let err = take(ca_transport_set_write_buffer_limits(t, 10, 20))
-            #expect(err?.type == "ValueError")
-            #expect(err?.message == "high (10) must be >= low (20) must be >= 0")
+            expectOK(ca_transport_set_write_buffer_limits(t, CA_WRITE_LIMIT_DEFAULT, CA_WRITE_LIMIT_DEFAULT))
+            ca_transport_get_write_buffer_limits(t, &lo, &hi)
+            #expect(hi == 65_536 && lo == 16_384)
+            // Refused limits leave the previous ones in place; negative values
+            // are values, not defaults (Python's -1 is not None), and a
+            // derived low is high // 4, floored as Python floors.
+            for (high, low, message) in [(Int64(10), Int64(20), "high (10) must be >= low (20) must be >= 0"),
+                                         (-1, CA_WRITE_LIMIT_DEFAULT, "high (-1) must be >= low (-1) must be >= 0"),
+                                         (-5, CA_WRITE_LIMIT_DEFAULT, "high (-5) must be >= low (-2) must be >= 0"),
+                                         (CA_WRITE_LIMIT_DEFAULT, -3, "high (-12) must be >= low (-3) must be >= 0"),
+                                         (10, -1, "high (10) must be >= low (-1) must be >= 0")] {
+                let err = take(ca_transport_set_write_buffer_limits(t, high, low))
+                #expect(err?.type == "ValueError")
+                #expect(err?.message == message)
+                ca_transport_get_write_buffer_limits(t, &lo, &hi)
+                #expect(hi == 65_536 && lo == 16_384)
+            }
             ca_transport_abort(t)
             l.runUntil(timeout: 5) { flood.pointee.lost == 1 }
             ca_server_close(srv.server)
