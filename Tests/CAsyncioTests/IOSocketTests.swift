@@ -4,7 +4,9 @@
 
 import CAsyncio
 import CAsyncioTestSupport
+import Dispatch
 import Glibc
+import Synchronization
 import Testing
 
 @Suite("I/O: sockets")
@@ -359,6 +361,110 @@ struct IOSocketTests {
         }
     }
 
+    // MARK: - Blocking file descriptors
+
+    @Test("sockets left blocking never block the loop: sock_recv, sock_sendall and sock_accept wait in it",
+          arguments: IOBackend.allCases)
+    func blockingSocketsWaitInTheLoop(backend: IOBackend) throws {
+        try withIOLoop(backend) { l in
+            var sv: [Int32] = [0, 0]
+            #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &sv) == 0)
+            defer { close(sv[1]) }
+            #expect(fcntl(sv[0], F_GETFL) & O_NONBLOCK == 0, "the socket starts out blocking")
+            let peer = sv[1]
+
+            // Nothing to read: the receive waits in the loop, not in recv(2).
+            var f: FuturePtr?
+            expectOK(ca_loop_sock_recv(l.loop, sv[0], 100, &f))
+            let recvBlocked = watchdog(rescue: { _ = write(peer, "!", 1) }) { l.runFor(0.02) }
+            #expect(!recvBlocked, "sock_recv blocked the loop in recv(2)")
+            #expect(!ca_future_done(f), "nothing was sent yet")
+            #expect(ts_io_write_all(peer, "late", 4) == 4)
+            #expect(l.run(f!) == nil)
+            #expect(bytesResult(f!) == bytes("late"))
+            decref(f)
+
+            // More than the socket buffers hold, to a peer not reading yet.
+            let size = 1 << 20
+            let data = ca_bytes_new(size)!
+            defer { decref(data) }
+            ts_io_pattern(data.pointee.data, size, 3, 0)
+            data.pointee.len = size
+            expectOK(ca_loop_sock_sendall(l.loop, sv[0], data, &f))
+            defer { decref(f) }
+            let sendBlocked = watchdog(rescue: {
+                var sink = [UInt8](repeating: 0, count: 65536)
+                for _ in 0..<64 where sink.withUnsafeMutableBytes({ read(peer, $0.baseAddress, $0.count) }) > 0 {}
+            }) { l.runFor(0.02) }
+            #expect(!sendBlocked, "sock_sendall blocked the loop in send(2)")
+            #expect(!ca_future_done(f), "the peer has read nothing yet")
+            var received = [UInt8](repeating: 0, count: size)
+            var got = 0
+            let deadline = now() + 20
+            while got < size && now() < deadline {
+                l.runFor(0.001)
+                let n = received.withUnsafeMutableBytes { recv(peer, $0.baseAddress! + got, size - got, Int32(MSG_DONTWAIT)) }
+                if n > 0 { got += n }
+            }
+            #expect(l.run(f!) == nil)
+            #expect(outcome(f!) == .none)
+            #expect(got == size && ts_io_pattern_mismatch(received, size, 3, 0) == -1)
+            expectOK(ca_loop_sock_close(l.loop, sv[0]))
+
+            // A blocking listening socket with nobody connecting yet.
+            var port: UInt16 = 0
+            let lfd = ts_io_listen(&port)
+            #expect(lfd >= 0)
+            #expect(fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) & ~O_NONBLOCK) == 0)
+            var fa: FuturePtr?
+            expectOK(ca_loop_sock_accept(l.loop, lfd, &fa))
+            defer { decref(fa) }
+            let listening = port
+            let connectLoopback: @Sendable () -> Int32 = {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+                var addr = sockaddr_storage()
+                var alen: socklen_t = 0
+                ts_io_loopback(listening, &addr, &alen)
+                _ = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, alen) }
+                }
+                return fd
+            }
+            let acceptBlocked = watchdog(rescue: { _ = connectLoopback() }) { l.runFor(0.02) }
+            #expect(!acceptBlocked, "sock_accept blocked the loop in accept(2)")
+            #expect(!ca_future_done(fa), "nobody connected yet")
+            let cfd = connectLoopback()
+            defer { close(cfd) }
+            #expect(l.run(fa!) == nil)
+            if case .int(let afd) = outcome(fa!) {
+                expectOK(ca_loop_sock_close(l.loop, Int32(afd)))
+            } else {
+                Issue.record("accept gave \(outcome(fa!))")
+            }
+            expectOK(ca_loop_sock_close(l.loop, lfd))
+        }
+    }
+
+    /// Runs `body` (on this thread); if it has not returned after `seconds`,
+    /// another thread runs `rescue` to unblock it. Returns whether it had to:
+    /// a regression fails the test instead of hanging it.
+    private func watchdog(seconds: Double = 10, rescue: @escaping @Sendable () -> Void, _ body: () -> Void) -> Bool {
+        let finished = DispatchSemaphore(value: 0)
+        let verdict = DispatchSemaphore(value: 0)
+        let rescued = Flag()
+        DispatchQueue.global().async {
+            if finished.wait(timeout: .now() + seconds) == .timedOut {
+                rescued.set()
+                rescue()
+            }
+            verdict.signal()
+        }
+        body()
+        finished.signal()
+        verdict.wait()
+        return rescued.isSet
+    }
+
     // MARK: - add_reader / add_writer
 
     @Test("add_reader is level-triggered: called every iteration while readable, never after remove_reader",
@@ -408,4 +514,11 @@ struct IOSocketTests {
         #expect(Array(UnsafeBufferPointer(start: b.pointee.data, count: 5)) == bytes("abc01"))
         #expect(ca_bytes_check(b))
     }
+}
+
+/// A flag set by one thread and read by another after a semaphore ordered them.
+private final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
