@@ -40,6 +40,17 @@ static void report_error(ca_loop *loop, ca_error *err) {
     ca_decref(err);
 }
 
+/* fut.exception() of a done future, the common case inline: a result
+ * (log_tb is only ever set with an exception, so there is nothing to mark
+ * retrieved). Returns what ca_future_exception returns. */
+static inline ca_error *done_future_exception(ca_future *fut, ca_error **out) {
+    if (CA_LIKELY(fut->fut_state == CA_FUTURE_FINISHED && fut->fut_exception == NULL && fut->fut_loop != NULL)) {
+        *out = NULL;
+        return NULL;
+    }
+    return ca_future_exception(fut, out);
+}
+
 /* fut.exception(), only for its side effect of marking it retrieved. */
 static void mark_exception_retrieved(ca_future *fut) {
     ca_error *exc = NULL;
@@ -158,6 +169,17 @@ ca_error *ca_ensure_future(void *aw, ca_loop *loop, ca_future **out) {
     return NULL;
 }
 
+/* ca_ensure_future with its common case inline, for gather's loop over its
+ * arguments: a Future or Task of `loop` (not NULL) is its own future. */
+static CA_ALWAYS_INLINE ca_error *ensure_future(void *aw, ca_loop *loop, ca_future **out) {
+    const ca_type *t = aw != NULL ? ((const ca_object *)aw)->ob_type : NULL;
+    if (CA_LIKELY((t == &ca_TaskType || t == &ca_FutureType) && ((ca_future *)aw)->fut_loop == loop)) {
+        *out = ca_incref((ca_future *)aw);
+        return NULL;
+    }
+    return ca_ensure_future(aw, loop, out);
+}
+
 /* MARK: - gather */
 
 typedef struct gathering_future {
@@ -224,7 +246,7 @@ static ca_error *gathering_collect(gathering_future *outer, ca_result_list **out
             continue;
         }
         ca_error *exc = NULL;
-        ca_decref(ca_future_exception(fut, &exc));
+        ca_decref(done_future_exception(fut, &exc));
         results->items[i] = exc != NULL ? ca_obj(exc) : ca_value_copy(&fut->fut_result);
     }
     *out = results;
@@ -253,7 +275,7 @@ static void gather_done_callback(ca_future *fut, void *arg) {
     gathering_future *outer = arg;
     outer->nfinished++;
     if (outer->cur_task != NULL) {
-        ca_future_discard_from_awaited_by(fut, (ca_future *)outer->cur_task);
+        ca_future_discard_from_awaited_by_inline(fut, (ca_future *)outer->cur_task);
         if (outer->nfinished == outer->nfuts) CA_CLEAR(outer->cur_task);
     }
 
@@ -271,7 +293,7 @@ static void gather_done_callback(ca_future *fut, void *arg) {
             return;
         }
         ca_error *exc = NULL;
-        ca_decref(ca_future_exception(fut, &exc));
+        ca_decref(done_future_exception(fut, &exc));
         if (exc != NULL) {
             gathering_finish(outer, exc, ca_none());
             ca_decref(exc);
@@ -361,7 +383,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
             continue;
         }
         ca_future *fut;
-        err = ca_ensure_future(aws[i], loop, &fut);
+        err = ensure_future(aws[i], loop, &fut);
         if (err != NULL) break;
         if ((void *)fut != aws[i]) {
             /* A task made for a coroutine argument: the caller cannot
@@ -374,9 +396,10 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
             first[i] |= done_mark;
             continue;
         }
-        if (cur_task != NULL) err = ca_future_add_to_awaited_by(fut, (ca_future *)cur_task);
+        if (cur_task != NULL) err = ca_future_add_to_awaited_by_inline(fut, (ca_future *)cur_task);
         if (err == NULL)
-            err = ca_future_add_done_callback(fut, gather_done_callback, ca_incref(outer), ca_release_object, NULL);
+            err = ca_future_add_done_callback_inline(fut, gather_done_callback, ca_incref(outer), ca_release_object,
+                                                     NULL);
     }
     if (err != NULL) {
         /* Children created so far keep running; their callbacks find the

@@ -98,7 +98,7 @@ static ca_ctxmap *map_delete(const ca_ctxmap *m, const ca_contextvar *var, bool 
 
 /* MARK: - Contexts */
 
-static ca_context *context_alloc(ca_ctxmap *map_taken) {
+static inline ca_context *context_alloc(ca_ctxmap *map_taken) {
     ca_context *c = ca_small_alloc(sizeof(ca_context));
     if (c == NULL) {
         map_decref(map_taken);
@@ -131,8 +131,9 @@ ca_context *ca_context_current(void) {
 ca_context *ca_context_copy(ca_context *ctx) { return context_alloc(map_incref(ctx->map)); }
 
 ca_context *ca_context_copy_current(void) {
-    ca_context *cur = ca_context_current();
-    return cur ? ca_context_copy(cur) : NULL;
+    ca_context *cur = ca_ts.context;
+    if (CA_UNLIKELY(cur == NULL)) cur = ca_context_current();
+    return cur ? context_alloc(map_incref(cur->map)) : NULL;
 }
 
 

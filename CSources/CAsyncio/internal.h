@@ -366,15 +366,31 @@ static inline ca_future *ca_future_new_inline(ca_loop *loop) {
     return fut;
 }
 
+/** unregister_task with its common case inline: a task of this thread
+ *  leaves the all-tasks list (a task that outlived its thread goes through
+ *  ca_unregister_task, which knows about orphans). */
+static CA_ALWAYS_INLINE void ca_unregister_task_inline(ca_task *task) {
+    ca_llist_node *n = &task->task_node;
+    if (n->next == NULL) return;
+    if (CA_UNLIKELY(task->task_tid == 0)) {
+        ca_unregister_task(task);
+        return;
+    }
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
 /** future_schedule_callbacks in full: the task leaves the all-tasks list,
  *  then every done callback goes through call_soon in order. */
 ca_error *ca_future_schedule_callbacks_slow(ca_future *fut);
 
 /** future_schedule_callbacks for a future that just completed: the common
- *  case, a plain future with at most one callback (a task waiting on it),
- *  is scheduled inline. */
+ *  case, a future or task with at most one callback (a task waiting on it,
+ *  a gather), is scheduled inline; a task leaves the all-tasks list first. */
 static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
-    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (CA_UNLIKELY(fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (fut->fut_is_task) ca_unregister_task_inline((ca_task *)fut);
     if (fut->fut_callback0.fn == NULL) return NULL;
     ca_callback cb = fut->fut_callback0;
     ca_context *ctx = fut->fut_context0;
@@ -384,18 +400,38 @@ static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
 }
 
 /** add_done_callback(fn, context=ctx) with its common case inline: the
- *  first callback of a pending future (ctx borrowed, non-NULL; the release
- *  duty of `arg` is taken). Anything else goes through
- *  ca_future_add_done_callback, with its errors. */
+ *  first callback of a pending future (ctx borrowed; NULL: a copy of the
+ *  current context, as ca_future_add_done_callback; the release duty of
+ *  `arg` is taken). Anything else goes through ca_future_add_done_callback,
+ *  with its errors. */
 static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_inline(ca_future *fut, ca_done_fn fn, void *arg,
                                                                      ca_release_fn release, ca_context *ctx) {
     if (CA_LIKELY(fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
                   fut->fut_callbacks == NULL)) {
         fut->fut_callback0 = (ca_callback){fn, arg, release};
-        fut->fut_context0 = ca_incref(ctx);
+        fut->fut_context0 = ctx != NULL ? ca_incref(ctx) : ca_context_copy_current_or_null();
         return NULL;
     }
     return ca_future_add_done_callback(fut, fn, arg, release, ctx);
+}
+
+/** future_add_to_awaited_by with its common case inline: the first waiter
+ *  of a Future or Task takes the inline slot (a new reference). */
+static CA_ALWAYS_INLINE ca_error *ca_future_add_to_awaited_by_inline(ca_future *fut, ca_future *waiter) {
+    const ca_type *ft = fut->ob_base.ob_type, *wt = waiter->ob_base.ob_type;
+    if (CA_LIKELY(fut->fut_awaited_by == NULL && (ft == &ca_TaskType || ft == &ca_FutureType) &&
+                  (wt == &ca_TaskType || wt == &ca_FutureType))) {
+        fut->fut_awaited_by = ca_incref(waiter);
+        return NULL;
+    }
+    return ca_future_add_to_awaited_by(fut, waiter);
+}
+
+/** future_discard_from_awaited_by with its common case inline: `waiter`
+ *  holds the inline slot. */
+static CA_ALWAYS_INLINE void ca_future_discard_from_awaited_by_inline(ca_future *fut, ca_future *waiter) {
+    if (CA_LIKELY(fut->fut_awaited_by == (void *)waiter)) CA_CLEAR(fut->fut_awaited_by);
+    else ca_future_discard_from_awaited_by(fut, waiter);
 }
 
 /** fut.set_result(None) for a waiter future a sync primitive or queue
@@ -416,6 +452,13 @@ bool ca_future_cancel_impl(ca_future *fut, const char *msg);
 /** future_set_result / future_set_exception without the Task refusal. */
 ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value);
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
+/** The common end of a future: a plain result, nothing else to drop but the
+ *  loop reference (ca_future_clear_head's fast path). */
+static inline bool ca_future_head_is_plain(const ca_future *fut) {
+    return fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
+           fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL && fut->fut_cancelled_exc == NULL &&
+           fut->fut_awaited_by == NULL;
+}
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
 /** Releases the done callbacks (their arguments through their release
@@ -440,6 +483,14 @@ void ca_gather_break_cycles(ca_future *fut);
 void ca_shields_break_cycles(ca_loop *loop);
 
 /* MARK: - Coroutines (coro.c) */
+
+/** ca_coro_check with the common tests inlined: kit frames and direct
+ *  subtypes of the coroutine type. */
+static CA_ALWAYS_INLINE bool ca_coro_check_fast(const void *op) {
+    if (CA_UNLIKELY(op == NULL)) return false;
+    const ca_type *base = ((const ca_object *)op)->ob_type->tp_base;
+    return base == &ca_CFrameType || base == &ca_CoroType || ca_coro_check(op);
+}
 
 /** Resumes a kit frame that is neither running nor closed, forwarding to
  *  the coroutine it awaits first; `exc` (borrowed) is thrown in, NULL sends
