@@ -61,8 +61,10 @@ static void mark_exception_retrieved(ca_future *fut) {
 /*
  * set(items) in argument order: first[i] is the index of the first item
  * equal to items[i]. Uses `stack` (cap entries, >= 2 * n wanted) when big
- * enough; returns the array (ca_free it when it is not `stack`), NULL when
- * out of memory.
+ * enough; returns the array (dedup_free it), NULL when out of memory. Above
+ * the stack's size a hash table of 32-bit slots (index + 1, 0 = empty)
+ * follows the array in the same block: half the memory to clear and touch
+ * of a table of size_t.
  */
 #define DEDUP_STACK 32
 
@@ -71,6 +73,8 @@ static size_t dedup_table_cap(size_t n) {
     while (cap < 2 * n) cap <<= 1;
     return cap;
 }
+
+static size_t dedup_bytes(size_t n) { return n * sizeof(size_t) + dedup_table_cap(n) * sizeof(uint32_t); }
 
 static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
     if (n <= DEDUP_STACK / 2) {
@@ -81,23 +85,24 @@ static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
         }
         return stack;
     }
+    if (n >= UINT32_MAX) return NULL; /* more than the slots can number (and than memory holds) */
     size_t cap = dedup_table_cap(n);
-    size_t *first = ca_small_alloc((n + cap) * sizeof(size_t));
+    size_t *first = ca_small_alloc(dedup_bytes(n));
     if (first == NULL) return NULL;
-    size_t *table = first + n;
-    for (size_t k = 0; k < cap; k++) table[k] = SIZE_MAX;
+    uint32_t *table = (uint32_t *)(first + n);
+    memset(table, 0, cap * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
         uintptr_t h = (uintptr_t)items[i];
         size_t k = (size_t)((h >> 4) ^ (h >> 13)) & (cap - 1);
-        while (table[k] != SIZE_MAX && items[table[k]] != items[i]) k = (k + 1) & (cap - 1);
-        if (table[k] == SIZE_MAX) table[k] = i;
-        first[i] = table[k];
+        while (table[k] != 0 && items[table[k] - 1] != items[i]) k = (k + 1) & (cap - 1);
+        if (table[k] == 0) table[k] = (uint32_t)i + 1;
+        first[i] = table[k] - 1;
     }
     return first;
 }
 
 static void dedup_free(size_t *first, size_t *stack, size_t n) {
-    if (first != stack) ca_small_free(first, (n + dedup_table_cap(n)) * sizeof(size_t));
+    if (first != stack) ca_small_free(first, dedup_bytes(n));
 }
 
 /* _release_waiter(waiter, *args), as a done callback and as a timer callback. */
@@ -115,11 +120,19 @@ const ca_type ca_ResultListType = {"list", sizeof(ca_result_list), result_list_d
 
 static size_t result_list_bytes(size_t len) { return sizeof(ca_result_list) + len * sizeof(ca_value); }
 
-static ca_result_list *result_list_new(size_t len) {
+/* A list of `len` items left unset: the caller stores every one before
+ * anything else can see the list. NULL when out of memory. */
+static ca_result_list *result_list_alloc(size_t len) {
     ca_result_list *l = ca_small_alloc(result_list_bytes(len));
     if (l == NULL) return NULL;
     ca_object_init(l, &ca_ResultListType);
     l->len = len;
+    return l;
+}
+
+static ca_result_list *result_list_new(size_t len) {
+    ca_result_list *l = result_list_alloc(len);
+    if (l == NULL) return NULL;
     for (size_t i = 0; i < len; i++) l->items[i] = ca_none();
     return l;
 }
@@ -235,7 +248,7 @@ static bool gathering_cancel(ca_future *fut, const char *msg) {
 
 /* The list of results, in argument order, once every child is done. */
 static ca_error *gathering_collect(gathering_future *outer, ca_result_list **out) {
-    ca_result_list *results = result_list_new(outer->nchildren);
+    ca_result_list *results = result_list_alloc(outer->nchildren); /* the loop sets every item */
     if (results == NULL) return no_memory();
     for (size_t i = 0; i < outer->nchildren; i++) {
         ca_future *fut = outer->children[i];
@@ -398,8 +411,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
         }
         if (cur_task != NULL) err = ca_future_add_to_awaited_by_inline(fut, (ca_future *)cur_task);
         if (err == NULL)
-            err = ca_future_add_done_callback_inline(fut, gather_done_callback, ca_incref(outer), ca_release_object,
-                                                     NULL);
+            err = ca_future_add_done_callback_current(fut, gather_done_callback, ca_incref(outer), ca_release_object);
     }
     if (err != NULL) {
         /* Children created so far keep running; their callbacks find the

@@ -54,7 +54,7 @@ static void list_free(ca_callback_list *l) { ca_small_free(l, list_bytes(l->cap)
  * call_soon, callback0 first, then the list in order. Slots are emptied
  * before each call_soon so nothing it triggers sees a half-moved entry. */
 ca_error *ca_future_schedule_callbacks_slow(ca_future *fut) {
-    if (fut->fut_is_task) ca_unregister_task((ca_task *)fut);
+    if (fut->fut_is_task) ca_unregister_task_inline((ca_task *)fut);
     ca_error *err = NULL;
     if (fut->fut_callback0.fn != NULL) {
         ca_callback cb = fut->fut_callback0;

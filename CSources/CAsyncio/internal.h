@@ -324,8 +324,28 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_futur
     return ca_loop_ready_push_steal(loop, h);
 }
 
-/** call_soon(task.__step, exc, context=task_context). exc borrowed. */
-ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc);
+/** A ca_release_fn dropping the object reference a callback argument holds. */
+void ca_release_object(void *arg);
+
+/** Why ca_loop_call_soon_step could not schedule: RuntimeError "Event loop
+ *  is closed" for a closed loop, else MemoryError (loop.c). */
+ca_error *ca_loop_call_soon_step_error(ca_loop *loop);
+
+/** call_soon(task.__step, exc, context=task_context). exc borrowed. Inline
+ *  because every step of every task is scheduled here. Errors: RuntimeError
+ *  (closed loop), MemoryError. */
+static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
+    ca_handle *h = CA_LIKELY(!loop->closed) ? ca_handle_alloc(loop) : NULL;
+    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_step_error(loop);
+    h->h_kind = CA_HANDLE_TASK_STEP;
+    h->h_obj = ca_incref(task);
+    if (exc != NULL) {
+        h->h_arg = ca_incref(exc);
+        h->h_release = ca_release_object;
+    }
+    h->h_ctx = ca_incref(task->task_context);
+    return ca_loop_ready_push_steal(loop, h);
+}
 
 /** The default error report for something that failed inside a callback. */
 void ca_loop_report_callback_error(ca_loop *loop, ca_handle *h, ca_error *err);
@@ -385,12 +405,9 @@ static CA_ALWAYS_INLINE void ca_unregister_task_inline(ca_task *task) {
  *  then every done callback goes through call_soon in order. */
 ca_error *ca_future_schedule_callbacks_slow(ca_future *fut);
 
-/** future_schedule_callbacks for a future that just completed: the common
- *  case, a future or task with at most one callback (a task waiting on it,
- *  a gather), is scheduled inline; a task leaves the all-tasks list first. */
-static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
-    if (CA_UNLIKELY(fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
-    if (fut->fut_is_task) ca_unregister_task_inline((ca_task *)fut);
+/** The end of future_schedule_callbacks for a future with no callback
+ *  list: callback0, if any, goes through call_soon. */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callback0(ca_future *fut) {
     if (fut->fut_callback0.fn == NULL) return NULL;
     ca_callback cb = fut->fut_callback0;
     ca_context *ctx = fut->fut_context0;
@@ -399,20 +416,45 @@ static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
     return ca_loop_call_soon_done(fut->fut_loop, fut, cb.fn, cb.arg, cb.arg_release, ctx);
 }
 
+/** future_schedule_callbacks for a future that just completed: the common
+ *  case, a plain future with at most one callback (a task waiting on it),
+ *  is scheduled inline (a task's own end: task.c). */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
+    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    return ca_future_schedule_callback0(fut);
+}
+
+/** The common case of add_done_callback: the first callback of a pending
+ *  future goes to the inline slot. */
+static CA_ALWAYS_INLINE bool ca_future_callback0_free(const ca_future *fut) {
+    return fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
+           fut->fut_callbacks == NULL;
+}
+
 /** add_done_callback(fn, context=ctx) with its common case inline: the
- *  first callback of a pending future (ctx borrowed; NULL: a copy of the
- *  current context, as ca_future_add_done_callback; the release duty of
- *  `arg` is taken). Anything else goes through ca_future_add_done_callback,
- *  with its errors. */
+ *  first callback of a pending future (ctx borrowed, non-NULL; the release
+ *  duty of `arg` is taken). Anything else goes through
+ *  ca_future_add_done_callback, with its errors. */
 static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_inline(ca_future *fut, ca_done_fn fn, void *arg,
                                                                      ca_release_fn release, ca_context *ctx) {
-    if (CA_LIKELY(fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
-                  fut->fut_callbacks == NULL)) {
+    if (CA_LIKELY(ca_future_callback0_free(fut))) {
         fut->fut_callback0 = (ca_callback){fn, arg, release};
-        fut->fut_context0 = ctx != NULL ? ca_incref(ctx) : ca_context_copy_current_or_null();
+        fut->fut_context0 = ca_incref(ctx);
         return NULL;
     }
     return ca_future_add_done_callback(fut, fn, arg, release, ctx);
+}
+
+/** add_done_callback(fn) in a copy of the current context (the NULL ctx of
+ *  ca_future_add_done_callback), its common case inline as above. */
+static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_current(ca_future *fut, ca_done_fn fn, void *arg,
+                                                                      ca_release_fn release) {
+    if (CA_LIKELY(ca_future_callback0_free(fut))) {
+        fut->fut_callback0 = (ca_callback){fn, arg, release};
+        fut->fut_context0 = ca_context_copy_current_or_null();
+        return NULL;
+    }
+    return ca_future_add_done_callback(fut, fn, arg, release, NULL);
 }
 
 /** future_add_to_awaited_by with its common case inline: the first waiter
@@ -522,8 +564,6 @@ typedef struct ca_strbuf {
 } ca_strbuf;
 void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/** A ca_release_fn dropping the object reference a callback argument holds. */
-void ca_release_object(void *arg);
 /** Python's repr() of a str: single quotes unless the text has a single
  *  quote and no double quote; backslash, the quote and control characters
  *  escaped. NULL prints None. */

@@ -253,20 +253,8 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
     return ca_loop_ready_push_steal(loop, h);
 }
 
-static void step_exc_release(void *exc) { ca_decref(exc); }
-
-ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
-    if (loop->closed) return closed_error();
-    ca_handle *h = ca_handle_alloc(loop);
-    if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
-    h->h_kind = CA_HANDLE_TASK_STEP;
-    h->h_obj = ca_incref(task);
-    if (exc != NULL) {
-        h->h_arg = ca_incref(exc);
-        h->h_release = step_exc_release;
-    }
-    h->h_ctx = ca_incref(task->task_context);
-    return ca_loop_ready_push_steal(loop, h);
+ca_error *ca_loop_call_soon_step_error(ca_loop *loop) {
+    return loop->closed ? closed_error() : ca_error_new(&ca_MemoryError, NULL);
 }
 
 ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *arg, ca_release_fn release,
