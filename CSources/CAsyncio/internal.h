@@ -65,6 +65,20 @@ static inline void *ca_small_alloc(size_t size) {
     return ca_small_alloc_slow(size);
 }
 
+/** ca_small_alloc's fast path alone, for a `size` of 1..CA_SMALL_MAX: a
+ *  block from the freelist, or NULL when it is empty (the caller's slow
+ *  path then allocates with ca_small_alloc). Keeps the hottest inline paths free of calls, so the
+ *  functions they are inlined into need no saved registers. */
+static CA_ALWAYS_INLINE void *ca_small_alloc_pooled(size_t size) {
+    size_t c = ca_small_class(size);
+    ca_small_block *b = ca_small.head[c];
+    if (CA_LIKELY(b != NULL)) {
+        ca_small.head[c] = b->next;
+        ca_small.count[c]--;
+    }
+    return b;
+}
+
 /** Returns a block obtained from ca_small_alloc with the same `size`. */
 static inline void ca_small_free(void *p, size_t size) {
     if (CA_LIKELY(p != NULL && size != 0 && size <= CA_SMALL_MAX)) {
@@ -250,12 +264,9 @@ struct ca_loop {
     struct shield_link *shields;
 };
 
-/** A new handle of `loop` (a reference to the loop taken), every field
- *  written: a plain callback with no payload yet; NULL when memory runs out.
- *  Handles are the hottest allocation of all. */
-static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
-    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
-    if (CA_UNLIKELY(h == NULL)) return NULL;
+/** Initialises the block `h` as a handle of `loop` (a reference to the
+ *  loop taken), every field written: a plain callback with no payload yet. */
+static inline ca_handle *ca_handle_init(ca_handle *h, ca_loop *loop) {
     h->ob_base.ob_refcnt = 1;
     h->ob_base.ob_type = &ca_HandleType;
     h->h_loop = loop;
@@ -274,20 +285,33 @@ static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
     return h;
 }
 
+/** A new handle of `loop` (a reference to the loop taken), every field
+ *  written: a plain callback with no payload yet; NULL when memory runs out.
+ *  Handles are the hottest allocation of all. */
+static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
+    return CA_LIKELY(h != NULL) ? ca_handle_init(h, loop) : NULL;
+}
+
+/** ca_handle_alloc from the freelist alone: NULL when it is empty (the
+ *  caller's slow path then uses ca_handle_alloc). */
+static CA_ALWAYS_INLINE ca_handle *ca_handle_alloc_pooled(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc_pooled(sizeof(ca_handle));
+    return CA_LIKELY(h != NULL) ? ca_handle_init(h, loop) : NULL;
+}
+
 /** Doubles the ready queue (the slow path of ca_loop_ready_push_steal).
  *  MemoryError. */
 ca_error *ca_loop_ready_grow(ca_loop *loop);
 
+/** ca_loop_ready_push_steal for a full queue: grows it, then appends `h`
+ *  (dropped when the queue cannot grow: MemoryError). */
+ca_error *ca_loop_ready_push_grow(ca_loop *loop, ca_handle *h);
+
 /** Appends `h` to the ready queue, stealing the caller's reference (dropped
  *  when the queue cannot grow: MemoryError). */
 static inline ca_error *ca_loop_ready_push_steal(ca_loop *loop, ca_handle *h) {
-    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) {
-        ca_error *err = ca_loop_ready_grow(loop);
-        if (err != NULL) {
-            ca_decref(h);
-            return err;
-        }
-    }
+    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) return ca_loop_ready_push_grow(loop, h);
     loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
     loop->ready_len++;
     return NULL;
@@ -306,7 +330,7 @@ static CA_ALWAYS_INLINE void ca_handle_set_done(ca_handle *h, ca_future *fut, ca
 }
 
 /** The rare paths of ca_loop_call_soon_done: a closed loop or debug mode
- *  (every check), or no memory for the handle (loop.c). */
+ *  (every check), or an empty handle freelist (loop.c). */
 ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
                                       ca_release_fn release, ca_context *ctx_taken);
 
@@ -318,7 +342,7 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_futur
                                                          ca_release_fn release, ca_context *ctx_taken) {
     if (CA_UNLIKELY(loop->closed || loop->debug))
         return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
-    ca_handle *h = ca_handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc_pooled(loop);
     if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
     ca_handle_set_done(h, fut, fn, arg, release, ctx_taken);
     return ca_loop_ready_push_steal(loop, h);
@@ -327,16 +351,9 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_futur
 /** A ca_release_fn dropping the object reference a callback argument holds. */
 void ca_release_object(void *arg);
 
-/** Why ca_loop_call_soon_step could not schedule: RuntimeError "Event loop
- *  is closed" for a closed loop, else MemoryError (loop.c). */
-ca_error *ca_loop_call_soon_step_error(ca_loop *loop);
-
-/** call_soon(task.__step, exc, context=task_context). exc borrowed. Inline
- *  because every step of every task is scheduled here. Errors: RuntimeError
- *  (closed loop), MemoryError. */
-static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
-    ca_handle *h = CA_LIKELY(!loop->closed) ? ca_handle_alloc(loop) : NULL;
-    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_step_error(loop);
+/** Makes a fresh handle a task step: task.__step(exc) (task and exc get
+ *  new references). */
+static CA_ALWAYS_INLINE void ca_handle_set_step(ca_handle *h, ca_task *task, ca_error *exc) {
     h->h_kind = CA_HANDLE_TASK_STEP;
     h->h_obj = ca_incref(task);
     if (exc != NULL) {
@@ -344,6 +361,19 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task 
         h->h_release = ca_release_object;
     }
     h->h_ctx = ca_incref(task->task_context);
+}
+
+/** ca_loop_call_soon_step in full, for a closed loop (RuntimeError "Event
+ *  loop is closed") or an empty handle freelist (loop.c). */
+ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc);
+
+/** call_soon(task.__step, exc, context=task_context). exc borrowed. Inline
+ *  because every step of every task is scheduled here. Errors: RuntimeError
+ *  (closed loop), MemoryError. */
+static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
+    ca_handle *h = CA_LIKELY(!loop->closed) ? ca_handle_alloc_pooled(loop) : NULL;
+    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_step_slow(loop, task, exc);
+    ca_handle_set_step(h, task, exc);
     return ca_loop_ready_push_steal(loop, h);
 }
 

@@ -106,6 +106,15 @@ ca_error *ca_loop_ready_grow(ca_loop *loop) {
     return NULL;
 }
 
+ca_error *ca_loop_ready_push_grow(ca_loop *loop, ca_handle *h) {
+    ca_error *err = ca_loop_ready_grow(loop);
+    if (err != NULL) {
+        ca_decref(h);
+        return err;
+    }
+    return ca_loop_ready_push_steal(loop, h);
+}
+
 static inline ca_handle *ready_pop(ca_loop *loop) {
     ca_handle *h = loop->ready[loop->ready_head];
     loop->ready_head = (loop->ready_head + 1) & (loop->ready_cap - 1);
@@ -253,8 +262,12 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
     return ca_loop_ready_push_steal(loop, h);
 }
 
-ca_error *ca_loop_call_soon_step_error(ca_loop *loop) {
-    return loop->closed ? closed_error() : ca_error_new(&ca_MemoryError, NULL);
+ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc) {
+    if (loop->closed) return closed_error();
+    ca_handle *h = ca_handle_alloc(loop);
+    if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
+    ca_handle_set_step(h, task, exc);
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 ca_error *ca_loop_call_at(ca_loop *loop, int64_t when, ca_callback_fn fn, void *arg, ca_release_fn release,
@@ -596,7 +609,13 @@ static void run_once(ca_loop *loop) {
         while (loop->heap_len > 0) {
             if (loop->heap[0].when >= end_time) break;
             ca_handle *h = heap_pop(loop);
-            if (ca_loop_ready_push_steal(loop, h) != NULL) break;
+            /* Grown here, not through ca_loop_ready_push_grow: that call in
+             * the middle of run_once cost every iteration two instructions. */
+            if (CA_UNLIKELY(loop->ready_len == loop->ready_cap) && ca_loop_ready_grow(loop) != NULL) {
+                ca_decref(h);
+                break;
+            }
+            (void)ca_loop_ready_push_steal(loop, h); /* there is room: cannot fail */
         }
     }
 
