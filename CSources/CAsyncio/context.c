@@ -20,8 +20,7 @@ struct ca_ctxmap {
     ctx_item items[];
 };
 
-static void context_dealloc(ca_object *op);
-const ca_type ca_ContextType = {"Context", sizeof(ca_context), context_dealloc, NULL};
+const ca_type ca_ContextType = {"Context", sizeof(ca_context), ca_context_dealloc, NULL};
 
 /* MARK: - Maps */
 
@@ -111,7 +110,7 @@ static inline ca_context *context_alloc(ca_ctxmap *map_taken) {
     return c;
 }
 
-static void context_dealloc(ca_object *op) {
+void ca_context_dealloc(ca_object *op) {
     ca_context *c = (ca_context *)op;
     map_decref(c->map);
     ca_small_free(c, sizeof(ca_context));

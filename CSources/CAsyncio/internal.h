@@ -133,6 +133,15 @@ struct ca_context {
     bool entered;
 };
 
+/** Context's tp_dealloc (context.c). */
+void ca_context_dealloc(ca_object *op);
+
+/** ca_decref for a context, calling its dealloc without the generic type
+ *  walk: every task drops one. */
+static CA_ALWAYS_INLINE void ca_context_decref(ca_context *ctx) {
+    if (ctx != NULL && --ctx->ob_base.ob_refcnt == 0) ca_context_dealloc(&ctx->ob_base);
+}
+
 /** Copy of the current context, or NULL when it binds no variable (a
  *  private copy of an empty context needs no object). */
 static inline ca_context *ca_context_copy_current_or_null(void) {
@@ -562,6 +571,18 @@ static CA_ALWAYS_INLINE bool ca_coro_check_fast(const void *op) {
     if (CA_UNLIKELY(op == NULL)) return false;
     const ca_type *base = ((const ca_object *)op)->ob_type->tp_base;
     return base == &ca_CFrameType || base == &ca_CoroType || ca_coro_check(op);
+}
+
+/** The tp_dealloc of kit frames (coro.c). */
+void ca_cframe_dealloc(ca_object *op);
+
+/** ca_decref for a coroutine, calling a kit frame's dealloc without the
+ *  generic type walk: every task drops one. */
+static CA_ALWAYS_INLINE void ca_coro_decref(ca_coro *coro) {
+    if (coro == NULL || --coro->ob_base.ob_refcnt != 0) return;
+    const ca_type *t = coro->ob_base.ob_type;
+    if (CA_LIKELY(t->tp_dealloc == NULL && t->tp_base == &ca_CFrameType)) ca_cframe_dealloc(&coro->ob_base);
+    else ca_object_dealloc(&coro->ob_base);
 }
 
 /** Resumes a kit frame that is neither running nor closed, forwarding to

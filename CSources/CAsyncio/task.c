@@ -353,7 +353,7 @@ static ca_error *task_eager_start(ca_task *task) {
 static inline void close_coro(ca_coro *coro) {
     if (coro == NULL) return;
     if (ca_coro_check_fast(coro) && coro->co_state != CA_CORO_CLOSED) ca_coro_close(coro);
-    ca_decref(coro);
+    ca_coro_decref(coro);
 }
 
 ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts, ca_task **out) {
@@ -557,7 +557,9 @@ static void task_dealloc(ca_object *op) {
     close_coro(task->task_coro);
     task->task_coro = NULL;
     if (task->task_name != NULL) ca_free(task->task_name);
-    CA_CLEAR(task->task_context);
+    ca_context *ctx = task->task_context;
+    task->task_context = NULL;
+    ca_context_decref(ctx);
     if (CA_LIKELY(ca_future_head_is_plain((ca_future *)task))) CA_CLEAR(task->task_loop); /* clear_head's fast path */
     else ca_future_clear_head((ca_future *)task);
     ca_small_free(task, sizeof(ca_task));
