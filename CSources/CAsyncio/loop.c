@@ -38,17 +38,21 @@ int64_t ca_loop_time(const ca_loop *loop) { return loop->virtual_clock ? loop->v
 
 /* Drops the callback and what it holds (Handle.cancel / after _run). After
  * a run (`ran`), a task wakeup's ca_release_object is done without the
- * indirect call: every task step that a future's completion schedules. */
+ * indirect call: every task step that a future's completion schedules; and
+ * a handle only the ready queue still holds (run_once frees it next, nothing
+ * else can reach it) keeps its stale fields instead of having them cleared. */
 static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
     ca_context *ctx = h->h_ctx;
-    h->h_fn.fn = NULL;
-    h->h_release = NULL;
-    h->h_arg = NULL;
-    h->h_obj = NULL;
-    h->h_ctx = NULL;
+    if (!ran || h->ob_base.ob_refcnt != 1) {
+        h->h_fn.fn = NULL;
+        h->h_release = NULL;
+        h->h_arg = NULL;
+        h->h_obj = NULL;
+        h->h_ctx = NULL;
+    }
     if (release != NULL) {
         if (ran && release == ca_release_object) ca_decref(arg);
         else release(arg);
