@@ -282,8 +282,13 @@ static void gathering_finish(gathering_future *outer, ca_error *exc, ca_value va
     if (!outer->eager_pass) gathering_release_children(outer);
 }
 
+static void gather_child_done(gathering_future *outer, ca_future *fut);
+
 /* gather's _done_callback, registered on every distinct pending child and
- * called directly for the children that were done at creation. */
+ * called directly for the children that were done at creation. Its common
+ * case, a child with a result that is not the last, does nothing more than
+ * count it; gather_child_done has the rest of tasks.py's _done_callback, out
+ * of line so this part saves no registers. */
 static void gather_done_callback(ca_future *fut, void *arg) {
     gathering_future *outer = arg;
     outer->nfinished++;
@@ -291,7 +296,13 @@ static void gather_done_callback(ca_future *fut, void *arg) {
         ca_future_discard_from_awaited_by_inline(fut, (ca_future *)outer->cur_task);
         if (outer->nfinished == outer->nfuts) CA_CLEAR(outer->cur_task);
     }
+    if (CA_LIKELY(outer->published && outer->fut_state == CA_FUTURE_PENDING && fut->fut_state == CA_FUTURE_FINISHED &&
+                  fut->fut_exception == NULL && outer->nfinished != outer->nfuts))
+        return;
+    gather_child_done(outer, fut);
+}
 
+static __attribute__((noinline)) void gather_child_done(gathering_future *outer, ca_future *fut) {
     if (!outer->published || outer->fut_state != CA_FUTURE_PENDING) {
         if (fut->fut_state != CA_FUTURE_CANCELLED) mark_exception_retrieved(fut);
         return;

@@ -67,8 +67,9 @@ static inline void *ca_small_alloc(size_t size) {
 
 /** ca_small_alloc's fast path alone, for a `size` of 1..CA_SMALL_MAX: a
  *  block from the freelist, or NULL when it is empty (the caller's slow
- *  path then allocates with ca_small_alloc). Keeps the hottest inline paths free of calls, so the
- *  functions they are inlined into need no saved registers. */
+ *  path then allocates with ca_small_alloc). Keeps the hottest inline
+ *  paths free of calls, so the functions they are inlined into need no
+ *  saved registers. */
 static CA_ALWAYS_INLINE void *ca_small_alloc_pooled(size_t size) {
     size_t c = ca_small_class(size);
     ca_small_block *b = ca_small.head[c];
