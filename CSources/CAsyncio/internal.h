@@ -143,6 +143,22 @@ static CA_ALWAYS_INLINE void ca_context_decref(ca_context *ctx) {
     if (ctx != NULL && --ctx->ob_base.ob_refcnt == 0) ca_context_dealloc(&ctx->ob_base);
 }
 
+/** ca_context_copy_current with its common case inline: the current
+ *  context binds no variable, so the copy is a fresh empty context from the
+ *  freelist. Every task makes one. NULL when memory runs out. */
+static CA_ALWAYS_INLINE ca_context *ca_context_copy_current_inline(void) {
+    ca_context *cur = ca_ts.context;
+    ca_context *c;
+    if (CA_LIKELY(cur != NULL && cur->map == NULL && (c = ca_small_alloc_pooled(sizeof(ca_context))) != NULL)) {
+        ca_object_init(c, &ca_ContextType);
+        c->map = NULL;
+        c->prev = NULL;
+        c->entered = false;
+        return c;
+    }
+    return ca_context_copy_current();
+}
+
 /** Copy of the current context, or NULL when it binds no variable (a
  *  private copy of an empty context needs no object). */
 static inline ca_context *ca_context_copy_current_or_null(void) {

@@ -380,7 +380,7 @@ ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts,
     ca_future_init_head((ca_future *)t, loop);
     t->task_is_task = 1;
     t->task_coro = coro;
-    t->task_context = o.context ? ca_incref(o.context) : ca_context_copy_current();
+    t->task_context = o.context ? ca_incref(o.context) : ca_context_copy_current_inline();
     t->task_tid = ca_tstate_get()->thread_id; /* gettid(), cached */
     if (o.name != NULL) t->task_name = ca_strdup(o.name);
     else t->task_name_id = atomic_fetch_add_explicit(&task_name_counter, 1, memory_order_relaxed) + 1;
