@@ -40,6 +40,17 @@ static void report_error(ca_loop *loop, ca_error *err) {
     ca_decref(err);
 }
 
+/* fut.exception() of a done future, the common case inline: a result
+ * (log_tb is only ever set with an exception, so there is nothing to mark
+ * retrieved). Returns what ca_future_exception returns. */
+static inline ca_error *done_future_exception(ca_future *fut, ca_error **out) {
+    if (CA_LIKELY(fut->fut_state == CA_FUTURE_FINISHED && fut->fut_exception == NULL && fut->fut_loop != NULL)) {
+        *out = NULL;
+        return NULL;
+    }
+    return ca_future_exception(fut, out);
+}
+
 /* fut.exception(), only for its side effect of marking it retrieved. */
 static void mark_exception_retrieved(ca_future *fut) {
     ca_error *exc = NULL;
@@ -50,8 +61,10 @@ static void mark_exception_retrieved(ca_future *fut) {
 /*
  * set(items) in argument order: first[i] is the index of the first item
  * equal to items[i]. Uses `stack` (cap entries, >= 2 * n wanted) when big
- * enough; returns the array (ca_free it when it is not `stack`), NULL when
- * out of memory.
+ * enough; returns the array (dedup_free it), NULL when out of memory. Above
+ * the stack's size a hash table of 32-bit slots (index + 1, 0 = empty)
+ * follows the array in the same block: half the memory to clear and touch
+ * of a table of size_t.
  */
 #define DEDUP_STACK 32
 
@@ -60,6 +73,8 @@ static size_t dedup_table_cap(size_t n) {
     while (cap < 2 * n) cap <<= 1;
     return cap;
 }
+
+static size_t dedup_bytes(size_t n) { return n * sizeof(size_t) + dedup_table_cap(n) * sizeof(uint32_t); }
 
 static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
     if (n <= DEDUP_STACK / 2) {
@@ -70,23 +85,24 @@ static size_t *dedup_first(void *const *items, size_t n, size_t *stack) {
         }
         return stack;
     }
+    if (n >= UINT32_MAX) return NULL; /* more than the slots can number (and than memory holds) */
     size_t cap = dedup_table_cap(n);
-    size_t *first = ca_small_alloc((n + cap) * sizeof(size_t));
+    size_t *first = ca_small_alloc(dedup_bytes(n));
     if (first == NULL) return NULL;
-    size_t *table = first + n;
-    for (size_t k = 0; k < cap; k++) table[k] = SIZE_MAX;
+    uint32_t *table = (uint32_t *)(first + n);
+    memset(table, 0, cap * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
         uintptr_t h = (uintptr_t)items[i];
         size_t k = (size_t)((h >> 4) ^ (h >> 13)) & (cap - 1);
-        while (table[k] != SIZE_MAX && items[table[k]] != items[i]) k = (k + 1) & (cap - 1);
-        if (table[k] == SIZE_MAX) table[k] = i;
-        first[i] = table[k];
+        while (table[k] != 0 && items[table[k] - 1] != items[i]) k = (k + 1) & (cap - 1);
+        if (table[k] == 0) table[k] = (uint32_t)i + 1;
+        first[i] = table[k] - 1;
     }
     return first;
 }
 
 static void dedup_free(size_t *first, size_t *stack, size_t n) {
-    if (first != stack) ca_small_free(first, (n + dedup_table_cap(n)) * sizeof(size_t));
+    if (first != stack) ca_small_free(first, dedup_bytes(n));
 }
 
 /* _release_waiter(waiter, *args), as a done callback and as a timer callback. */
@@ -104,11 +120,19 @@ const ca_type ca_ResultListType = {"list", sizeof(ca_result_list), result_list_d
 
 static size_t result_list_bytes(size_t len) { return sizeof(ca_result_list) + len * sizeof(ca_value); }
 
-static ca_result_list *result_list_new(size_t len) {
+/* A list of `len` items left unset: the caller stores every one before
+ * anything else can see the list. NULL when out of memory. */
+static ca_result_list *result_list_alloc(size_t len) {
     ca_result_list *l = ca_small_alloc(result_list_bytes(len));
     if (l == NULL) return NULL;
     ca_object_init(l, &ca_ResultListType);
     l->len = len;
+    return l;
+}
+
+static ca_result_list *result_list_new(size_t len) {
+    ca_result_list *l = result_list_alloc(len);
+    if (l == NULL) return NULL;
     for (size_t i = 0; i < len; i++) l->items[i] = ca_none();
     return l;
 }
@@ -156,6 +180,17 @@ ca_error *ca_ensure_future(void *aw, ca_loop *loop, ca_future **out) {
     if (err != NULL) return err;
     *out = (ca_future *)task;
     return NULL;
+}
+
+/* ca_ensure_future with its common case inline, for gather's loop over its
+ * arguments: a Future or Task of `loop` (not NULL) is its own future. */
+static CA_ALWAYS_INLINE ca_error *ensure_future(void *aw, ca_loop *loop, ca_future **out) {
+    const ca_type *t = aw != NULL ? ((const ca_object *)aw)->ob_type : NULL;
+    if (CA_LIKELY((t == &ca_TaskType || t == &ca_FutureType) && ((ca_future *)aw)->fut_loop == loop)) {
+        *out = ca_incref((ca_future *)aw);
+        return NULL;
+    }
+    return ca_ensure_future(aw, loop, out);
 }
 
 /* MARK: - gather */
@@ -213,7 +248,7 @@ static bool gathering_cancel(ca_future *fut, const char *msg) {
 
 /* The list of results, in argument order, once every child is done. */
 static ca_error *gathering_collect(gathering_future *outer, ca_result_list **out) {
-    ca_result_list *results = result_list_new(outer->nchildren);
+    ca_result_list *results = result_list_alloc(outer->nchildren); /* the loop sets every item */
     if (results == NULL) return no_memory();
     for (size_t i = 0; i < outer->nchildren; i++) {
         ca_future *fut = outer->children[i];
@@ -224,7 +259,7 @@ static ca_error *gathering_collect(gathering_future *outer, ca_result_list **out
             continue;
         }
         ca_error *exc = NULL;
-        ca_decref(ca_future_exception(fut, &exc));
+        ca_decref(done_future_exception(fut, &exc));
         results->items[i] = exc != NULL ? ca_obj(exc) : ca_value_copy(&fut->fut_result);
     }
     *out = results;
@@ -247,16 +282,27 @@ static void gathering_finish(gathering_future *outer, ca_error *exc, ca_value va
     if (!outer->eager_pass) gathering_release_children(outer);
 }
 
+static void gather_child_done(gathering_future *outer, ca_future *fut);
+
 /* gather's _done_callback, registered on every distinct pending child and
- * called directly for the children that were done at creation. */
+ * called directly for the children that were done at creation. Its common
+ * case, a child with a result that is not the last, does nothing more than
+ * count it; gather_child_done has the rest of tasks.py's _done_callback, out
+ * of line so this part saves no registers. */
 static void gather_done_callback(ca_future *fut, void *arg) {
     gathering_future *outer = arg;
     outer->nfinished++;
     if (outer->cur_task != NULL) {
-        ca_future_discard_from_awaited_by(fut, (ca_future *)outer->cur_task);
+        ca_future_discard_from_awaited_by_inline(fut, (ca_future *)outer->cur_task);
         if (outer->nfinished == outer->nfuts) CA_CLEAR(outer->cur_task);
     }
+    if (CA_LIKELY(outer->published && outer->fut_state == CA_FUTURE_PENDING && fut->fut_state == CA_FUTURE_FINISHED &&
+                  fut->fut_exception == NULL && outer->nfinished != outer->nfuts))
+        return;
+    gather_child_done(outer, fut);
+}
 
+static __attribute__((noinline)) void gather_child_done(gathering_future *outer, ca_future *fut) {
     if (!outer->published || outer->fut_state != CA_FUTURE_PENDING) {
         if (fut->fut_state != CA_FUTURE_CANCELLED) mark_exception_retrieved(fut);
         return;
@@ -271,7 +317,7 @@ static void gather_done_callback(ca_future *fut, void *arg) {
             return;
         }
         ca_error *exc = NULL;
-        ca_decref(ca_future_exception(fut, &exc));
+        ca_decref(done_future_exception(fut, &exc));
         if (exc != NULL) {
             gathering_finish(outer, exc, ca_none());
             ca_decref(exc);
@@ -361,7 +407,7 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
             continue;
         }
         ca_future *fut;
-        err = ca_ensure_future(aws[i], loop, &fut);
+        err = ensure_future(aws[i], loop, &fut);
         if (err != NULL) break;
         if ((void *)fut != aws[i]) {
             /* A task made for a coroutine argument: the caller cannot
@@ -374,9 +420,9 @@ ca_error *ca_gather(ca_loop *loop, void *const *aws, size_t n, bool return_excep
             first[i] |= done_mark;
             continue;
         }
-        if (cur_task != NULL) err = ca_future_add_to_awaited_by(fut, (ca_future *)cur_task);
+        if (cur_task != NULL) err = ca_future_add_to_awaited_by_inline(fut, (ca_future *)cur_task);
         if (err == NULL)
-            err = ca_future_add_done_callback(fut, gather_done_callback, ca_incref(outer), ca_release_object, NULL);
+            err = ca_future_add_done_callback_current(fut, gather_done_callback, ca_incref(outer), ca_release_object);
     }
     if (err != NULL) {
         /* Children created so far keep running; their callbacks find the

@@ -20,8 +20,7 @@ struct ca_ctxmap {
     ctx_item items[];
 };
 
-static void context_dealloc(ca_object *op);
-const ca_type ca_ContextType = {"Context", sizeof(ca_context), context_dealloc, NULL};
+const ca_type ca_ContextType = {"Context", sizeof(ca_context), ca_context_dealloc, NULL};
 
 /* MARK: - Maps */
 
@@ -98,7 +97,7 @@ static ca_ctxmap *map_delete(const ca_ctxmap *m, const ca_contextvar *var, bool 
 
 /* MARK: - Contexts */
 
-static ca_context *context_alloc(ca_ctxmap *map_taken) {
+static inline ca_context *context_alloc(ca_ctxmap *map_taken) {
     ca_context *c = ca_small_alloc(sizeof(ca_context));
     if (c == NULL) {
         map_decref(map_taken);
@@ -111,7 +110,7 @@ static ca_context *context_alloc(ca_ctxmap *map_taken) {
     return c;
 }
 
-static void context_dealloc(ca_object *op) {
+void ca_context_dealloc(ca_object *op) {
     ca_context *c = (ca_context *)op;
     map_decref(c->map);
     ca_small_free(c, sizeof(ca_context));
@@ -131,8 +130,9 @@ ca_context *ca_context_current(void) {
 ca_context *ca_context_copy(ca_context *ctx) { return context_alloc(map_incref(ctx->map)); }
 
 ca_context *ca_context_copy_current(void) {
-    ca_context *cur = ca_context_current();
-    return cur ? ca_context_copy(cur) : NULL;
+    ca_context *cur = ca_ts.context;
+    if (CA_UNLIKELY(cur == NULL)) cur = ca_context_current();
+    return cur ? context_alloc(map_incref(cur->map)) : NULL;
 }
 
 

@@ -7,8 +7,7 @@
 #include <string.h>
 
 const ca_type ca_CoroType = {"coroutine", sizeof(ca_coro), NULL, NULL};
-static void cframe_dealloc(ca_object *op);
-const ca_type ca_CFrameType = {"cframe", sizeof(ca_cframe), cframe_dealloc, &ca_CoroType};
+const ca_type ca_CFrameType = {"cframe", sizeof(ca_cframe), ca_cframe_dealloc, &ca_CoroType};
 
 bool ca_coro_check(const void *op) {
     if (op == NULL) return false;
@@ -161,7 +160,7 @@ void ca_cframe_close(ca_coro *self) {
     cframe_release_suspension(cf);
 }
 
-static void cframe_dealloc(ca_object *op) {
+void ca_cframe_dealloc(ca_object *op) {
     ca_cframe *cf = (ca_cframe *)op;
     const ca_cframe_type *t = cframe_type_of(cf);
     if (cf->co.co_state != CA_CORO_CLOSED) ca_cframe_close(&cf->co);

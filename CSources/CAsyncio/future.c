@@ -54,7 +54,7 @@ static void list_free(ca_callback_list *l) { ca_small_free(l, list_bytes(l->cap)
  * call_soon, callback0 first, then the list in order. Slots are emptied
  * before each call_soon so nothing it triggers sees a half-moved entry. */
 ca_error *ca_future_schedule_callbacks_slow(ca_future *fut) {
-    if (fut->fut_is_task) ca_unregister_task((ca_task *)fut);
+    if (fut->fut_is_task) ca_unregister_task_inline((ca_task *)fut);
     ca_error *err = NULL;
     if (fut->fut_callback0.fn != NULL) {
         ca_callback cb = fut->fut_callback0;
@@ -510,16 +510,8 @@ void ca_future_drop_links(ca_future *fut) {
     future_drop_awaited_by(fut);
 }
 
-/* The common end of a future: a plain result, nothing else to drop but the
- * loop reference. */
-static inline bool future_head_is_plain(const ca_future *fut) {
-    return fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
-           fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL && fut->fut_cancelled_exc == NULL &&
-           fut->fut_awaited_by == NULL;
-}
-
 void ca_future_clear_head(ca_future *fut) {
-    if (CA_LIKELY(future_head_is_plain(fut))) {
+    if (CA_LIKELY(ca_future_head_is_plain(fut))) {
         CA_CLEAR(fut->fut_loop);
         return;
     }
@@ -539,7 +531,7 @@ static void future_dealloc(ca_object *op) {
         ca_future_finalize(fut);
         if (op->ob_refcnt > 0) return; /* resurrected by the exception handler */
     }
-    if (CA_LIKELY(future_head_is_plain(fut))) CA_CLEAR(fut->fut_loop); /* clear_head's fast path, inline */
+    if (CA_LIKELY(ca_future_head_is_plain(fut))) CA_CLEAR(fut->fut_loop); /* clear_head's fast path, inline */
     else ca_future_clear_head(fut);
     ca_small_free(fut, sizeof(ca_future));
 }

@@ -65,6 +65,21 @@ static inline void *ca_small_alloc(size_t size) {
     return ca_small_alloc_slow(size);
 }
 
+/** ca_small_alloc's fast path alone, for a `size` of 1..CA_SMALL_MAX: a
+ *  block from the freelist, or NULL when it is empty (the caller's slow
+ *  path then allocates with ca_small_alloc). Keeps the hottest inline
+ *  paths free of calls, so the functions they are inlined into need no
+ *  saved registers. */
+static CA_ALWAYS_INLINE void *ca_small_alloc_pooled(size_t size) {
+    size_t c = ca_small_class(size);
+    ca_small_block *b = ca_small.head[c];
+    if (CA_LIKELY(b != NULL)) {
+        ca_small.head[c] = b->next;
+        ca_small.count[c]--;
+    }
+    return b;
+}
+
 /** Returns a block obtained from ca_small_alloc with the same `size`. */
 static inline void ca_small_free(void *p, size_t size) {
     if (CA_LIKELY(p != NULL && size != 0 && size <= CA_SMALL_MAX)) {
@@ -118,6 +133,31 @@ struct ca_context {
     ca_context *prev;      /* the context current before enter */
     bool entered;
 };
+
+/** Context's tp_dealloc (context.c). */
+void ca_context_dealloc(ca_object *op);
+
+/** ca_decref for a context, calling its dealloc without the generic type
+ *  walk: every task drops one. */
+static CA_ALWAYS_INLINE void ca_context_decref(ca_context *ctx) {
+    if (ctx != NULL && --ctx->ob_base.ob_refcnt == 0) ca_context_dealloc(&ctx->ob_base);
+}
+
+/** ca_context_copy_current with its common case inline: the current
+ *  context binds no variable, so the copy is a fresh empty context from the
+ *  freelist. Every task makes one. NULL when memory runs out. */
+static CA_ALWAYS_INLINE ca_context *ca_context_copy_current_inline(void) {
+    ca_context *cur = ca_ts.context;
+    ca_context *c;
+    if (CA_LIKELY(cur != NULL && cur->map == NULL && (c = ca_small_alloc_pooled(sizeof(ca_context))) != NULL)) {
+        ca_object_init(c, &ca_ContextType);
+        c->map = NULL;
+        c->prev = NULL;
+        c->entered = false;
+        return c;
+    }
+    return ca_context_copy_current();
+}
 
 /** Copy of the current context, or NULL when it binds no variable (a
  *  private copy of an empty context needs no object). */
@@ -250,12 +290,9 @@ struct ca_loop {
     struct shield_link *shields;
 };
 
-/** A new handle of `loop` (a reference to the loop taken), every field
- *  written: a plain callback with no payload yet; NULL when memory runs out.
- *  Handles are the hottest allocation of all. */
-static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
-    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
-    if (CA_UNLIKELY(h == NULL)) return NULL;
+/** Initialises the block `h` as a handle of `loop` (a reference to the
+ *  loop taken), every field written: a plain callback with no payload yet. */
+static inline ca_handle *ca_handle_init(ca_handle *h, ca_loop *loop) {
     h->ob_base.ob_refcnt = 1;
     h->ob_base.ob_type = &ca_HandleType;
     h->h_loop = loop;
@@ -274,20 +311,33 @@ static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
     return h;
 }
 
+/** A new handle of `loop` (a reference to the loop taken), every field
+ *  written: a plain callback with no payload yet; NULL when memory runs out.
+ *  Handles are the hottest allocation of all. */
+static inline ca_handle *ca_handle_alloc(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc(sizeof(ca_handle));
+    return CA_LIKELY(h != NULL) ? ca_handle_init(h, loop) : NULL;
+}
+
+/** ca_handle_alloc from the freelist alone: NULL when it is empty (the
+ *  caller's slow path then uses ca_handle_alloc). */
+static CA_ALWAYS_INLINE ca_handle *ca_handle_alloc_pooled(ca_loop *loop) {
+    ca_handle *h = ca_small_alloc_pooled(sizeof(ca_handle));
+    return CA_LIKELY(h != NULL) ? ca_handle_init(h, loop) : NULL;
+}
+
 /** Doubles the ready queue (the slow path of ca_loop_ready_push_steal).
  *  MemoryError. */
 ca_error *ca_loop_ready_grow(ca_loop *loop);
 
+/** ca_loop_ready_push_steal for a full queue: grows it, then appends `h`
+ *  (dropped when the queue cannot grow: MemoryError). */
+ca_error *ca_loop_ready_push_grow(ca_loop *loop, ca_handle *h);
+
 /** Appends `h` to the ready queue, stealing the caller's reference (dropped
  *  when the queue cannot grow: MemoryError). */
 static inline ca_error *ca_loop_ready_push_steal(ca_loop *loop, ca_handle *h) {
-    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) {
-        ca_error *err = ca_loop_ready_grow(loop);
-        if (err != NULL) {
-            ca_decref(h);
-            return err;
-        }
-    }
+    if (CA_UNLIKELY(loop->ready_len == loop->ready_cap)) return ca_loop_ready_push_grow(loop, h);
     loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
     loop->ready_len++;
     return NULL;
@@ -306,7 +356,7 @@ static CA_ALWAYS_INLINE void ca_handle_set_done(ca_handle *h, ca_future *fut, ca
 }
 
 /** The rare paths of ca_loop_call_soon_done: a closed loop or debug mode
- *  (every check), or no memory for the handle (loop.c). */
+ *  (every check), or an empty handle freelist (loop.c). */
 ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn fn, void *arg,
                                       ca_release_fn release, ca_context *ctx_taken);
 
@@ -318,14 +368,40 @@ static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_done(ca_loop *loop, ca_futur
                                                          ca_release_fn release, ca_context *ctx_taken) {
     if (CA_UNLIKELY(loop->closed || loop->debug))
         return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
-    ca_handle *h = ca_handle_alloc(loop);
+    ca_handle *h = ca_handle_alloc_pooled(loop);
     if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_done_slow(loop, fut, fn, arg, release, ctx_taken);
     ca_handle_set_done(h, fut, fn, arg, release, ctx_taken);
     return ca_loop_ready_push_steal(loop, h);
 }
 
-/** call_soon(task.__step, exc, context=task_context). exc borrowed. */
-ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc);
+/** A ca_release_fn dropping the object reference a callback argument holds. */
+void ca_release_object(void *arg);
+
+/** Makes a fresh handle a task step: task.__step(exc) (task and exc get
+ *  new references). */
+static CA_ALWAYS_INLINE void ca_handle_set_step(ca_handle *h, ca_task *task, ca_error *exc) {
+    h->h_kind = CA_HANDLE_TASK_STEP;
+    h->h_obj = ca_incref(task);
+    if (exc != NULL) {
+        h->h_arg = ca_incref(exc);
+        h->h_release = ca_release_object;
+    }
+    h->h_ctx = ca_incref(task->task_context);
+}
+
+/** ca_loop_call_soon_step in full, for a closed loop (RuntimeError "Event
+ *  loop is closed") or an empty handle freelist (loop.c). */
+ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc);
+
+/** call_soon(task.__step, exc, context=task_context). exc borrowed. Inline
+ *  because every step of every task is scheduled here. Errors: RuntimeError
+ *  (closed loop), MemoryError. */
+static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
+    ca_handle *h = CA_LIKELY(!loop->closed) ? ca_handle_alloc_pooled(loop) : NULL;
+    if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_step_slow(loop, task, exc);
+    ca_handle_set_step(h, task, exc);
+    return ca_loop_ready_push_steal(loop, h);
+}
 
 /** The default error report for something that failed inside a callback. */
 void ca_loop_report_callback_error(ca_loop *loop, ca_handle *h, ca_error *err);
@@ -366,15 +442,28 @@ static inline ca_future *ca_future_new_inline(ca_loop *loop) {
     return fut;
 }
 
+/** unregister_task with its common case inline: a task of this thread
+ *  leaves the all-tasks list (a task that outlived its thread goes through
+ *  ca_unregister_task, which knows about orphans). */
+static CA_ALWAYS_INLINE void ca_unregister_task_inline(ca_task *task) {
+    ca_llist_node *n = &task->task_node;
+    if (n->next == NULL) return;
+    if (CA_UNLIKELY(task->task_tid == 0)) {
+        ca_unregister_task(task);
+        return;
+    }
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
 /** future_schedule_callbacks in full: the task leaves the all-tasks list,
  *  then every done callback goes through call_soon in order. */
 ca_error *ca_future_schedule_callbacks_slow(ca_future *fut);
 
-/** future_schedule_callbacks for a future that just completed: the common
- *  case, a plain future with at most one callback (a task waiting on it),
- *  is scheduled inline. */
-static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
-    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+/** The end of future_schedule_callbacks for a future with no callback
+ *  list: callback0, if any, goes through call_soon. */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callback0(ca_future *fut) {
     if (fut->fut_callback0.fn == NULL) return NULL;
     ca_callback cb = fut->fut_callback0;
     ca_context *ctx = fut->fut_context0;
@@ -383,19 +472,64 @@ static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
     return ca_loop_call_soon_done(fut->fut_loop, fut, cb.fn, cb.arg, cb.arg_release, ctx);
 }
 
+/** future_schedule_callbacks for a future that just completed: the common
+ *  case, a plain future with at most one callback (a task waiting on it),
+ *  is scheduled inline (a task's own end: task.c). */
+static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
+    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    return ca_future_schedule_callback0(fut);
+}
+
+/** The common case of add_done_callback: the first callback of a pending
+ *  future goes to the inline slot. */
+static CA_ALWAYS_INLINE bool ca_future_callback0_free(const ca_future *fut) {
+    return fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
+           fut->fut_callbacks == NULL;
+}
+
 /** add_done_callback(fn, context=ctx) with its common case inline: the
  *  first callback of a pending future (ctx borrowed, non-NULL; the release
  *  duty of `arg` is taken). Anything else goes through
  *  ca_future_add_done_callback, with its errors. */
 static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_inline(ca_future *fut, ca_done_fn fn, void *arg,
                                                                      ca_release_fn release, ca_context *ctx) {
-    if (CA_LIKELY(fut->fut_loop != NULL && fut->fut_state == CA_FUTURE_PENDING && fut->fut_callback0.fn == NULL &&
-                  fut->fut_callbacks == NULL)) {
+    if (CA_LIKELY(ca_future_callback0_free(fut))) {
         fut->fut_callback0 = (ca_callback){fn, arg, release};
         fut->fut_context0 = ca_incref(ctx);
         return NULL;
     }
     return ca_future_add_done_callback(fut, fn, arg, release, ctx);
+}
+
+/** add_done_callback(fn) in a copy of the current context (the NULL ctx of
+ *  ca_future_add_done_callback), its common case inline as above. */
+static CA_ALWAYS_INLINE ca_error *ca_future_add_done_callback_current(ca_future *fut, ca_done_fn fn, void *arg,
+                                                                      ca_release_fn release) {
+    if (CA_LIKELY(ca_future_callback0_free(fut))) {
+        fut->fut_callback0 = (ca_callback){fn, arg, release};
+        fut->fut_context0 = ca_context_copy_current_or_null();
+        return NULL;
+    }
+    return ca_future_add_done_callback(fut, fn, arg, release, NULL);
+}
+
+/** future_add_to_awaited_by with its common case inline: the first waiter
+ *  of a Future or Task takes the inline slot (a new reference). */
+static CA_ALWAYS_INLINE ca_error *ca_future_add_to_awaited_by_inline(ca_future *fut, ca_future *waiter) {
+    const ca_type *ft = fut->ob_base.ob_type, *wt = waiter->ob_base.ob_type;
+    if (CA_LIKELY(fut->fut_awaited_by == NULL && (ft == &ca_TaskType || ft == &ca_FutureType) &&
+                  (wt == &ca_TaskType || wt == &ca_FutureType))) {
+        fut->fut_awaited_by = ca_incref(waiter);
+        return NULL;
+    }
+    return ca_future_add_to_awaited_by(fut, waiter);
+}
+
+/** future_discard_from_awaited_by with its common case inline: `waiter`
+ *  holds the inline slot. */
+static CA_ALWAYS_INLINE void ca_future_discard_from_awaited_by_inline(ca_future *fut, ca_future *waiter) {
+    if (CA_LIKELY(fut->fut_awaited_by == (void *)waiter)) CA_CLEAR(fut->fut_awaited_by);
+    else ca_future_discard_from_awaited_by(fut, waiter);
 }
 
 /** fut.set_result(None) for a waiter future a sync primitive or queue
@@ -416,6 +550,13 @@ bool ca_future_cancel_impl(ca_future *fut, const char *msg);
 /** future_set_result / future_set_exception without the Task refusal. */
 ca_error *ca_future_set_result_impl(ca_future *fut, ca_value value);
 ca_error *ca_future_set_exception_impl(ca_future *fut, ca_error *exc);
+/** The common end of a future: a plain result, nothing else to drop but the
+ *  loop reference (ca_future_clear_head's fast path). */
+static inline bool ca_future_head_is_plain(const ca_future *fut) {
+    return fut->fut_callback0.fn == NULL && fut->fut_callbacks == NULL && fut->fut_exception == NULL &&
+           fut->fut_result.kind < CA_VALUE_PTR && fut->fut_cancel_msg == NULL && fut->fut_cancelled_exc == NULL &&
+           fut->fut_awaited_by == NULL;
+}
 /** Releases everything the shared head owns (for Future and Task dealloc). */
 void ca_future_clear_head(ca_future *fut);
 /** Releases the done callbacks (their arguments through their release
@@ -440,6 +581,26 @@ void ca_gather_break_cycles(ca_future *fut);
 void ca_shields_break_cycles(ca_loop *loop);
 
 /* MARK: - Coroutines (coro.c) */
+
+/** ca_coro_check with the common tests inlined: kit frames and direct
+ *  subtypes of the coroutine type. */
+static CA_ALWAYS_INLINE bool ca_coro_check_fast(const void *op) {
+    if (CA_UNLIKELY(op == NULL)) return false;
+    const ca_type *base = ((const ca_object *)op)->ob_type->tp_base;
+    return base == &ca_CFrameType || base == &ca_CoroType || ca_coro_check(op);
+}
+
+/** The tp_dealloc of kit frames (coro.c). */
+void ca_cframe_dealloc(ca_object *op);
+
+/** ca_decref for a coroutine, calling a kit frame's dealloc without the
+ *  generic type walk: every task drops one. */
+static CA_ALWAYS_INLINE void ca_coro_decref(ca_coro *coro) {
+    if (coro == NULL || --coro->ob_base.ob_refcnt != 0) return;
+    const ca_type *t = coro->ob_base.ob_type;
+    if (CA_LIKELY(t->tp_dealloc == NULL && t->tp_base == &ca_CFrameType)) ca_cframe_dealloc(&coro->ob_base);
+    else ca_object_dealloc(&coro->ob_base);
+}
 
 /** Resumes a kit frame that is neither running nor closed, forwarding to
  *  the coroutine it awaits first; `exc` (borrowed) is thrown in, NULL sends
@@ -471,8 +632,6 @@ typedef struct ca_strbuf {
 } ca_strbuf;
 void ca_strbuf_printf(ca_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/** A ca_release_fn dropping the object reference a callback argument holds. */
-void ca_release_object(void *arg);
 /** Python's repr() of a str: single quotes unless the text has a single
  *  quote and no double quote; backslash, the quote and control characters
  *  escaped. NULL prints None. */

@@ -38,17 +38,21 @@ int64_t ca_loop_time(const ca_loop *loop) { return loop->virtual_clock ? loop->v
 
 /* Drops the callback and what it holds (Handle.cancel / after _run). After
  * a run (`ran`), a task wakeup's ca_release_object is done without the
- * indirect call: every task step that a future's completion schedules. */
+ * indirect call: every task step that a future's completion schedules; and
+ * a handle only the ready queue still holds (run_once frees it next, nothing
+ * else can reach it) keeps its stale fields instead of having them cleared. */
 static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
     ca_context *ctx = h->h_ctx;
-    h->h_fn.fn = NULL;
-    h->h_release = NULL;
-    h->h_arg = NULL;
-    h->h_obj = NULL;
-    h->h_ctx = NULL;
+    if (!ran || h->ob_base.ob_refcnt != 1) {
+        h->h_fn.fn = NULL;
+        h->h_release = NULL;
+        h->h_arg = NULL;
+        h->h_obj = NULL;
+        h->h_ctx = NULL;
+    }
     if (release != NULL) {
         if (ran && release == ca_release_object) ca_decref(arg);
         else release(arg);
@@ -104,6 +108,15 @@ ca_error *ca_loop_ready_grow(ca_loop *loop) {
     loop->ready_head = 0;
     loop->ready_cap = cap;
     return NULL;
+}
+
+ca_error *ca_loop_ready_push_grow(ca_loop *loop, ca_handle *h) {
+    ca_error *err = ca_loop_ready_grow(loop);
+    if (err != NULL) {
+        ca_decref(h);
+        return err;
+    }
+    return ca_loop_ready_push_steal(loop, h);
 }
 
 static inline ca_handle *ready_pop(ca_loop *loop) {
@@ -253,19 +266,11 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
     return ca_loop_ready_push_steal(loop, h);
 }
 
-static void step_exc_release(void *exc) { ca_decref(exc); }
-
-ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
+ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc) {
     if (loop->closed) return closed_error();
     ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
-    h->h_kind = CA_HANDLE_TASK_STEP;
-    h->h_obj = ca_incref(task);
-    if (exc != NULL) {
-        h->h_arg = ca_incref(exc);
-        h->h_release = step_exc_release;
-    }
-    h->h_ctx = ca_incref(task->task_context);
+    ca_handle_set_step(h, task, exc);
     return ca_loop_ready_push_steal(loop, h);
 }
 
@@ -608,7 +613,13 @@ static void run_once(ca_loop *loop) {
         while (loop->heap_len > 0) {
             if (loop->heap[0].when >= end_time) break;
             ca_handle *h = heap_pop(loop);
-            if (ca_loop_ready_push_steal(loop, h) != NULL) break;
+            /* Grown here, not through ca_loop_ready_push_grow: that call in
+             * the middle of run_once cost every iteration two instructions. */
+            if (CA_UNLIKELY(loop->ready_len == loop->ready_cap) && ca_loop_ready_grow(loop) != NULL) {
+                ca_decref(h);
+                break;
+            }
+            (void)ca_loop_ready_push_steal(loop, h); /* there is room: cannot fail */
         }
     }
 

@@ -162,8 +162,7 @@ void ca_task_step_handle_run(ca_task *task, ca_error *exc) {
 /* task_wakeup: the done callback a task leaves on what it awaits. */
 static void task_wakeup(ca_future *fut, void *arg) {
     ca_task *task = arg;
-    if (CA_LIKELY(fut->fut_awaited_by == (void *)task)) CA_CLEAR(fut->fut_awaited_by);
-    else ca_future_discard_from_awaited_by(fut, (ca_future *)task);
+    ca_future_discard_from_awaited_by_inline(fut, (ca_future *)task);
     ca_error *exc = NULL;
     if (fut->fut_state != CA_FUTURE_FINISHED || fut->fut_exception != NULL) {
         ca_value ignored;
@@ -230,6 +229,20 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
     return NULL;
 }
 
+/* future_set_result for the task's own end, when its coroutine returned:
+ * the common case, a pending task with at most one done callback (what
+ * awaits it), leaves the all-tasks list and schedules that callback as
+ * future_schedule_callbacks does. Out of line: inlined, it slowed the steps
+ * that suspend (every step but the last). */
+static __attribute__((noinline)) ca_error *task_set_result(ca_task *task, ca_value value) {
+    if (CA_UNLIKELY(task->task_loop == NULL || task->task_state != CA_FUTURE_PENDING || task->task_callbacks != NULL))
+        return ca_future_set_result_impl((ca_future *)task, value);
+    task->task_result = value;
+    task->task_state = CA_FUTURE_FINISHED;
+    ca_unregister_task_inline(task);
+    return ca_future_schedule_callback0((ca_future *)task);
+}
+
 static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
     if (task->task_state != CA_FUTURE_PENDING) {
         char a[256];
@@ -263,7 +276,7 @@ static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
             ca_free(msg);
             return NULL;
         }
-        return ca_future_set_result_impl((ca_future *)task, r.value);
+        return task_set_result(task, r.value);
     case CA_CORO_RAISE:
         if (ca_error_matches(r.error, &ca_CancelledError)) {
             /* Save the original exception so we can chain it later. */
@@ -337,10 +350,10 @@ static ca_error *task_eager_start(ca_task *task) {
 
 /* MARK: - Construction */
 
-static void close_coro(ca_coro *coro) {
+static inline void close_coro(ca_coro *coro) {
     if (coro == NULL) return;
-    if (ca_coro_check(coro)) ca_coro_close(coro);
-    ca_decref(coro);
+    if (ca_coro_check_fast(coro) && coro->co_state != CA_CORO_CLOSED) ca_coro_close(coro);
+    ca_coro_decref(coro);
 }
 
 ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts, ca_task **out) {
@@ -351,7 +364,7 @@ ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts,
         close_coro(coro);
         return ca_error_new(&ca_RuntimeError, "no running event loop");
     }
-    if (!ca_coro_check(coro)) {
+    if (!ca_coro_check_fast(coro)) {
         ca_error *e = ca_error_format(&ca_TypeError, "a coroutine was expected, got %s",
                                       coro ? ((ca_object *)coro)->ob_type->tp_name : "None");
         ca_decref(coro);
@@ -367,8 +380,8 @@ ca_error *ca_task_new(ca_loop *loop, ca_coro *coro, const ca_task_options *opts,
     ca_future_init_head((ca_future *)t, loop);
     t->task_is_task = 1;
     t->task_coro = coro;
-    t->task_context = o.context ? ca_incref(o.context) : ca_context_copy_current();
-    t->task_tid = ca_thread_id();
+    t->task_context = o.context ? ca_incref(o.context) : ca_context_copy_current_inline();
+    t->task_tid = ca_tstate_get()->thread_id; /* gettid(), cached */
     if (o.name != NULL) t->task_name = ca_strdup(o.name);
     else t->task_name_id = atomic_fetch_add_explicit(&task_name_counter, 1, memory_order_relaxed) + 1;
     if (t->task_context == NULL || (o.name != NULL && t->task_name == NULL)) {
@@ -535,14 +548,19 @@ static void task_dealloc(ca_object *op) {
         ca_loop_call_exception_handler(task->task_loop, &c);
         if (--op->ob_refcnt != 0) return;
     }
-    ca_future_finalize((ca_future *)task);
-    if (op->ob_refcnt > 0) return;
-    ca_unregister_task(task);
+    if (CA_UNLIKELY(task->task_log_tb)) {
+        ca_future_finalize((ca_future *)task);
+        if (op->ob_refcnt > 0) return; /* resurrected by the exception handler */
+    }
+    ca_unregister_task_inline(task);
     CA_CLEAR(task->task_fut_waiter);
     close_coro(task->task_coro);
     task->task_coro = NULL;
-    ca_free(task->task_name);
-    CA_CLEAR(task->task_context);
-    ca_future_clear_head((ca_future *)task);
+    if (task->task_name != NULL) ca_free(task->task_name);
+    ca_context *ctx = task->task_context;
+    task->task_context = NULL;
+    ca_context_decref(ctx);
+    if (CA_LIKELY(ca_future_head_is_plain((ca_future *)task))) CA_CLEAR(task->task_loop); /* clear_head's fast path */
+    else ca_future_clear_head((ca_future *)task);
     ca_small_free(task, sizeof(ca_task));
 }
