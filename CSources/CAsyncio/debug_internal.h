@@ -59,8 +59,4 @@ void ca_debug_unregister_tstate(ca_tstate *ts);
 void ca_debug_register_loop(ca_loop *loop);
 void ca_debug_unregister_loop(ca_loop *loop);
 
-/** Unlinks an orphaned task (task_tid == 0) from the orphan list under the
- *  registry lock: orphans are finished or freed by any thread. */
-void ca_debug_unlink_orphan(ca_task *task);
-
 #endif

@@ -442,14 +442,17 @@ static inline ca_future *ca_future_new_inline(ca_loop *loop) {
     return fut;
 }
 
-/** unregister_task with its common case inline: a task of this thread
- *  leaves the all-tasks list (a task that outlived its thread goes through
- *  ca_unregister_task, which knows about orphans). */
+/** Unlinks an orphaned task (task_tid == 0) from the orphan list under the
+ *  registry lock: orphans are finished or freed by any thread (debug_offsets.c). */
+void ca_debug_unlink_orphan(ca_task *task);
+
+/** ca_unregister_task, inline: the task leaves its thread's all-tasks list
+ *  (a task that outlived its thread leaves the orphans' list instead). */
 static CA_ALWAYS_INLINE void ca_unregister_task_inline(ca_task *task) {
     ca_llist_node *n = &task->task_node;
     if (n->next == NULL) return;
     if (CA_UNLIKELY(task->task_tid == 0)) {
-        ca_unregister_task(task);
+        ca_debug_unlink_orphan(task);
         return;
     }
     n->prev->next = n->next;

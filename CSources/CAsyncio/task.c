@@ -27,17 +27,7 @@ void ca_register_task(ca_task *task) {
     head->prev = &task->task_node;
 }
 
-void ca_unregister_task(ca_task *task) {
-    ca_llist_node *n = &task->task_node;
-    if (n->next == NULL) return;
-    if (CA_UNLIKELY(task->task_tid == 0)) {
-        ca_debug_unlink_orphan(task);
-        return;
-    }
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->next = n->prev = NULL;
-}
+void ca_unregister_task(ca_task *task) { ca_unregister_task_inline(task); }
 
 static inline ca_task *task_of_node(ca_llist_node *n) {
     return (ca_task *)((char *)n - offsetof(ca_task, task_node));
