@@ -131,6 +131,12 @@ struct ca_error *ca_loop_stop_threadsafe(ca_loop *loop);
  *  coroutines of the loop's tasks still pending (they can never resume) and
  *  cuts the reference cycles they, their done callbacks, gathers and shields
  *  form, which CPython's GC would collect; then releases the backend.
+ *  Default-executor jobs still queued are dropped; one already running in a
+ *  worker thread is waited for, because its argument (a buffer, a file) is
+ *  in use there — where CPython's close() returns at once and leaves the
+ *  thread running. So a job that never returns makes close() never return:
+ *  bound such jobs yourself (ca_loop_shutdown_default_executor under a
+ *  timeout tells when they are done).
  *  RuntimeError "Cannot close a running event loop"; idempotent. */
 struct ca_error *ca_loop_close(ca_loop *loop);
 

@@ -216,6 +216,11 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     /// `close()`: drops pending callbacks and timers and releases the I/O
     /// backend; tasks still pending are destroyed (their bodies unwind with
     /// `GeneratorExit` thrown at their await). Idempotent.
+    ///
+    /// Unlike CPython's, it waits for a default-executor job already running
+    /// on a worker thread (``runInExecutor(_:)``, file operations on the epoll
+    /// backend), whose buffers are in use there: a job that never returns
+    /// keeps `close()` from returning. Jobs still queued are dropped.
     /// - Throws: ``AsyncioError`` (`RuntimeError`) while the loop runs.
     public nonisolated func close() throws {
         try withLoopWindow(core) { try ErrorBridge.check(ca_loop_close(core.loop)) }
