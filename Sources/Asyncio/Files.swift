@@ -50,10 +50,20 @@ public final class AsyncFile: @unchecked Sendable {
     /// The running loop, which must be the file's; a closed file refuses
     /// further operations with `EBADF` (its number may mean another file).
     private func usableLoop(_ what: String) throws -> OpaquePointer {
-        let loop = try runningCLoop()
-        checkConfined(loop: self.loop)
-        precondition(loop == self.loop, "AsyncFile used from another event loop than the one that opened it")
+        let loop = try ownLoop()
         if closed { throw OSError(errno: EBADF, message: "[Errno 9] Bad file descriptor: \(what) on a closed AsyncFile") }
+        return loop
+    }
+
+    /// The running loop when it is the file's (running on this thread, so
+    /// the file is used where it is confined); `RuntimeError` otherwise, as
+    /// asyncio refuses a future attached to a different loop.
+    private func ownLoop() throws -> OpaquePointer {
+        let loop = try runningCLoop()
+        guard loop == self.loop else {
+            throw AsyncioError(typeName: "RuntimeError",
+                               message: "AsyncFile used from another event loop than the one that opened it")
+        }
         return loop
     }
 
@@ -71,7 +81,11 @@ public final class AsyncFile: @unchecked Sendable {
 
     /// Reads up to `count` bytes at `offset` (nil: at the file position,
     /// which moves); an empty array at end of file.
+    ///
+    /// - Throws: ``AsyncioError`` (`ValueError`) unless `count` is positive,
+    ///   (`RuntimeError`) on another loop than the file's; ``OSError``.
     nonisolated(nonsending) public func read(upTo count: Int, at offset: Int64? = nil) async throws -> [UInt8] {
+        guard count > 0 else { throw AsyncioError(typeName: "ValueError", message: "nbytes must be positive") }
         let loop = try usableLoop("read")
         var out: UnsafeMutablePointer<ca_future>?
         try ErrorBridge.check(ca_loop_file_read(loop, fd, count, offset ?? -1, &out))
@@ -113,8 +127,7 @@ public final class AsyncFile: @unchecked Sendable {
     /// Closes the file, after the operations still in flight on it (a
     /// cancelled one included) have finished; a second call does nothing.
     nonisolated(nonsending) public func close() async throws {
-        let loop = try runningCLoop()
-        checkConfined(loop: self.loop)
+        let loop = try ownLoop()
         if closed { return }
         closed = true
         var out: UnsafeMutablePointer<ca_future>?

@@ -42,6 +42,68 @@ struct AsyncFileTests {
         }
     }
 
+    @Test("an AsyncFile used on another loop than its own throws RuntimeError and stays usable on its own")
+    func otherLoopRefused() async throws {
+        let path = tempPath()
+        defer { unlink(path) }
+        let (refusals, back) = try await onThread { () throws -> ([String], [UInt8]) in
+            let home = try makeIOLoop(.epoll)
+            let other = try makeIOLoop(.epoll)
+            defer {
+                try? home.close()
+                try? other.close()
+            }
+            let file = try home.runUntilComplete {
+                let f = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT | O_TRUNC, mode: 0o600)
+                try await f.write([1, 2, 3], at: 0)
+                return f
+            }
+            let refusals = try other.runUntilComplete { () async throws -> [String] in
+                var seen: [String] = []
+                for attempt in ["read", "write", "fsync", "close"] {
+                    do {
+                        switch attempt {
+                        case "read": _ = try await file.read(upTo: 3, at: 0)
+                        case "write": try await file.write([9], at: 0)
+                        case "fsync": try await file.fsync()
+                        default: try await file.close()
+                        }
+                        seen.append("\(attempt): no error")
+                    } catch let e as AsyncioError {
+                        seen.append("\(attempt): \(e.typeName)")
+                    }
+                }
+                return seen
+            }
+            let back = try home.runUntilComplete { () async throws -> [UInt8] in
+                let bytes = try await file.read(upTo: 3, at: 0)
+                try await file.close()
+                return bytes
+            }
+            return (refusals, back)
+        }
+        #expect(refusals == ["read: RuntimeError", "write: RuntimeError", "fsync: RuntimeError", "close: RuntimeError"])
+        #expect(back == [1, 2, 3])
+    }
+
+    @Test("read(upTo:) of zero or a negative count throws ValueError", arguments: [0, -1, Int.min])
+    func readCountMustBePositive(count: Int) async throws {
+        let path = tempPath()
+        defer { unlink(path) }
+        let message = try await runIO(.epoll) { () async throws -> String? in
+            let f = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT | O_TRUNC, mode: 0o600)
+            var message: String?
+            do {
+                _ = try await f.read(upTo: count)
+            } catch let e as AsyncioError where e.typeName == "ValueError" {
+                message = e.message
+            }
+            try await f.close()
+            return message
+        }
+        #expect(message == "nbytes must be positive")
+    }
+
     /// How many of this process's fds are open on `path` (/proc/self/fd).
     func fdsOpen(on path: String) -> Int {
         guard let dir = opendir("/proc/self/fd") else { return -1 }
