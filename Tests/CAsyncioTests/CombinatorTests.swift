@@ -272,6 +272,28 @@ struct CombinatorTests {
         }
     }
 
+    @Test("repeated arguments among more than 16 share one child each and fill every position, in order")
+    func gatherDeduplicatesManyArguments() throws {
+        // Above 16 arguments gather finds the repeats with a hash table
+        // rather than by comparing every pair.
+        try withLoop { t in
+            let fs = (0..<20).map { _ in t.future() }
+            defer { fs.forEach { decref($0) } }
+            let order = (0..<40).map { ($0 * 7) % 20 }
+            let g = try t.gather(order.map { Comb.raw(fs[$0]) }, returnExceptions: true)
+            defer { decref(g) }
+            // One done callback per distinct child.
+            #expect(fs.allSatisfy { ca_future_get_callbacks($0, nil, 0) == 1 })
+            for (i, f) in fs.enumerated() {
+                if i == 3 { _ = ca_future_cancel(f, "c") }
+                else if i == 5 { Comb.setException(f, "ValueError", "v") }
+                else { expectOK(ca_future_set_result(f, ca_int(Int64(i)))) }
+            }
+            #expect(t.runUntilComplete(g) == nil)
+            #expect(Comb.list(g) == order.map { $0 == 3 ? "CancelledError(\"c\")" : $0 == 5 ? "ValueError(\"v\")" : "\($0)" })
+        }
+    }
+
     @Test("gather() without arguments is an already done future with an empty list")
     func gatherWithoutArgumentsIsDone() throws {
         try withLoop { t in

@@ -135,6 +135,20 @@ struct TaskTests {
         }
     }
 
+    @Test("a task whose first done callback was removed runs the callbacks added after it, in order, when it ends")
+    func taskDoneCallbacksAfterRemovedFirst() throws {
+        try withLoop { t in
+            let task = try t.task(ts_coro_return_int(1))
+            defer { decref(task) }
+            let ps = (1...3).map { t.probe(Int64($0)) }
+            for p in ps { expectOK(ca_future_add_done_callback(fut(task), ts_probe_done, p, ts_probe_release, nil)) }
+            #expect(ca_future_remove_done_callback(fut(task), ts_probe_done, ps[0]) == 1)
+            t.run(iterations: 2)
+            #expect(t.log == [2, 3])
+            #expect(ps.map { $0.pointee.releases } == [1, 1, 1])
+        }
+    }
+
     // MARK: - Bad awaits (item 20)
 
     @Test("awaiting a future of another loop throws RuntimeError '... attached to a different loop' into the coroutine")
