@@ -390,14 +390,15 @@ static CA_ALWAYS_INLINE void ca_handle_set_step(ca_handle *h, ca_task *task, ca_
 }
 
 /** ca_loop_call_soon_step in full, for a closed loop (RuntimeError "Event
- *  loop is closed") or an empty handle freelist (loop.c). */
+ *  loop is closed"), debug mode (call_soon's thread check) or an empty
+ *  handle freelist (loop.c). */
 ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc);
 
 /** call_soon(task.__step, exc, context=task_context). exc borrowed. Inline
  *  because every step of every task is scheduled here. Errors: RuntimeError
- *  (closed loop), MemoryError. */
+ *  (closed loop; in debug mode, another thread than the loop's), MemoryError. */
 static CA_ALWAYS_INLINE ca_error *ca_loop_call_soon_step(ca_loop *loop, ca_task *task, ca_error *exc) {
-    ca_handle *h = CA_LIKELY(!loop->closed) ? ca_handle_alloc_pooled(loop) : NULL;
+    ca_handle *h = CA_LIKELY(!loop->closed && !loop->debug) ? ca_handle_alloc_pooled(loop) : NULL;
     if (CA_UNLIKELY(h == NULL)) return ca_loop_call_soon_step_slow(loop, task, exc);
     ca_handle_set_step(h, task, exc);
     return ca_loop_ready_push_steal(loop, h);

@@ -267,7 +267,8 @@ ca_error *ca_loop_call_soon_done_slow(ca_loop *loop, ca_future *fut, ca_done_fn 
 }
 
 ca_error *ca_loop_call_soon_step_slow(ca_loop *loop, ca_task *task, ca_error *exc) {
-    if (loop->closed) return closed_error();
+    ca_error *err = loop->closed ? closed_error() : check_thread(loop);
+    if (err != NULL) return err;
     ca_handle *h = ca_handle_alloc(loop);
     if (h == NULL) return ca_error_new(&ca_MemoryError, NULL);
     ca_handle_set_step(h, task, exc);

@@ -229,6 +229,12 @@ void ts_inside_call(void *arg) {
     case TS_OP_CALL_SOON_FROM_THREAD:
         in->error = ts_call_soon_from_thread(in->loop);
         break;
+    case TS_OP_CREATE_TASK_FROM_THREAD: {
+        ca_coro *coro = in->coro;
+        in->coro = NULL;
+        in->error = ts_create_task_from_thread(in->loop, coro, &in->task);
+        break;
+    }
     case TS_OP_TASK_API: {
         ca_task *prev = NULL;
         in->enter_a_error = ca_enter_task(in->loop, in->task_a);

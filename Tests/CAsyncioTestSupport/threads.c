@@ -232,6 +232,29 @@ ca_error *ts_call_soon_from_thread(ca_loop *loop) {
     return c.error;
 }
 
+typedef struct wrong_thread_task {
+    ca_loop *loop;
+    ca_coro *coro;
+    ca_task *task;
+    ca_error *error;
+} wrong_thread_task;
+
+static void *wrong_thread_task_main(void *arg) {
+    wrong_thread_task *c = arg;
+    c->error = ca_task_new(c->loop, c->coro, NULL, &c->task);
+    return NULL;
+}
+
+ca_error *ts_create_task_from_thread(ca_loop *loop, ca_coro *coro, ca_task **task) {
+    wrong_thread_task c = {loop, coro, NULL, NULL};
+    *task = NULL;
+    pthread_t th;
+    if (pthread_create(&th, NULL, wrong_thread_task_main, &c) != 0) return NULL;
+    pthread_join(th, NULL);
+    *task = c.task;
+    return c.error;
+}
+
 /* MARK: - call_soon_threadsafe from a fresh thread */
 
 typedef struct foreign_post {

@@ -562,6 +562,27 @@ struct LoopTests {
         }
     }
 
+    @Test("debug mode: creating a task from another thread raises the same RuntimeError and never runs the coroutine")
+    func createTaskFromWrongThreadInDebug() throws {
+        try withLoop(debug: true) { t in
+            let inside = t.buffer(ts_inside.self)
+            defer { ts_inside_clear(inside) }
+            inside.pointee.loop = t.loop
+            inside.pointee.op = Int32(TS_OP_CREATE_TASK_FROM_THREAD.rawValue)
+            let seen = t.buffer(ts_task_seen.self)
+            defer { ts_task_seen_clear(seen) }
+            inside.pointee.coro = ts_coro_record_task(seen)
+            expectOK(ca_loop_call_soon(t.loop, ts_inside_call, inside, nil, nil, nil))
+            t.runOnce()
+            let err = inside.pointee.error.map { ErrorInfo($0) }
+            #expect(err?.type == "RuntimeError")
+            #expect(err?.message == "Non-thread-safe operation invoked on an event loop other than the current one")
+            #expect(inside.pointee.task == nil)
+            t.runOnce()
+            #expect(!seen.pointee.ran, "the coroutine never ran")
+        }
+    }
+
     // MARK: - Backend and clock
 
     @Test("the I/O backend is io_uring or epoll")

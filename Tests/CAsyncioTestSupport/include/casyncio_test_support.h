@@ -171,6 +171,7 @@ typedef enum ts_op {
     TS_OP_CALL_SOON_FROM_THREAD = 5, /* ca_loop_call_soon(loop) from a new thread, joined */
     TS_OP_CREATE_EAGER_TASK = 6,  /* create_task(coro, eager_start=1) from a callback */
     TS_OP_TASK_API = 7,           /* enter/leave/swap_current_task with task_a and task_b */
+    TS_OP_CREATE_TASK_FROM_THREAD = 8, /* ca_task_new(loop, coro) from a new thread, joined */
 } ts_op;
 
 /** The argument of ts_inside_call: what to do and what was seen. */
@@ -263,6 +264,9 @@ void ts_loop_thread_free(ts_loop_thread *t);
 /** Calls ca_loop_call_soon(loop, <no-op>) from a new thread, joins it and
  *  returns the error that call returned. */
 ca_error *ts_call_soon_from_thread(ca_loop *loop);
+/** ca_task_new(loop, coro (taken)) from a new thread, joined; its error, and
+ *  in *task the task made (owned; NULL on error). */
+ca_error *ts_create_task_from_thread(ca_loop *loop, ca_coro *coro, ca_task **task);
 
 /** Calls ca_loop_call_soon_threadsafe(loop, fn, arg, NULL) from a new
  *  thread, joins it and returns the error that call returned. */
