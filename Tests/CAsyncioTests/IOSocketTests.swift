@@ -384,7 +384,11 @@ struct IOSocketTests {
             #expect(bytesResult(f!) == bytes("late"))
             decref(f)
 
-            // More than the socket buffers hold, to a peer not reading yet.
+            // More than the socket buffers hold (made small, whatever the
+            // machine's defaults), to a peer not reading yet.
+            var small: Int32 = 16384
+            #expect(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size)) == 0)
+            #expect(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size)) == 0)
             let size = 1 << 20
             let data = ca_bytes_new(size)!
             defer { decref(data) }
