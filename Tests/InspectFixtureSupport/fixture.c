@@ -287,7 +287,10 @@ int if_run_tree(if_at_rest_fn at_rest, void *arg) {
 
     pthread_t other;
     if (pthread_create(&other, NULL, other_thread_main, NULL) != 0) return 1;
-    while (atomic_load(&st.other_loop) == NULL) usleep(100);
+    /* Until the other loop is at rest its tasks spawn and record roles in
+     * st.sc, as this thread is about to: wait (ThreadSanitizer saw the
+     * two threads write the role list at once). */
+    while (atomic_load(&st.other_ready) == 0) usleep(100);
 
     ca_task *main_task = spawn(loop, ca_cframe_new(&main_type, sizeof(main_frame)), "main");
     add_role("main", main_task);
