@@ -50,21 +50,6 @@ void ca_small_free_slow(void *p, size_t size);
 
 static inline size_t ca_small_class(size_t size) { return (size + 15) / 16 - 1; }
 
-/** Allocates `size` bytes from the calling thread's size-class freelist
- *  (falls back to ca_malloc). Blocks up to CA_SMALL_MAX bytes are pooled. */
-static inline void *ca_small_alloc(size_t size) {
-    if (CA_LIKELY(size != 0 && size <= CA_SMALL_MAX)) {
-        size_t c = ca_small_class(size);
-        ca_small_block *b = ca_small.head[c];
-        if (CA_LIKELY(b != NULL)) {
-            ca_small.head[c] = b->next;
-            ca_small.count[c]--;
-            return b;
-        }
-    }
-    return ca_small_alloc_slow(size);
-}
-
 /** ca_small_alloc's fast path alone, for a `size` of 1..CA_SMALL_MAX: a
  *  block from the freelist, or NULL when it is empty (the caller's slow
  *  path then allocates with ca_small_alloc). Keeps the hottest inline
@@ -78,6 +63,16 @@ static CA_ALWAYS_INLINE void *ca_small_alloc_pooled(size_t size) {
         ca_small.count[c]--;
     }
     return b;
+}
+
+/** Allocates `size` bytes from the calling thread's size-class freelist
+ *  (falls back to ca_malloc). Blocks up to CA_SMALL_MAX bytes are pooled. */
+static inline void *ca_small_alloc(size_t size) {
+    if (CA_LIKELY(size != 0 && size <= CA_SMALL_MAX)) {
+        void *b = ca_small_alloc_pooled(size);
+        if (CA_LIKELY(b != NULL)) return b;
+    }
+    return ca_small_alloc_slow(size);
 }
 
 /** Returns a block obtained from ca_small_alloc with the same `size`. */
