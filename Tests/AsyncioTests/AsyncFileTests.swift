@@ -104,23 +104,6 @@ struct AsyncFileTests {
         #expect(message == "nbytes must be positive")
     }
 
-    /// How many of this process's fds are open on `path` (/proc/self/fd).
-    func fdsOpen(on path: String) -> Int {
-        guard let dir = opendir("/proc/self/fd") else { return -1 }
-        defer { closedir(dir) }
-        var n = 0
-        while let e = readdir(dir) {
-            // A dirent is as long as its name, not sizeof(dirent): copying `d_name` (256 bytes) reads past
-            // a short last record, so the name is read in place up to its NUL.
-            let name = String(cString: (UnsafeRawPointer(e) + MemoryLayout<dirent>.offset(of: \.d_name)!)
-                .assumingMemoryBound(to: CChar.self))
-            var target = [CChar](repeating: 0, count: 4096)
-            let len = readlink("/proc/self/fd/" + name, &target, target.count - 1)
-            if len > 0, String(decoding: target.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) == path { n += 1 }
-        }
-        return n
-    }
-
     @Test("close() after a cancelled read still blocked waits for that read, then closes; the closed file refuses reads with EBADF",
           arguments: IOBackend.allCases)
     func closeWaitsForCancelledRead(backend: IOBackend) async throws {
@@ -144,13 +127,13 @@ struct AsyncFileTests {
             let closing = try createTask { try await file.close() }
             try await sleep(0.02)
             let waited = !closing.isDone
-            let openWhileWaiting = self.fdsOpen(on: fifo)
+            let openWhileWaiting = Int(ts_fds_open_on(fifo))
             _ = write(writer, "abc", 3)
             try await waitUntil("close() returning once the read was done") { closing.isDone }
             _ = try closing.result()
             var refused: Int32 = 0
             do { _ = try await file.read(upTo: 1) } catch let e as OSError { refused = e.errno }
-            return (ca_loop_files_use_ring(ca_get_running_loop()), waited, openWhileWaiting, self.fdsOpen(on: fifo), refused)
+            return (ca_loop_files_use_ring(ca_get_running_loop()), waited, openWhileWaiting, Int(ts_fds_open_on(fifo)), refused)
         }
         if !onRing {
             // a worker thread cannot be interrupted: its read(2) still uses the fd
@@ -167,10 +150,10 @@ struct AsyncFileTests {
         defer { unlink(path) }
         let (before, after) = try await runIO(backend) { () async throws -> (Int, Int) in
             var file: AsyncFile? = try await AsyncFile.open(path, flags: O_RDWR | O_CREAT, mode: 0o600)
-            let before = self.fdsOpen(on: path)
+            let before = Int(ts_fds_open_on(path))
             _ = file?.fd
             file = nil
-            return (before, self.fdsOpen(on: path))
+            return (before, Int(ts_fds_open_on(path)))
         }
         #expect(before == 1)
         #expect(after == 0)

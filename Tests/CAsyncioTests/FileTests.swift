@@ -210,6 +210,30 @@ struct FileTests {
         }
     }
 
+    /// Opens the FIFO `fifo` through the loop, starts a read on it that blocks
+    /// (nothing written yet) and cancels that read while it is still blocked:
+    /// in the kernel, or in read(2) on a worker thread, which is waited for
+    /// (a loaded machine may start it late). Returns the loop's fd and a
+    /// writer fd the caller closes; nil (recorded) when the open failed.
+    func cancelledBlockedRead(_ l: IOLoop, _ fifo: String) -> (fd: Int32, writer: Int32)? {
+        guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
+            Issue.record("open failed")
+            return nil
+        }
+        let fd = Int32(fd64)
+        let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
+        #expect(writer >= 0)
+        var fr: FuturePtr?
+        expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
+        l.runFor(0.02)
+        if !ca_loop_files_use_ring(l.loop) {
+            _ = l.runUntil(timeout: 10) { ts_thread_in_read(fd) != 0 }
+        }
+        #expect(ca_future_cancel(fr!, nil))
+        decref(fr)
+        return (fd, writer)
+    }
+
     @Test("a close after a cancelled read that is still blocked keeps the fd open until the read has finished",
           arguments: IOBackend.allCases)
     func closeWaitsForCancelledRead(backend: IOBackend) throws {
@@ -217,24 +241,9 @@ struct FileTests {
             let fifo = tempPath("fifo")
             #expect(mkfifo(fifo, 0o600) == 0)
             defer { unlink(fifo) }
-            guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
-                Issue.record("open failed")
-                return
-            }
-            let fd = Int32(fd64)
-            let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
-            #expect(writer >= 0)
+            guard let (fd, writer) = cancelledBlockedRead(l, fifo) else { return }
             defer { Glibc.close(writer) }
-            var fr: FuturePtr?, fc: FuturePtr?
-            expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
-            // the read blocks: in the kernel, or in read(2) on a worker thread,
-            // which is waited for (a loaded machine may start it late)
-            l.runFor(0.02)
-            if !ca_loop_files_use_ring(l.loop) {
-                _ = l.runUntil(timeout: 10) { ts_thread_in_read(fd) != 0 }
-            }
-            #expect(ca_future_cancel(fr!, nil))
-            decref(fr)
+            var fc: FuturePtr?
             expectOK(ca_loop_file_close(l.loop, fd, &fc))
             defer { decref(fc) }
             l.runFor(0.02)
@@ -257,22 +266,8 @@ struct FileTests {
             let fifo = tempPath("fifo")
             #expect(mkfifo(fifo, 0o600) == 0)
             defer { unlink(fifo) }
-            guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
-                Issue.record("open failed")
-                return
-            }
-            let fd = Int32(fd64)
-            let writer = Glibc.open(fifo, O_RDWR | O_CLOEXEC)
-            #expect(writer >= 0)
+            guard let (fd, writer) = cancelledBlockedRead(l, fifo) else { return }
             defer { Glibc.close(writer) }
-            var fr: FuturePtr?
-            expectOK(ca_loop_file_read(l.loop, fd, 16, -1, &fr))
-            l.runFor(0.02)
-            if !ca_loop_files_use_ring(l.loop) {
-                _ = l.runUntil(timeout: 10) { ts_thread_in_read(fd) != 0 }
-            }
-            #expect(ca_future_cancel(fr!, nil))
-            decref(fr)
             ca_loop_file_close_later(l.loop, fd)
             l.runFor(0.02)
             if !ca_loop_files_use_ring(l.loop) {
