@@ -472,10 +472,11 @@ static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callback0(ca_future *fut) {
 }
 
 /** future_schedule_callbacks for a future that just completed: the common
- *  case, a plain future with at most one callback (a task waiting on it),
- *  is scheduled inline (a task's own end: task.c). */
+ *  case, a future or task with at most one callback (a task waiting on it),
+ *  is scheduled inline; a task leaves the all-tasks list first. */
 static CA_ALWAYS_INLINE ca_error *ca_future_schedule_callbacks(ca_future *fut) {
-    if (CA_UNLIKELY(fut->fut_is_task || fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (CA_UNLIKELY(fut->fut_callbacks != NULL)) return ca_future_schedule_callbacks_slow(fut);
+    if (fut->fut_is_task) ca_unregister_task_inline((ca_task *)fut);
     return ca_future_schedule_callback0(fut);
 }
 

@@ -219,20 +219,6 @@ static ca_error *task_step_handle_result_impl(ca_task *task, ca_future *result) 
     return NULL;
 }
 
-/* future_set_result for the task's own end, when its coroutine returned:
- * the common case, a pending task with at most one done callback (what
- * awaits it), leaves the all-tasks list and schedules that callback as
- * future_schedule_callbacks does. Out of line: inlined, it slowed the steps
- * that suspend (every step but the last). */
-static __attribute__((noinline)) ca_error *task_set_result(ca_task *task, ca_value value) {
-    if (CA_UNLIKELY(task->task_loop == NULL || task->task_state != CA_FUTURE_PENDING || task->task_callbacks != NULL))
-        return ca_future_set_result_impl((ca_future *)task, value);
-    task->task_result = value;
-    task->task_state = CA_FUTURE_FINISHED;
-    ca_unregister_task_inline(task);
-    return ca_future_schedule_callback0((ca_future *)task);
-}
-
 static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
     if (task->task_state != CA_FUTURE_PENDING) {
         char a[256];
@@ -266,7 +252,7 @@ static ca_error *task_step_impl(ca_task *task, ca_error *exc) {
             ca_free(msg);
             return NULL;
         }
-        return task_set_result(task, r.value);
+        return ca_future_set_result_impl((ca_future *)task, r.value);
     case CA_CORO_RAISE:
         if (ca_error_matches(r.error, &ca_CancelledError)) {
             /* Save the original exception so we can chain it later. */
