@@ -159,12 +159,12 @@ enum Await {
         } else {
             let maker = CoroMaker(make: { make(context) }, loop: loop)
             task = try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<LoopTask<Never>, any Error>) in
-                let box = CallbackBox.make {
+                // When the loop closes before it runs the call, or refuses it,
+                // the call's release resumes the task with the loop's error.
+                let call = ThreadsafeCall(run: {
                     k.resume(with: Result { try LoopTask<Never>.wrap(loop: maker.loop, coro: try made(maker.make())) })
-                }
-                if let err = ca_loop_call_soon_threadsafe(loop, runCallbackBox, box, releaseCallbackBox) {
-                    k.resume(throwing: ErrorBridge.take(err))
-                }
+                }, dropped: { k.resume(throwing: $0) })
+                call.post(to: loop)
             }
         }
         return try await task.rawOutcome()
@@ -192,11 +192,10 @@ enum Await {
             if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
                 waiter.arm()
             } else {
-                let arg = Unmanaged.passRetained(waiter as CallbackWaiterBase).toOpaque()
-                if let err = ca_loop_call_soon_threadsafe(loop, armWaiter, arg, nil) {
-                    Unmanaged<CallbackWaiterBase>.fromOpaque(arg).release()
-                    k.resume(throwing: ErrorBridge.take(err))
-                }
+                // When the loop closes before it arms the waiter, or refuses
+                // the call, the call's release resumes the task with the
+                // loop's error.
+                ThreadsafeCall(run: { waiter.arm() }, dropped: { waiter.abandon(with: $0) }).post(to: loop)
             }
         }
     }
@@ -256,10 +255,10 @@ private class CallbackWaiterBase: @unchecked Sendable {
 
     /// The callback was dropped without running (the loop closed): the
     /// future will never be done.
-    final func abandon() {
+    final func abandon(with error: any Error = ThreadsafeCall.loopClosed) {
         if fired { return }
         fired = true
-        resume(throwing: AsyncioError(typeName: "RuntimeError", message: "Event loop is closed"))
+        resume(throwing: error)
     }
 
     func resume() { fatalError("abstract") }
@@ -283,10 +282,6 @@ private final class CallbackWaiter<R: Sendable>: CallbackWaiterBase, @unchecked 
 
     override func resume() { continuation.resume(with: Result { try read(ref.pointer) }) }
     override func resume(throwing error: any Error) { continuation.resume(throwing: error) }
-}
-
-private func armWaiter(_ arg: UnsafeMutableRawPointer?) {
-    Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue().arm()
 }
 
 private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {

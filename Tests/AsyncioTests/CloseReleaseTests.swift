@@ -6,6 +6,7 @@
 @testable import Asyncio
 import CAsyncio
 import CAsyncioShim
+import Glibc
 import Testing
 
 /// Counts the live instances of `Token` made for it.
@@ -55,6 +56,44 @@ private func aliveAfterClose(_ setUp: @escaping @Sendable (EventLoop, Token) thr
         let blocks = (Int64(after.allocs) - Int64(before.allocs)) - (Int64(after.frees) - Int64(before.frees))
         return (alive.tokens, alive.bodies, blocks)
     }
+}
+
+/// What a Swift task on another thread got from the await `make` prepares
+/// (on the loop thread), when it started that await while the loop was
+/// stopping: the loop thread waits in its last callback until the await has
+/// handed its request over, so the request reaches the loop after its last
+/// look at what other threads sent it, and only closing the loop can answer
+/// it. "no answer" when nothing did within ten seconds.
+private func foreignAwaitOutcomeAtClose(
+    _ make: @escaping @Sendable (EventLoop) -> @Sendable () async throws -> Void
+) async throws -> String {
+    let outcome = Shared<String?>(nil)
+    try await onThread {
+        let loop = try EventLoop()
+        try loop.callSoon {
+            let wait = make(loop)
+            loop.stop()
+            let started = Shared(false)
+            Task.detached {
+                started.value = true
+                do {
+                    try await wait()
+                    outcome.value = "returned"
+                } catch let error as AsyncioError {
+                    outcome.value = "\(error.typeName): \(error.message ?? "")"
+                } catch {
+                    outcome.value = "\(error)"
+                }
+            }
+            while !started.value { usleep(1_000) }
+            // The await hands its request over right after it starts.
+            usleep(50_000)
+        }
+        try loop.runForever()
+        try loop.close()
+    }
+    for _ in 0..<1_000 where outcome.value == nil { try await Task.sleep(for: .milliseconds(10)) }
+    return outcome.value ?? "no answer"
 }
 
 @Suite("Closing a loop releases what is pending")
@@ -134,5 +173,47 @@ struct CloseReleaseTests {
         #expect(alive.tokens == 0)
         #expect(alive.bodies == 0)
         #expect(alive.blocks == 0, "\(alive.blocks) core blocks outlived the loop")
+    }
+
+    @Test("a future whose last reference goes on another thread while its loop stops is freed at close")
+    func futureReleasedOffLoopWhileStopping() async throws {
+        let refs = try await onThread { () throws -> Int in
+            let loop = try EventLoop()
+            let raw = Shared(0)
+            try loop.callSoon {
+                let held = Shared<Future<Int>?>(loop.createFuture(of: Int.self))
+                let f = held.value!.unsafeRaw
+                ca_incref(UnsafeMutableRawPointer(f))
+                raw.value = Int(bitPattern: f)
+                loop.stop()
+                // The loop runs, so the other thread hands the release to
+                // it; the loop stops before it looks at what it was handed.
+                onThreadJoined { held.value = nil }
+            }
+            try loop.runForever()
+            try loop.close()
+            let f = UnsafeMutablePointer<ca_future>(bitPattern: raw.value)!
+            defer { ca_decref(UnsafeMutableRawPointer(f)) }
+            return Int(f.pointee.ob_base.ob_refcnt)
+        }
+        #expect(refs == 1, "only the test's own reference is left")
+    }
+
+    @Test("a Swift task on another thread awaiting a future when its loop closes gets RuntimeError")
+    func foreignFutureAwaitAtClose() async throws {
+        let outcome = try await foreignAwaitOutcomeAtClose { loop in
+            let f = loop.createFuture(of: Int.self)
+            return { _ = try await f.value }
+        }
+        #expect(outcome == "RuntimeError: Event loop is closed")
+    }
+
+    @Test("a Swift task on another thread awaiting a gather when its loop closes gets RuntimeError")
+    func foreignGatherAtClose() async throws {
+        let outcome = try await foreignAwaitOutcomeAtClose { loop in
+            let f = loop.createFuture(of: Int.self)
+            return { _ = try await gather([f]) }
+        }
+        #expect(outcome == "RuntimeError: Event loop is closed")
     }
 }

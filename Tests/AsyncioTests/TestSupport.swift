@@ -23,6 +23,19 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
     }
 }
 
+/// Runs `body` on a new thread and waits for it there, blocking the caller
+/// (a loop thread, say, that must stay inside its callback meanwhile).
+func onThreadJoined(_ body: @escaping @Sendable () -> Void) {
+    var thread = pthread_t()
+    let arg = Unmanaged.passRetained(ThreadStart(body)).toOpaque()
+    let rc = pthread_create(&thread, nil, { arg in
+        Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue().run()
+        return nil
+    }, arg)
+    precondition(rc == 0, "pthread_create failed")
+    pthread_join(thread, nil)
+}
+
 /// Safety of `@unchecked Sendable`: handed from the creating thread to the
 /// new one, and used there only.
 private final class ThreadStart: @unchecked Sendable {
