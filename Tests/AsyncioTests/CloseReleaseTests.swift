@@ -6,6 +6,7 @@
 @testable import Asyncio
 import CAsyncio
 import CAsyncioShim
+import CAsyncioTestSupport
 import Glibc
 import Testing
 
@@ -61,9 +62,10 @@ private func aliveAfterClose(_ setUp: @escaping @Sendable (EventLoop, Token) thr
 /// What a Swift task on another thread got from the await `make` prepares
 /// (on the loop thread), when it started that await while the loop was
 /// stopping: the loop thread waits in its last callback until the await has
-/// handed its request over, so the request reaches the loop after its last
-/// look at what other threads sent it, and only closing the loop can answer
-/// it. "no answer" when nothing did within ten seconds.
+/// handed its request over (so the await saw a running loop), the request
+/// reaches the loop after its last look at what other threads sent it, and
+/// only closing the loop can answer it. "no answer" when nothing did within
+/// ten seconds.
 private func foreignAwaitOutcomeAtClose(
     _ make: @escaping @Sendable (EventLoop) -> @Sendable () async throws -> Void
 ) async throws -> String {
@@ -73,9 +75,7 @@ private func foreignAwaitOutcomeAtClose(
         try loop.callSoon {
             let wait = make(loop)
             loop.stop()
-            let started = Shared(false)
             Task.detached {
-                started.value = true
                 do {
                     try await wait()
                     outcome.value = "returned"
@@ -85,9 +85,8 @@ private func foreignAwaitOutcomeAtClose(
                     outcome.value = "\(error)"
                 }
             }
-            while !started.value { usleep(1_000) }
-            // The await hands its request over right after it starts.
-            usleep(50_000)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !ts_loop_has_threadsafe_calls(loop.unsafeRaw), ContinuousClock.now < deadline { usleep(200) }
         }
         try loop.runForever()
         try loop.close()

@@ -351,3 +351,13 @@ void ts_wakeup_rounds(ca_loop *loop, int posters, int rounds, int64_t timeout_ns
     pthread_barrier_destroy(&st.start);
     pthread_barrier_destroy(&st.done);
 }
+
+/* MARK: - Peeking at the inbox */
+
+/* The loop's private layout, for this one look: the producers' end of the
+ * inbox has moved past the consumer's last node once a push began. */
+#include "../../CSources/CAsyncio/internal.h"
+
+bool ts_loop_has_threadsafe_calls(ca_loop *loop) {
+    return atomic_load_explicit(&loop->inbox_head, memory_order_acquire) != loop->inbox_tail;
+}

@@ -268,6 +268,12 @@ ca_error *ts_call_soon_from_thread(ca_loop *loop);
  *  in *task the task made (owned; NULL on error). */
 ca_error *ts_create_task_from_thread(ca_loop *loop, ca_coro *coro, ca_task **task);
 
+/**
+ * True when another thread has handed `loop` a call (call_soon_threadsafe)
+ * that the loop has not taken yet. Call on the loop's thread.
+ */
+bool ts_loop_has_threadsafe_calls(ca_loop *loop);
+
 /** Calls ca_loop_call_soon_threadsafe(loop, fn, arg, NULL) from a new
  *  thread, joins it and returns the error that call returned. */
 ca_error *ts_call_soon_threadsafe_from_thread(ca_loop *loop, ca_callback_fn fn, void *arg);
