@@ -40,12 +40,16 @@ int64_t ca_loop_time(const ca_loop *loop) { return loop->virtual_clock ? loop->v
  * a run (`ran`), a task wakeup's ca_release_object is done without the
  * indirect call: every task step that a future's completion schedules; and
  * a handle only the ready queue still holds (run_once frees it next, nothing
- * else can reach it) keeps its stale fields instead of having them cleared. */
+ * else can reach it) keeps its stale fields instead of having them cleared.
+ * A callback that is its own release runs exactly once: not again after
+ * its run. */
 static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     ca_release_fn release = h->h_release;
     void *arg = h->h_arg;
     ca_object *obj = h->h_obj;
     ca_context *ctx = h->h_ctx;
+    /* any kind's function: a done or step function is never a release */
+    ca_callback_fn fn = h->h_fn.fn;
     if (!ran || h->ob_base.ob_refcnt != 1) {
         h->h_fn.fn = NULL;
         h->h_release = NULL;
@@ -55,7 +59,7 @@ static CA_ALWAYS_INLINE void handle_drop_payload(ca_handle *h, bool ran) {
     }
     if (release != NULL) {
         if (ran && release == ca_release_object) ca_decref(arg);
-        else release(arg);
+        else if (!ran || release != fn) release(arg);
     }
     ca_decref(obj);
     ca_decref(ctx);

@@ -71,7 +71,10 @@ int64_t ca_loop_time(const ca_loop *loop);
  * call_soon(fn, arg, context=ctx): queues fn(arg) for the next iteration,
  * FIFO. `ctx` NULL runs it in a private copy of the current context.
  * `arg_release` (may be NULL) is called with arg once the handle is done
- * with it (after running, or when cancelled). When `out` is not NULL it
+ * with it (after running, or when cancelled or dropped by close). An
+ * `arg_release` equal to `fn` makes a call that runs exactly once: as the
+ * callback, or, when the handle never runs, as its release (for work that
+ * must not be lost, such as dropping a reference). When `out` is not NULL it
  * receives a new reference to the handle. Errors: RuntimeError "Event loop
  * is closed"; in debug mode RuntimeError "Non-thread-safe operation invoked
  * on an event loop other than the current one". On error arg_release runs.
@@ -89,8 +92,11 @@ struct ca_error *ca_loop_call_at(ca_loop *loop, int64_t when_ns, ca_callback_fn 
 
 /**
  * call_soon_threadsafe(fn, arg): safe from any thread; wakes the loop if it
- * is waiting for I/O. The callback runs in an empty context. Errors:
- * RuntimeError "Event loop is closed", MemoryError; on error arg_release runs.
+ * is waiting for I/O. The callback runs in an empty context. `arg_release`
+ * as for ca_loop_call_soon: it runs on the loop's thread, or on the thread
+ * closing the loop when the loop closes before it took the call, or at once
+ * on this thread on error. Errors: RuntimeError "Event loop is closed",
+ * MemoryError.
  */
 struct ca_error *ca_loop_call_soon_threadsafe(ca_loop *loop, ca_callback_fn fn, void *arg,
                                               ca_release_fn arg_release);

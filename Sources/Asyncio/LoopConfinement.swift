@@ -9,10 +9,10 @@ import CAsyncioShim
 /// caller runs on the loop's thread or the loop is not running (nothing else
 /// touches it then), else on the loop's thread through
 /// `call_soon_threadsafe`. It runs exactly once even when the loop never gets
-/// to it: `body` goes as the handle's release, which the loop calls after the
-/// (empty) callback ran, when close drops the handle (the loop stopped before
-/// it looked at what other threads sent it), or at once when the loop
-/// refuses the call (it closed meanwhile).
+/// to it: `body` is also the handle's release (see `ca_loop_call_soon`), so
+/// it runs when close drops the handle (the loop stopped before it looked at
+/// what other threads sent it), or at once when the loop refuses the call
+/// (it closed meanwhile).
 ///
 /// For deinits that do more than drop one reference; ``releaseOnLoop(_:loop:)``
 /// is the one-reference case.
@@ -20,7 +20,7 @@ import CAsyncioShim
 func runOnLoopThread(_ loop: OpaquePointer, _ body: @escaping ca_callback_fn, _ arg: UnsafeMutableRawPointer?) {
     if cas_tls_get().pointee.loop != loop, ca_loop_is_running(loop), ca_get_running_loop() != loop {
         // On failure the release, `body`, has run already.
-        if let err = ca_loop_call_soon_threadsafe(loop, { _ in }, arg, body) {
+        if let err = ca_loop_call_soon_threadsafe(loop, body, arg, body) {
             ca_decref(UnsafeMutableRawPointer(err))
         }
         return

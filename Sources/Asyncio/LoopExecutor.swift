@@ -172,7 +172,13 @@ final class LoopCore: @unchecked Sendable {
         if tls.pointee.core == opaque {
             enqueueOnLoopThread(p, serialRole: serialRole)
         } else {
-            let err = ca_loop_call_soon_threadsafe(loop, runJobOnLoop, tagged(p, serialRole), nil)
+            // The job is its own release: when the loop closes before it
+            // runs the job, close runs it (the body then unwinds, and its
+            // task ends) instead of losing it.
+            let arg = tagged(p, serialRole)
+            tls.pointee.handover = arg
+            let err = ca_loop_call_soon_threadsafe(loop, runJobOnLoop, arg, runJobOnLoop)
+            tls.pointee.handover = nil
             if let err { reportLostJob(err) }
         }
     }
@@ -226,7 +232,8 @@ final class LoopCore: @unchecked Sendable {
 
     /// A job enqueued after the loop closed can never run: its task stays
     /// suspended for good, which is all that can happen to a task whose
-    /// executor is gone.
+    /// executor is gone. (One that reached the loop before it closed is run
+    /// by close; see `runJobOnLoop`.)
     private func reportLostJob(_ err: UnsafeMutablePointer<ca_error>) {
         ca_decref(UnsafeMutableRawPointer(err))
     }
@@ -294,7 +301,15 @@ func tagged(_ p: UnsafeMutableRawPointer, _ serialRole: Bool) -> UnsafeMutableRa
 
 /// call_soon / call_soon_threadsafe target: a job queued on the loop, from
 /// its thread or another one.
+///
+/// A job handed over from another thread is also its handle's release (see
+/// `ca_loop_call_soon`): it then runs here when the loop closes before it
+/// took the job, on the thread closing it (inside its EventLoop's window): a
+/// body waiting for it is adopted, and close unwinds it. Run by the loop's
+/// refusal on the thread handing it over, it is lost (`cas_tls.handover`).
 private func runJobOnLoop(_ arg: UnsafeMutableRawPointer?) {
+    let tls = cas_tls_get()
+    if tls.pointee.handover == arg { return }
     let bits = UInt(bitPattern: arg)
     guard let core = LoopCore.current, let p = UnsafeMutableRawPointer(bitPattern: bits & ~1) else {
         preconditionFailure("a Swift job ran on a loop that no EventLoop runs")

@@ -227,4 +227,41 @@ struct CloseReleaseTests {
         }
         #expect(outcome == "RuntimeError: Event loop is closed")
     }
+
+    @Test("a body whose foreign await ends while its loop stops is unwound by close, not lost")
+    func foreignResumptionAtClose() async throws {
+        let after = try await onThread { () throws -> (tokens: Int, bodies: Int, outcome: String) in
+            let count = TokenCount()
+            let loop = try EventLoop()
+            let outcome = Shared("still suspended")
+            let resumption = Shared<UnsafeContinuation<Void, Never>?>(nil)
+            do {
+                let token = Token(count)
+                try loop.createTask { () async throws -> Int in
+                    _ = token
+                    await withUnsafeContinuation { resumption.value = $0 }  // not a loop await
+                    do {
+                        try await sleep(0)
+                        outcome.value = "slept"
+                    } catch {
+                        outcome.value = "\(error)"
+                    }
+                    return 0
+                }
+            }
+            // After the task's first step, in the loop's last iteration: the
+            // resumption reaches the loop after its last look at what other
+            // threads sent it.
+            try loop.callSoon {
+                loop.stop()
+                onThreadJoined { resumption.value!.resume() }
+            }
+            try loop.runForever()
+            try loop.close()
+            return (count.alive, loop.core.liveBodies, outcome.value)
+        }
+        #expect(after.outcome == "GeneratorExit")
+        #expect(after.bodies == 0)
+        #expect(after.tokens == 0)
+    }
 }

@@ -129,6 +129,41 @@ struct LoopTests {
         }
     }
 
+    @Test("a callback that is its own release runs once after a run: not again as the release")
+    func ownReleaseRunsOnceAfterRun() throws {
+        try withLoop { t in
+            let p = t.probe(1)
+            expectOK(ca_loop_call_soon(t.loop, ts_probe_call, p, ts_probe_call, nil, nil))
+            t.runOnce()
+            #expect(p.pointee.runs == 1)
+        }
+    }
+
+    @Test("a callback that is its own release runs once when cancelled, as the release")
+    func ownReleaseRunsOnceWhenCancelled() throws {
+        try withLoop { t in
+            let p = t.probe(1)
+            var h: HandlePtr?
+            expectOK(ca_loop_call_soon(t.loop, ts_probe_call, p, ts_probe_call, nil, &h))
+            ca_handle_cancel(h)
+            decref(h)
+            t.runOnce()
+            #expect(p.pointee.runs == 1)
+        }
+    }
+
+    @Test("a callback that is its own release runs once when close drops it, queued or still in the inbox")
+    func ownReleaseRunsOnceWhenClosed() throws {
+        try withLoop { t in
+            let queued = t.probe(1), posted = t.probe(2)
+            expectOK(ca_loop_call_soon(t.loop, ts_probe_call, queued, ts_probe_call, nil, nil))
+            expectOK(ca_loop_call_soon_threadsafe(t.loop, ts_probe_call, posted, ts_probe_call))
+            expectOK(ca_loop_close(t.loop))
+            #expect(queued.pointee.runs == 1)
+            #expect(posted.pointee.runs == 1)
+        }
+    }
+
     @Test("ready_count reports the queued callbacks")
     func readyCount() throws {
         try withLoop { t in

@@ -168,6 +168,10 @@ typedef struct cas_tls {
     cas_coro *running;
     void *core;
     ca_loop *loop;
+    /* The job this thread is handing to a loop through
+     * call_soon_threadsafe: a release of it that runs meanwhile is the
+     * loop refusing it (closed), not a loop dropping it at close. */
+    void *handover;
 } cas_tls;
 
 extern _Thread_local cas_tls cas_tls_state __attribute__((tls_model("initial-exec")));
