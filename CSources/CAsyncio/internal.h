@@ -35,11 +35,16 @@ typedef struct ca_small_block { struct ca_small_block *next; } ca_small_block;
 #define CA_MEDIUM_MAX ((size_t)1 << (CA_MEDIUM_MIN_SHIFT + CA_MEDIUM_CLASSES - 1))
 #define CA_MEDIUM_LIST_CAP 16
 
+/* A thread's lists. `room` counts the blocks a list may still take: zero
+ * (as thread-local storage starts) until the thread registers the exit hook
+ * that returns its lists, and again once that hook ran, so a thread that only
+ * frees (a Swift wrapper dropped on some other thread) never strands a block
+ * in lists nobody will return. */
 typedef struct ca_small_lists {
     ca_small_block *head[CA_SMALL_CLASSES];
-    uint32_t count[CA_SMALL_CLASSES];
+    uint32_t room[CA_SMALL_CLASSES];
     ca_small_block *medium_head[CA_MEDIUM_CLASSES];
-    uint32_t medium_count[CA_MEDIUM_CLASSES];
+    uint32_t medium_room[CA_MEDIUM_CLASSES];
     bool registered;
 } ca_small_lists;
 
@@ -60,7 +65,7 @@ static CA_ALWAYS_INLINE void *ca_small_alloc_pooled(size_t size) {
     ca_small_block *b = ca_small.head[c];
     if (CA_LIKELY(b != NULL)) {
         ca_small.head[c] = b->next;
-        ca_small.count[c]--;
+        ca_small.room[c]++;
     }
     return b;
 }
@@ -79,11 +84,11 @@ static inline void *ca_small_alloc(size_t size) {
 static inline void ca_small_free(void *p, size_t size) {
     if (CA_LIKELY(p != NULL && size != 0 && size <= CA_SMALL_MAX)) {
         size_t c = ca_small_class(size);
-        if (CA_LIKELY(ca_small.count[c] < CA_SMALL_LIST_CAP)) {
+        if (CA_LIKELY(ca_small.room[c] != 0)) {
             ca_small_block *b = p;
             b->next = ca_small.head[c];
             ca_small.head[c] = b;
-            ca_small.count[c]++;
+            ca_small.room[c]--;
             return;
         }
     }

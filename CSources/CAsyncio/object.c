@@ -104,20 +104,50 @@ static pthread_once_t small_once = PTHREAD_ONCE_INIT;
 
 void ca_context_thread_release(void);
 
+/* Returns every pooled block to the allocator and leaves each list room
+ * for `room` blocks. */
+static void small_lists_drain(uint32_t room, uint32_t medium_room) {
+    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) {
+        ca_small_block *b = ca_small.head[c];
+        while (b != NULL) {
+            ca_small_block *next = b->next;
+            ca_free(b);
+            b = next;
+        }
+        ca_small.head[c] = NULL;
+        ca_small.room[c] = room;
+    }
+    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++) {
+        ca_small_block *b = ca_small.medium_head[c];
+        while (b != NULL) {
+            ca_small_block *next = b->next;
+            ca_free(b);
+            b = next;
+        }
+        ca_small.medium_head[c] = NULL;
+        ca_small.medium_room[c] = medium_room;
+    }
+}
+
+/* Blocks freed after this (by later thread-exit destructors) go straight
+ * back to the allocator: the lists keep no room. */
 static void small_thread_exit(void *unused) {
     ca_debug_unregister_tstate(&ca_ts);
     ca_context_thread_release();
-    ca_freelists_clear();
+    small_lists_drain(0, 0);
 }
 static void small_key_create(void) { (void)pthread_key_create(&small_key, small_thread_exit); }
 
-/* The first pooled allocation of a thread registers the exit hook that
- * returns its lists (and contexts) to the allocator. */
+/* The first pooled allocation or free of a thread registers the exit hook
+ * that returns its lists (and contexts) to the allocator, and only then
+ * gives the lists room. */
 static void small_register(void) {
     if (ca_small.registered) return;
     pthread_once(&small_once, small_key_create);
-    (void)pthread_setspecific(small_key, &ca_small);
+    if (pthread_setspecific(small_key, &ca_small) != 0) return; /* unpooled, then */
     ca_small.registered = true;
+    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) ca_small.room[c] = CA_SMALL_LIST_CAP;
+    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++) ca_small.medium_room[c] = CA_MEDIUM_LIST_CAP;
 }
 
 static size_t medium_class(size_t size) {
@@ -134,7 +164,7 @@ void *ca_small_alloc_slow(size_t size) {
     ca_small_block *b = ca_small.medium_head[c];
     if (b != NULL) {
         ca_small.medium_head[c] = b->next;
-        ca_small.medium_count[c]--;
+        ca_small.medium_room[c]++;
         return b;
     }
     return ca_malloc((size_t)1 << (CA_MEDIUM_MIN_SHIFT + c));
@@ -142,13 +172,20 @@ void *ca_small_alloc_slow(size_t size) {
 
 void ca_small_free_slow(void *p, size_t size) {
     if (p == NULL) return;
+    if (size != 0 && size <= CA_MEDIUM_MAX && !ca_small.registered) {
+        small_register();
+        if (ca_small.registered) {
+            ca_small_free(p, size);
+            return;
+        }
+    }
     if (size > CA_SMALL_MAX && size <= CA_MEDIUM_MAX) {
         size_t c = medium_class(size);
-        if (ca_small.medium_count[c] < CA_MEDIUM_LIST_CAP) {
+        if (ca_small.medium_room[c] != 0) {
             ca_small_block *b = p;
             b->next = ca_small.medium_head[c];
             ca_small.medium_head[c] = b;
-            ca_small.medium_count[c]++;
+            ca_small.medium_room[c]--;
             return;
         }
     }
@@ -156,26 +193,8 @@ void ca_small_free_slow(void *p, size_t size) {
 }
 
 void ca_freelists_clear(void) {
-    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) {
-        ca_small_block *b = ca_small.head[c];
-        while (b != NULL) {
-            ca_small_block *next = b->next;
-            ca_free(b);
-            b = next;
-        }
-        ca_small.head[c] = NULL;
-        ca_small.count[c] = 0;
-    }
-    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++) {
-        ca_small_block *b = ca_small.medium_head[c];
-        while (b != NULL) {
-            ca_small_block *next = b->next;
-            ca_free(b);
-            b = next;
-        }
-        ca_small.medium_head[c] = NULL;
-        ca_small.medium_count[c] = 0;
-    }
+    bool r = ca_small.registered;
+    small_lists_drain(r ? CA_SMALL_LIST_CAP : 0, r ? CA_MEDIUM_LIST_CAP : 0);
 }
 
 /* MARK: - Thread state */

@@ -5,6 +5,9 @@
 #include "casyncio_test_support.h"
 
 #include <pthread.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,6 +353,43 @@ void ts_wakeup_rounds(ca_loop *loop, int posters, int rounds, int64_t timeout_ns
     if (out->loop_finished) ts_loop_thread_free(lt);
     pthread_barrier_destroy(&st.start);
     pthread_barrier_destroy(&st.done);
+}
+
+/* MARK: - Blocks freed by a thread that exits */
+
+static void *_Atomic watched_block;
+static atomic_int watched_block_freed;
+
+static void watching_free(void *p) {
+    if (p != NULL && p == atomic_load(&watched_block)) atomic_store(&watched_block_freed, 1);
+    free(p);
+}
+
+static void *drop_reference(void *obj) {
+    ca_decref(obj);
+    return NULL;
+}
+
+int ts_exiting_thread_returns_what_it_freed(void) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        /* The allocator seam is process-wide: set it in a child of our own. */
+        ca_set_allocator(malloc, realloc, watching_free);
+        ca_error *e = ca_error_new(&ca_RuntimeError, "dropped on another thread");
+        if (e == NULL) _exit(2);
+        atomic_store(&watched_block, (void *)e);
+        pthread_t t;
+        if (pthread_create(&t, NULL, drop_reference, e) != 0) _exit(2);
+        pthread_join(t, NULL); /* returns once its thread-exit hooks ran */
+        _exit(atomic_load(&watched_block_freed) ? 0 : 1);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) > 1) return -1;
+    return WEXITSTATUS(status) == 0 ? 1 : 0;
 }
 
 /* MARK: - Peeking at the inbox */

@@ -110,4 +110,12 @@ struct AllocationTests {
             #expect(allocs.pointee == 0, "\(allocs.pointee) allocations for \(measured) spawned tasks")
         }
     }
+
+    @Test("a thread that only frees pooled blocks returns them to the allocator when it exits")
+    func threadExitReturnsFreedBlocks() {
+        // A Swift wrapper's last reference often goes on some thread that
+        // made nothing itself; its lists were never handed back, and the
+        // blocks they kept were lost with the thread.
+        #expect(ts_exiting_thread_returns_what_it_freed() == 1)
+    }
 }

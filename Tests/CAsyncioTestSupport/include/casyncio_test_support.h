@@ -269,6 +269,14 @@ ca_error *ts_call_soon_from_thread(ca_loop *loop);
 ca_error *ts_create_task_from_thread(ca_loop *loop, ca_coro *coro, ca_task **task);
 
 /**
+ * In a child process: a pooled block (an error object) made on this thread
+ * and freed by a new thread that allocates nothing itself — is it back with
+ * the allocator once that thread has exited? 1 yes, 0 no, -1 the check
+ * itself failed.
+ */
+int ts_exiting_thread_returns_what_it_freed(void);
+
+/**
  * True when another thread has handed `loop` a call (call_soon_threadsafe)
  * that the loop has not taken yet. Call on the loop's thread.
  */
