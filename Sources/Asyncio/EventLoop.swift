@@ -217,6 +217,13 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
     /// backend; tasks still pending are destroyed (their bodies unwind with
     /// `GeneratorExit` thrown at their await). Idempotent.
     ///
+    /// A body suspended outside the loop (`Task.sleep`, another actor) is
+    /// cancelled (Swift cancellation) and unwinds when it comes back: its
+    /// loop awaits throw `GeneratorExit`. When it comes back before `close()`
+    /// (while the loop stops, say), `close()` runs it then; one that comes
+    /// back later has no executor left to run on and stays suspended, so
+    /// let such tasks finish before closing the loop.
+    ///
     /// Unlike CPython's, it waits for a default-executor job already running
     /// on a worker thread (``runInExecutor(_:)``, file operations on the epoll
     /// backend), whose buffers are in use there: a job that never returns
