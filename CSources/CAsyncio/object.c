@@ -104,29 +104,24 @@ static pthread_once_t small_once = PTHREAD_ONCE_INIT;
 
 void ca_context_thread_release(void);
 
-/* Returns every pooled block to the allocator and leaves each list room
- * for `room` blocks. */
+/* Returns a list's blocks to the allocator and gives it room for `room`. */
+static void small_list_drain(ca_small_block **head, uint32_t *list_room, uint32_t room) {
+    ca_small_block *b = *head;
+    while (b != NULL) {
+        ca_small_block *next = b->next;
+        ca_free(b);
+        b = next;
+    }
+    *head = NULL;
+    *list_room = room;
+}
+
+/* Every list of the thread, small ones with room for `room` blocks and
+ * medium ones for `medium_room`. */
 static void small_lists_drain(uint32_t room, uint32_t medium_room) {
-    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) {
-        ca_small_block *b = ca_small.head[c];
-        while (b != NULL) {
-            ca_small_block *next = b->next;
-            ca_free(b);
-            b = next;
-        }
-        ca_small.head[c] = NULL;
-        ca_small.room[c] = room;
-    }
-    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++) {
-        ca_small_block *b = ca_small.medium_head[c];
-        while (b != NULL) {
-            ca_small_block *next = b->next;
-            ca_free(b);
-            b = next;
-        }
-        ca_small.medium_head[c] = NULL;
-        ca_small.medium_room[c] = medium_room;
-    }
+    for (size_t c = 0; c < CA_SMALL_CLASSES; c++) small_list_drain(&ca_small.head[c], &ca_small.room[c], room);
+    for (size_t c = 0; c < CA_MEDIUM_CLASSES; c++)
+        small_list_drain(&ca_small.medium_head[c], &ca_small.medium_room[c], medium_room);
 }
 
 /* Blocks freed after this (by later thread-exit destructors) go straight
