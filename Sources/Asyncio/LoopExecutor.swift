@@ -311,9 +311,9 @@ private func runJobOnLoop(_ arg: UnsafeMutableRawPointer?) {
     let tls = cas_tls_get()
     if tls.pointee.handover == arg { return }
     let bits = UInt(bitPattern: arg)
-    guard let core = LoopCore.current, let p = UnsafeMutableRawPointer(bitPattern: bits & ~1) else {
-        preconditionFailure("a Swift job ran on a loop that no EventLoop runs")
-    }
+    // No EventLoop window: a C loop closed outside its EventLoop (its last
+    // reference dropped while a job was queued); nothing can run the job.
+    guard let core = LoopCore.current, let p = UnsafeMutableRawPointer(bitPattern: bits & ~1) else { return }
     core.runPlainJob(p, serialRole: bits & 1 != 0)
 }
 
