@@ -210,12 +210,22 @@ struct FileTests {
         }
     }
 
-    /// Opens the FIFO `fifo` through the loop, starts a read on it that blocks
-    /// (nothing written yet) and cancels that read while it is still blocked:
-    /// in the kernel, or in read(2) on a worker thread, which is waited for
-    /// (a loaded machine may start it late). Returns the loop's fd and a
-    /// writer fd the caller closes; nil (recorded) when the open failed.
-    func cancelledBlockedRead(_ l: IOLoop, _ fifo: String) -> (fd: Int32, writer: Int32)? {
+    /// Makes a FIFO, opens it through the loop, starts a read on it that
+    /// blocks (nothing written yet) and cancels that read while it is still
+    /// blocked: in the kernel, or in read(2) on a worker thread, which is
+    /// waited for (a loaded machine may start it late). Then runs `body` with
+    /// the FIFO's path, the loop's fd and a writer fd, which it closes
+    /// afterwards with the FIFO; records an issue when the open failed.
+    func withCancelledBlockedRead(_ l: IOLoop, _ body: (_ fifo: String, _ fd: Int32, _ writer: Int32) -> Void) {
+        let fifo = tempPath("fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        guard let (fd, writer) = cancelledBlockedRead(l, fifo) else { return }
+        defer { Glibc.close(writer) }
+        body(fifo, fd, writer)
+    }
+
+    private func cancelledBlockedRead(_ l: IOLoop, _ fifo: String) -> (fd: Int32, writer: Int32)? {
         guard case .int(let fd64) = open(l, fifo, O_RDWR) else {
             Issue.record("open failed")
             return nil
@@ -237,12 +247,7 @@ struct FileTests {
     @Test("a close after a cancelled read that is still blocked keeps the fd open until the read has finished",
           arguments: IOBackend.allCases)
     func closeWaitsForCancelledRead(backend: IOBackend) throws {
-        try withIOLoop(backend) { l in
-            let fifo = tempPath("fifo")
-            #expect(mkfifo(fifo, 0o600) == 0)
-            defer { unlink(fifo) }
-            guard let (fd, writer) = cancelledBlockedRead(l, fifo) else { return }
-            defer { Glibc.close(writer) }
+        try withIOLoop(backend) { l in withCancelledBlockedRead(l) { fifo, fd, writer in
             var fc: FuturePtr?
             expectOK(ca_loop_file_close(l.loop, fd, &fc))
             defer { decref(fc) }
@@ -256,18 +261,13 @@ struct FileTests {
             #expect(l.run(fc!) == nil)
             #expect(outcome(fc!) == .none)
             #expect(ts_fds_open_on(fifo) == 1, "only the writer's fd is left")
-        }
+        } }
     }
 
     @Test("a close without a future (a dropped file) after a cancelled read that is still blocked closes the fd once the read has finished",
           arguments: IOBackend.allCases)
     func closeLaterWaitsForCancelledRead(backend: IOBackend) throws {
-        try withIOLoop(backend) { l in
-            let fifo = tempPath("fifo")
-            #expect(mkfifo(fifo, 0o600) == 0)
-            defer { unlink(fifo) }
-            guard let (fd, writer) = cancelledBlockedRead(l, fifo) else { return }
-            defer { Glibc.close(writer) }
+        try withIOLoop(backend) { l in withCancelledBlockedRead(l) { fifo, fd, writer in
             ca_loop_file_close_later(l.loop, fd)
             l.runFor(0.02)
             if !ca_loop_files_use_ring(l.loop) {
@@ -276,6 +276,6 @@ struct FileTests {
             }
             #expect(write(writer, "abc", 3) == 3)
             #expect(l.runUntil(timeout: 10) { ts_fds_open_on(fifo) == 1 }, "only the writer's fd is left")
-        }
+        } }
     }
 }
