@@ -194,8 +194,11 @@ enum Await {
             } else {
                 // When the loop closes before it arms the waiter, or refuses
                 // the call, the call's release resumes the task with the
-                // loop's error.
-                ThreadsafeCall(run: { waiter.arm() }, dropped: { waiter.abandon(with: $0) }).post(to: loop)
+                // loop's error (the waiter is the argument: no box needed).
+                let arg = Unmanaged.passRetained(waiter as CallbackWaiterBase).toOpaque()
+                if let err = ca_loop_call_soon_threadsafe(loop, armWaiter, arg, releaseArmRequest) {
+                    ca_decref(UnsafeMutableRawPointer(err))
+                }
             }
         }
     }
@@ -225,11 +228,15 @@ struct FutureRef: @unchecked Sendable {
 /// The non-generic part of a callback await, which the C callbacks see.
 ///
 /// Safety of `@unchecked Sendable`: created on the awaiting thread, then
-/// used only on the loop thread (arm, the done callback and its release);
-/// `fired` makes sure the continuation is resumed exactly once.
+/// used only on the loop thread (arm, the done callback and its release),
+/// or on the thread that closes or refuses the loop when the request never
+/// ran (its release alone); `fired` makes sure the continuation is resumed
+/// exactly once.
 private class CallbackWaiterBase: @unchecked Sendable {
     let ref: FutureRef
     var fired = false
+    /// Set by `armWaiter` (a request from another thread that ran).
+    var armed = false
 
     init(ref: FutureRef) { self.ref = ref }
 
@@ -255,10 +262,10 @@ private class CallbackWaiterBase: @unchecked Sendable {
 
     /// The callback was dropped without running (the loop closed): the
     /// future will never be done.
-    final func abandon(with error: any Error = ThreadsafeCall.loopClosed) {
+    final func abandon() {
         if fired { return }
         fired = true
-        resume(throwing: error)
+        resume(throwing: ThreadsafeCall.loopClosed)
     }
 
     func resume() { fatalError("abstract") }
@@ -282,6 +289,22 @@ private final class CallbackWaiter<R: Sendable>: CallbackWaiterBase, @unchecked 
 
     override func resume() { continuation.resume(with: Result { try read(ref.pointer) }) }
     override func resume(throwing error: any Error) { continuation.resume(throwing: error) }
+}
+
+/// Arms a waiter whose await was requested from another thread.
+private func armWaiter(_ arg: UnsafeMutableRawPointer?) {
+    Unmanaged<CallbackWaiterBase>.fromOpaque(arg!)._withUnsafeGuaranteedRef { waiter in
+        waiter.armed = true
+        waiter.arm()
+    }
+}
+
+/// The request's release: after `armWaiter` ran, or in its place when the
+/// loop closed before taking the request (or refused it), which abandons
+/// the waiter.
+private func releaseArmRequest(_ arg: UnsafeMutableRawPointer?) {
+    let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
+    if !waiter.armed { waiter.abandon() }
 }
 
 private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
