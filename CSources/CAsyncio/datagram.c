@@ -86,8 +86,7 @@ static void dgram_release_protocol(ca_datagram_transport *t) {
 
 static void dgram_close_fd(ca_datagram_transport *t) {
     if (t->fd < 0) return;
-    if (!t->loop->closed) ca_decref(ca_loop_sock_close(t->loop, t->fd));
-    else close(t->fd);
+    ca_io_close_when_idle(t->loop, t->fd);
     t->fd = -1;
 }
 

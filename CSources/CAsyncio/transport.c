@@ -816,10 +816,7 @@ static void transport_start(void *arg) {
 static void transport_dealloc(ca_object *op) {
     ca_transport *t = (ca_transport *)op;
     transport_list_remove(t);
-    if (t->fd >= 0) {
-        if (t->loop != NULL && !t->loop->closed) ca_loop_forget_fd(t->loop, t->fd);
-        close(t->fd);
-    }
+    if (t->fd >= 0) ca_io_close_when_idle(t->loop, t->fd);
     protocol_release(t->protocol);
     if (t->rbuf != NULL) ca_small_free(t->rbuf, t->rbuf_cap);
     if (t->rq != NULL) {
@@ -1081,12 +1078,7 @@ void ca_server_set_factory_release(ca_server *s, ca_release_fn release) { s->fac
 
 static void server_dealloc(ca_object *op) {
     ca_server *s = (ca_server *)op;
-    for (size_t i = 0; i < s->nlisteners; i++) {
-        if (s->listeners[i].fd >= 0) {
-            if (!s->loop->closed) ca_loop_forget_fd(s->loop, s->listeners[i].fd);
-            close(s->listeners[i].fd);
-        }
-    }
+    for (size_t i = 0; i < s->nlisteners; i++) ca_io_close_when_idle(s->loop, s->listeners[i].fd);
     if (s->unix_path != NULL) {
         (void)unlink(s->unix_path);
         ca_free(s->unix_path);
@@ -1258,9 +1250,7 @@ static const ca_future_type connector_type = {
 
 static void connector_close_fd(connector *c) {
     if (c->fd < 0) return;
-    ca_loop *loop = c->fut.fut_loop;
-    if (loop != NULL && !loop->closed) ca_loop_forget_fd(loop, c->fd);
-    close(c->fd);
+    ca_io_close_when_idle(c->fut.fut_loop, c->fd);
     c->fd = -1;
 }
 
