@@ -120,7 +120,7 @@ struct AsyncFileTests {
             // is waited for (a loaded machine may start it late)
             try await sleep(0.02)
             if !ca_loop_files_use_ring(ca_get_running_loop()) {
-                for _ in 0..<10_000 where ts_thread_in_read(file.fd) == 0 { try await sleep(0.001) }
+                try await waitUntil("the read blocking in read(2) on a worker thread") { ts_thread_in_read(file.fd) != 0 }
             }
             _ = reading.cancel()
             try await waitUntil("the cancelled read ending") { reading.isDone }
