@@ -277,8 +277,8 @@ extension Report {
     /// and the peers missing; a peer with its ratios to ours.
     static func printCompareJSON(_ verdict: WorkloadVerdict) {
         for row in verdict.rows {
-            var fields: [(String, String)] = [
-                ("workload", quoted(row.workload)), ("impl", quoted(row.impl)), ("unit", "\"ns/op\""),
+            var fields: [(key: String, value: String)] = [
+                ("workload", JSONLine.quoted(row.workload)), ("impl", JSONLine.quoted(row.impl)), ("unit", "\"ns/op\""),
                 ("runs_ns", "[" + row.runsNs.map { BenchFormat.fixed($0, digits: 3) }.joined(separator: ",") + "]"),
                 ("median", BenchFormat.fixed(row.median, digits: 3)), ("min", BenchFormat.fixed(row.min, digits: 3)),
                 ("max", BenchFormat.fixed(row.max, digits: 3)),
@@ -286,18 +286,18 @@ extension Report {
                 ("mallocs_per_op", row.mallocsPerOp.map(BenchFormat.allocs) ?? "null"),
             ]
             if let n = row.n { fields.append(("n", String(n))) }
-            if let v = row.version { fields.append(("impl_version", quoted(v))) }
+            if let v = row.version { fields.append(("impl_version", JSONLine.quoted(v))) }
             let peers = verdict.rows.filter { !$0.isOurs }
             if let our = verdict.ours.first(where: { $0.impl == row.impl }) {
-                let ratios = peers.map { "\(quoted($0.impl)):\(BenchFormat.fixed($0.median / row.median, digits: 3))" }
+                let ratios = peers.map { "\(JSONLine.quoted($0.impl)):\(BenchFormat.fixed($0.median / row.median, digits: 3))" }
                 fields.append(("ratios", "{" + ratios.joined(separator: ",") + "}"))
                 fields.append(("target_ratio", BenchFormat.fixed(our.target, digits: 0)))
                 if let best = our.best {
-                    fields.append(("best_peer", quoted(best.peer)))
+                    fields.append(("best_peer", JSONLine.quoted(best.peer)))
                     fields.append(("ratio_vs_best_peer", BenchFormat.fixed(best.ratio, digits: 3)))
                     fields.append(("pass", our.outcome == .pass ? "true" : "false"))
                 }
-                fields.append(("missing_peers", "[" + verdict.missingPeers.map { quoted($0.name) }.joined(separator: ",") + "]"))
+                fields.append(("missing_peers", "[" + verdict.missingPeers.map { JSONLine.quoted($0.name) }.joined(separator: ",") + "]"))
             } else {
                 for ours in verdict.rows where ours.isOurs {
                     fields.append(("\(ours.impl)_ratio", BenchFormat.fixed(row.median / ours.median, digits: 3)))

@@ -304,8 +304,8 @@ struct EchoMeasurement {
     }
 
     func printJSON() {
-        var fields: [(String, String)] = [
-            ("workload", "\"echo\""), ("impl", "\"\(impl)\""), ("backend", "\"\(backend)\""),
+        var fields: [(key: String, value: String)] = [
+            ("workload", "\"echo\""), ("impl", JSONLine.quoted(impl)), ("backend", JSONLine.quoted(backend)),
             ("connections", String(load.connections)), ("size", String(load.size)),
             ("duration_s", BenchFormat.fixed(client.seconds, digits: 3)), ("requests", String(client.requests)),
             ("rps", BenchFormat.fixed(client.rps, digits: 1)), ("p50_us", BenchFormat.fixed(client.p50_us, digits: 2)),
@@ -313,7 +313,6 @@ struct EchoMeasurement {
         ]
         fields.append(("server_cpu_us_per_req", cpuPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
         fields.append(("server_user_us_per_req", userPerRequest.map { BenchFormat.fixed($0, digits: 3) } ?? "null"))
-        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-        fflush(nil)
+        Report.printJSONObject(fields)
     }
 }

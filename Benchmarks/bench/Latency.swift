@@ -81,12 +81,12 @@ struct LatencySummary {
     }
 
     func printJSON() {
-        var fields: [(String, String)] = [
-            ("workload", Report.quoted(workload)), ("impl", Report.quoted(impl)),
-            ("mode", Report.quoted(mode)), ("unit", "\"us\""), ("samples", samples.map { String($0) } ?? "null"),
+        var fields: [(key: String, value: String)] = [
+            ("workload", JSONLine.quoted(workload)), ("impl", JSONLine.quoted(impl)),
+            ("mode", JSONLine.quoted(mode)), ("unit", "\"us\""), ("samples", samples.map { String($0) } ?? "null"),
             ("p50_us", BenchFormat.fixed(p50, digits: 2)), ("p99_us", BenchFormat.fixed(p99, digits: 2)),
             ("p999_us", BenchFormat.fixed(p999, digits: 2)), ("max_us", max.isNaN ? "null" : BenchFormat.fixed(max, digits: 2)),
-            ("backend", Report.quoted(backend)),
+            ("backend", JSONLine.quoted(backend)),
         ]
         if let echoRPS { fields.append(("echo_rps", BenchFormat.fixed(echoRPS, digits: 0))) }
         if let target = targetP99Micros {

@@ -34,9 +34,9 @@ enum Report {
 
     /// One JSON object on one line; the keys `bench run --json` promises first.
     static func printJSON(_ s: Summary) {
-        let fields: [(String, String)] = [
-            ("workload", quoted(s.workload.name)),
-            ("impl", quoted(s.impl.rawValue)),
+        let fields: [(key: String, value: String)] = [
+            ("workload", JSONLine.quoted(s.workload.name)),
+            ("impl", JSONLine.quoted(s.impl.rawValue)),
             ("n", String(s.n)),
             ("ns_per_op", BenchFormat.fixed(s.medianNsPerOp, digits: 3)),
             ("min_ns_per_op", BenchFormat.fixed(s.minNsPerOp, digits: 3)),
@@ -44,50 +44,23 @@ enum Report {
             ("allocs_per_op", BenchFormat.allocs(s.allocsPerOp)),
             ("mallocs_per_op", s.mallocsPerOp.map { BenchFormat.allocs($0) } ?? "null"),
             ("repetitions", String(s.repetitions)),
-            ("unit", quoted(s.workload.unit)),
-            ("backend", quoted(s.backend)),
+            ("unit", JSONLine.quoted(s.workload.unit)),
+            ("backend", JSONLine.quoted(s.backend)),
         ]
         printJSONObject(fields)
     }
 
     /// Prints `fields` (values already JSON) as one object on one line.
-    static func printJSONObject(_ fields: [(String, String)]) {
-        print("{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}")
+    static func printJSONObject(_ fields: [(key: String, value: String)]) {
+        print(JSONLine.object(fields))
         fflush(nil)
     }
 
-    /// Prints a table with aligned columns: the first `leftColumns` and those
-    /// from `leftAfter` on are left-aligned (names, notes), the rest right-aligned (numbers).
+    /// Prints a table with aligned columns (TextTable.lines).
     static func printAligned(header: [String], rows: [[String]], leftColumns: Int, leftAfter: Int = .max) {
-        let widths = header.indices.map { column in
-            ([header] + rows).map { $0[column].count }.max()!
+        for line in TextTable.lines(header: header, rows: rows, leftColumns: leftColumns, leftAfter: leftAfter) {
+            print(line)
         }
-        func line(_ cells: [String]) -> String {
-            let text = cells.indices.map { i in
-                let pad = String(repeating: " ", count: widths[i] - cells[i].count)
-                return i < leftColumns || i >= leftAfter ? cells[i] + pad : pad + cells[i]
-            }.joined(separator: "  ")
-            var end = text.endIndex
-            while end > text.startIndex && text[text.index(before: end)] == " " { end = text.index(before: end) }
-            return String(text[..<end])
-        }
-        print(line(header))
-        for row in rows { print(line(row)) }
-    }
-
-    /// A JSON string literal (our names are plain ASCII; quotes and
-    /// backslashes are escaped all the same).
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where ch.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(ch.value, radix: 16).count) + String(ch.value, radix: 16)
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -146,7 +119,7 @@ private final class JSONRelay {
             let parts = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 .split(whereSeparator: { $0 == " " || $0 == "\n" })
             if parts.count == 2, parts[0] == "READY", let port = UInt16(parts[1]) {
-                Report.printJSONObject([("event", "\"ready\""), ("impl", Report.quoted(impl)), ("port", String(port))])
+                Report.printJSONObject([("event", "\"ready\""), ("impl", JSONLine.quoted(impl)), ("port", String(port))])
             } else if parts.count == 3, parts[0] == "RUSAGE", let u = UInt64(parts[1]), let s = UInt64(parts[2]) {
                 Report.printJSONObject([("event", "\"rusage\""), ("user_us", String(u)), ("sys_us", String(s))])
             }
