@@ -168,7 +168,8 @@ func runComparison(_ options: SuiteOptions, workloads: [String] = [], setUpPeers
         }
         let measured = ourImpls.compactMap { ours[$0] } + workloadPeers.compactMap { theirs[$0.name] }
         if options.json, let verdict = Comparison(rows: measured, peers: peerSet.statuses, failures: peerFailures).workloads.first {
-            Report.printCompareJSON(verdict)
+            verdict.jsonLines.forEach { print($0) }
+            fflush(nil)
         }
         rows += measured
     }
@@ -270,40 +271,5 @@ extension Report {
         print("allocs/op: the core's allocator (ca_alloc_stats); mallocs/op: every malloc of the measuring "
               + "thread, the Swift runtime's included. Peers' rows: their ratio to c and swift, and their version.")
         comparison.conclusion.forEach { print($0) }
-    }
-
-    /// One JSON object per row of `verdict`: ours with the ratio to each
-    /// peer, the best one and the bar (judged only when a peer was measured),
-    /// and the peers missing; a peer with its ratios to ours.
-    static func printCompareJSON(_ verdict: WorkloadVerdict) {
-        for row in verdict.rows {
-            var fields: [(key: String, value: String)] = [
-                ("workload", JSONLine.quoted(row.workload)), ("impl", JSONLine.quoted(row.impl)), ("unit", "\"ns/op\""),
-                ("runs_ns", "[" + row.runsNs.map { BenchFormat.fixed($0, digits: 3) }.joined(separator: ",") + "]"),
-                ("median", BenchFormat.fixed(row.median, digits: 3)), ("min", BenchFormat.fixed(row.min, digits: 3)),
-                ("max", BenchFormat.fixed(row.max, digits: 3)),
-                ("allocs_per_op", row.allocsPerOp.map(BenchFormat.allocs) ?? "null"),
-                ("mallocs_per_op", row.mallocsPerOp.map(BenchFormat.allocs) ?? "null"),
-            ]
-            if let n = row.n { fields.append(("n", String(n))) }
-            if let v = row.version { fields.append(("impl_version", JSONLine.quoted(v))) }
-            let peers = verdict.rows.filter { !$0.isOurs }
-            if let our = verdict.ours.first(where: { $0.impl == row.impl }) {
-                let ratios = peers.map { "\(JSONLine.quoted($0.impl)):\(BenchFormat.fixed($0.median / row.median, digits: 3))" }
-                fields.append(("ratios", "{" + ratios.joined(separator: ",") + "}"))
-                fields.append(("target_ratio", BenchFormat.fixed(our.target, digits: 0)))
-                if let best = our.best {
-                    fields.append(("best_peer", JSONLine.quoted(best.peer)))
-                    fields.append(("ratio_vs_best_peer", BenchFormat.fixed(best.ratio, digits: 3)))
-                    fields.append(("pass", our.outcome == .pass ? "true" : "false"))
-                }
-                fields.append(("missing_peers", "[" + verdict.missingPeers.map { JSONLine.quoted($0.name) }.joined(separator: ",") + "]"))
-            } else {
-                for ours in verdict.rows where ours.isOurs {
-                    fields.append(("\(ours.impl)_ratio", BenchFormat.fixed(row.median / ours.median, digits: 3)))
-                }
-            }
-            printJSONObject(fields)
-        }
     }
 }

@@ -1,5 +1,5 @@
 // How bench writes what it measured (Benchmarks/SwiftBench: BenchFormat,
-// JSONLine, TextTable): the number formats, the JSON lines
+// JSONLine, TextTable, ComparisonJSON): the number formats, the JSON lines
 // tools read, and the aligned table people read. The figures here are made
 // up; nothing is measured.
 
@@ -60,5 +60,71 @@ struct BenchTextTableTests {
         #expect(lines == ["workload      ns  note",
                           "sleep0      14.1",
                           "ping_pong  304.5  slow round"])
+    }
+}
+
+@Suite("bench compare --json")
+struct BenchCompareJSONTests {
+
+    /// call_soon: c at 10–12 ns (median 11), uvloop at 275 ns; nio
+    /// unavailable; the other peers left out by --peers.
+    private func callSoon(c runs: [Double] = [10, 12, 11]) throws -> WorkloadVerdict {
+        var c = MicroRow(workload: "call_soon", impl: "c", runsNs: runs)
+        c.allocsPerOp = 0
+        c.n = 1_000_000
+        var uvloop = MicroRow(workload: "call_soon", impl: "uvloop", runsNs: [275])
+        uvloop.version = "0.23.0"
+        let peers: [String: PeerStatus] = ["asyncio": .notRequested, "concurrency": .notRequested,
+                                           "uvloop": .available(offering: ["call_soon"]),
+                                           "nio": .unavailable(reason: "not set up")]
+        return try #require(Comparison(rows: [c, uvloop], peers: peers).workloads.first)
+    }
+
+    @Test("one line per implementation, ours first")
+    func oneLinePerRow() throws {
+        let lines = try callSoon().jsonLines
+        #expect(lines.count == 2)
+        #expect(lines.first?.hasPrefix(#"{"workload":"call_soon","impl":"c","#) == true)
+    }
+
+    @Test("our line: the figures, the ratio to each peer, the bar, the best peer and the verdict, and the peers missing")
+    func ourLine() throws {
+        let line = try #require(try callSoon().jsonLines.first)
+        #expect(line == #"{"workload":"call_soon","impl":"c","unit":"ns/op","runs_ns":[10.000,12.000,11.000],"#
+                + #""median":11.000,"min":10.000,"max":12.000,"allocs_per_op":0,"mallocs_per_op":null,"n":1000000,"#
+                + #""ratios":{"uvloop":25.000},"target_ratio":10,"best_peer":"uvloop","ratio_vs_best_peer":25.000,"#
+                + #""pass":true,"missing_peers":["nio"]}"#)
+    }
+
+    @Test("below the bar, our line says pass false")
+    func failingLine() throws {
+        let line = try #require(try callSoon(c: [30]).jsonLines.first)
+        #expect(line.contains(#""ratio_vs_best_peer":9.167,"pass":false,"#))
+    }
+
+    @Test("a peer's line: its figures, its version and its ratio to each of ours")
+    func peerLine() throws {
+        let line = try #require(try callSoon().jsonLines.last)
+        #expect(line == #"{"workload":"call_soon","impl":"uvloop","unit":"ns/op","runs_ns":[275.000],"#
+                + #""median":275.000,"min":275.000,"max":275.000,"allocs_per_op":null,"mallocs_per_op":null,"#
+                + #""impl_version":"0.23.0","c_ratio":25.000}"#)
+    }
+
+    @Test("with no peer measured, our line has no best peer and no verdict, and still names the peers missing")
+    func noPeerLine() throws {
+        let c = MicroRow(workload: "sleep0", impl: "swift", runsNs: [130])
+        let peers = Dictionary(uniqueKeysWithValues: PeerName.all.map { ($0, PeerStatus.unavailable(reason: "not set up")) })
+        let line = try #require(Comparison(rows: [c], peers: peers).workloads.first?.jsonLines.first)
+        #expect(line.hasSuffix(#""ratios":{},"target_ratio":2,"missing_peers":["asyncio","uvloop","nio","concurrency"]}"#))
+        #expect(!line.contains("pass"))
+        #expect(!line.contains("best_peer"))
+    }
+
+    @Test("every line is one valid JSON object")
+    func validJSON() throws {
+        for line in try callSoon().jsonLines {
+            #expect(!line.contains("\n"))
+            #expect(try JSONSerialization.jsonObject(with: Data(line.utf8)) is [String: Any])
+        }
     }
 }
