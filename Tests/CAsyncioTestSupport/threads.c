@@ -370,19 +370,16 @@ static void *drop_reference(void *obj) {
     return NULL;
 }
 
-int ts_exiting_thread_returns_what_it_freed(void) {
+/* Runs `check` in a child process with the allocator seam watching frees
+ * (the seam is process-wide: set it in a child of our own). `check` exits
+ * 0 when the watched block was freed, 1 when not, 2 when it failed. */
+static int in_watching_child(void (*check)(void *), void *arg) {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        /* The allocator seam is process-wide: set it in a child of our own. */
         ca_set_allocator(malloc, realloc, watching_free);
-        ca_error *e = ca_error_new(&ca_RuntimeError, "dropped on another thread");
-        if (e == NULL) _exit(2);
-        atomic_store(&watched_block, (void *)e);
-        pthread_t t;
-        if (pthread_create(&t, NULL, drop_reference, e) != 0) _exit(2);
-        pthread_join(t, NULL); /* returns once its thread-exit hooks ran */
-        _exit(atomic_load(&watched_block_freed) ? 0 : 1);
+        check(arg);
+        _exit(2);
     }
     int status;
     while (waitpid(pid, &status, 0) < 0) {
@@ -390,6 +387,64 @@ int ts_exiting_thread_returns_what_it_freed(void) {
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) > 1) return -1;
     return WEXITSTATUS(status) == 0 ? 1 : 0;
+}
+
+static void check_thread_that_only_frees(void *unused) {
+    ca_error *e = ca_error_new(&ca_RuntimeError, "dropped on another thread");
+    if (e == NULL) _exit(2);
+    atomic_store(&watched_block, (void *)e);
+    pthread_t t;
+    if (pthread_create(&t, NULL, drop_reference, e) != 0) _exit(2);
+    pthread_join(t, NULL); /* returns once its thread-exit hooks ran */
+    _exit(atomic_load(&watched_block_freed) ? 0 : 1);
+}
+
+int ts_exiting_thread_returns_what_it_freed(void) { return in_watching_child(check_thread_that_only_frees, NULL); }
+
+typedef struct late_free {
+    ts_block_alloc_fn alloc;
+    ts_block_free_fn release;
+    pthread_key_t key;
+    int round;
+} late_free;
+
+/* A thread-exit destructor that asks for a second round, so that it frees
+ * the watched block after every destructor of the first round (the
+ * freelists' exit hooks among them) has run, whatever the keys' order. */
+static void late_free_destructor(void *arg) {
+    late_free *lf = arg;
+    if (++lf->round == 1) {
+        (void)pthread_setspecific(lf->key, lf);
+        return;
+    }
+    lf->release(atomic_load(&watched_block));
+}
+
+static void *free_late(void *arg) {
+    late_free *lf = arg;
+    lf->release(lf->alloc()); /* the thread's lists now have their exit hook */
+    (void)pthread_setspecific(lf->key, lf);
+    return NULL;
+}
+
+static void check_block_freed_after_exit_hooks(void *arg) {
+    late_free *lf = arg;
+    void *block = lf->alloc();
+    if (block == NULL || pthread_key_create(&lf->key, late_free_destructor) != 0) _exit(2);
+    atomic_store(&watched_block, block);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_late, lf) != 0) _exit(2);
+    pthread_join(t, NULL);
+    if (lf->round != 2) _exit(2);
+    _exit(atomic_load(&watched_block_freed) ? 0 : 1);
+}
+
+void *ts_core_block_alloc(void) { return ca_error_new(&ca_RuntimeError, "freed late"); }
+void ts_core_block_free(void *block) { ca_decref(block); }
+
+int ts_block_freed_after_thread_exit_is_returned(ts_block_alloc_fn alloc, ts_block_free_fn release) {
+    late_free lf = {.alloc = alloc, .release = release};
+    return in_watching_child(check_block_freed_after_exit_hooks, &lf);
 }
 
 /* MARK: - Peeking at the inbox */

@@ -118,4 +118,12 @@ struct AllocationTests {
         // blocks they kept were lost with the thread.
         #expect(ts_exiting_thread_returns_what_it_freed() == 1)
     }
+
+    @Test("a pooled block freed on a thread after its freelists' exit hook ran returns to the allocator")
+    func blockFreedAfterExitHookReturns() {
+        // A later thread-exit destructor (a Swift thread-local's, say) may
+        // drop the last reference: the lists it would join are never
+        // handed back again.
+        #expect(ts_block_freed_after_thread_exit_is_returned(ts_core_block_alloc, ts_core_block_free) == 1)
+    }
 }

@@ -276,6 +276,23 @@ ca_error *ts_create_task_from_thread(ca_loop *loop, ca_coro *coro, ca_task **tas
  */
 int ts_exiting_thread_returns_what_it_freed(void);
 
+typedef void *(*ts_block_alloc_fn)(void);
+typedef void (*ts_block_free_fn)(void *block);
+
+/**
+ * In a child process: a block `alloc` made on this thread, handed to `release`
+ * on a new thread by a thread-exit destructor that runs after the thread's
+ * first round of destructors (its freelists' exit hooks) — is it back with
+ * the allocator once that thread has exited? 1 yes, 0 no (kept by lists
+ * nobody will return any more), -1 the check itself failed.
+ */
+int ts_block_freed_after_thread_exit_is_returned(ts_block_alloc_fn alloc, ts_block_free_fn release);
+
+/** A pooled block of the core (an error object) and its release, for
+ *  ts_block_freed_after_thread_exit_is_returned. */
+void *ts_core_block_alloc(void);
+void ts_core_block_free(void *block);
+
 /**
  * True when another thread has handed `loop` a call (call_soon_threadsafe)
  * that the loop has not taken yet. Call on the loop's thread.
