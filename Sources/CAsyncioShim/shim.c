@@ -4,9 +4,10 @@
  * runtime entry points (casyncio_shim.h).
  */
 #include "casyncio_shim.h"
+/* The core's per-thread small-block freelists, inline (ca_small_alloc). */
+#include "../../CSources/CAsyncio/internal.h"
 
 #include <dlfcn.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -98,71 +99,18 @@ void cas_install(const cas_hooks *h) {
 
 /* MARK: - Swift coroutines */
 
-/* Frames recycled per thread, like the core's freelists: a loop thread that
- * spawns tasks in batches reuses the same blocks. Bounded so a burst does
- * not pin memory; what a thread keeps goes back to the allocator at its exit. */
-#define CAS_FREELIST_CAP 4096
-typedef struct cas_free_block { struct cas_free_block *next; } cas_free_block;
-static _Thread_local cas_free_block *coro_free_head;
-static _Thread_local uint32_t coro_free_count;
-static _Thread_local bool coro_free_registered;
-static pthread_key_t coro_free_key;
-static pthread_once_t coro_free_once = PTHREAD_ONCE_INIT;
+/* Coroutines and callback slots come from the core's per-thread freelists
+ * (ca_small_alloc): a loop thread that spawns tasks in batches reuses the
+ * same blocks, and what a thread keeps goes back to the allocator at its
+ * exit, as do blocks it frees after that. */
+_Static_assert(sizeof(cas_coro) <= CA_SMALL_MAX, "a Swift coroutine is a pooled block");
+_Static_assert(CAS_SLOT_SIZE <= CA_SMALL_MAX, "a callback slot is a pooled block");
 
-/* Callback slots, recycled the same way (see cas_slot_alloc). */
-static _Thread_local cas_free_block *slot_free_head;
-static _Thread_local uint32_t slot_free_count;
+void cas_freelists_clear(void) { ca_freelists_clear(); }
 
-void cas_freelists_clear(void) {
-    while (coro_free_head != NULL) {
-        cas_free_block *b = coro_free_head;
-        coro_free_head = b->next;
-        ca_free(b);
-    }
-    coro_free_count = 0;
-    while (slot_free_head != NULL) {
-        cas_free_block *b = slot_free_head;
-        slot_free_head = b->next;
-        ca_free(b);
-    }
-    slot_free_count = 0;
-}
+void *cas_slot_alloc(void) { return ca_small_alloc(CAS_SLOT_SIZE); }
 
-static void coro_free_thread_exit(void *unused) { cas_freelists_clear(); }
-static void coro_free_key_create(void) { (void)pthread_key_create(&coro_free_key, coro_free_thread_exit); }
-
-/* Makes the calling thread's freelists go back to the allocator at its exit
- * (the key's value only has to be non-NULL for the destructor to run). */
-static inline void cas_freelist_register(void) {
-    if (!coro_free_registered) {
-        pthread_once(&coro_free_once, coro_free_key_create);
-        (void)pthread_setspecific(coro_free_key, &coro_free_head);
-        coro_free_registered = true;
-    }
-}
-
-void *cas_slot_alloc(void) {
-    if (slot_free_head != NULL) {
-        cas_free_block *b = slot_free_head;
-        slot_free_head = b->next;
-        slot_free_count--;
-        return b;
-    }
-    return ca_malloc(CAS_SLOT_SIZE);
-}
-
-void cas_slot_free(void *slot) {
-    if (slot == NULL) return;
-    cas_freelist_register();
-    if (slot_free_count < CAS_FREELIST_CAP) {
-        cas_free_block *b = slot;
-        b->next = slot_free_head;
-        slot_free_head = b;
-        slot_free_count++;
-    } else {
-        ca_free(slot);
-    }
-}
+void cas_slot_free(void *slot) { ca_small_free(slot, CAS_SLOT_SIZE); }
 
 static void swift_coro_dealloc(ca_object *op);
 
@@ -185,15 +133,8 @@ const ca_coro_type cas_SwiftCoroType = {
 };
 
 cas_coro *cas_coro_new(const char *name, const char *file, int32_t line) {
-    cas_coro *c;
-    if (coro_free_head != NULL) {
-        c = (cas_coro *)coro_free_head;
-        coro_free_head = coro_free_head->next;
-        coro_free_count--;
-    } else {
-        c = ca_malloc(sizeof *c);
-        if (c == NULL) return NULL;
-    }
+    cas_coro *c = ca_small_alloc(sizeof *c);
+    if (c == NULL) return NULL;
     memset(c, 0, sizeof *c);
     c->co.ob_base.ob_refcnt = 1;
     c->co.ob_base.ob_type = &cas_SwiftCoroType.base;
@@ -224,15 +165,7 @@ static void swift_coro_dealloc(ca_object *op) {
     CA_CLEAR(c->error);
     ca_value_clear(&c->resume_value);
     ca_value_clear(&c->result);
-    cas_freelist_register();
-    if (coro_free_count < CAS_FREELIST_CAP) {
-        cas_free_block *b = (cas_free_block *)c;
-        b->next = coro_free_head;
-        coro_free_head = b;
-        coro_free_count++;
-    } else {
-        ca_free(c);
-    }
+    ca_small_free(c, sizeof *c);
 }
 
 /* MARK: - Futures */

@@ -126,12 +126,13 @@ void cas_install(const cas_hooks *hooks);
 extern const ca_coro_type cas_SwiftCoroType;
 
 /** A new coroutine (refcount 1) for a body created at `file`:`line` in
- *  `name` (static strings). From a per-thread freelist in steady state.
- *  NULL when out of memory. */
+ *  `name` (static strings). From the core's per-thread freelists in steady
+ *  state. NULL when out of memory. */
 cas_coro *cas_coro_new(const char *name, const char *file, int32_t line);
 
-/** Returns the calling thread's recycled coroutine blocks and slots to the allocator
- *  (before a leak check; done at thread exit anyway). */
+/** Returns the calling thread's recycled blocks to the allocator (before a
+ *  leak check; done at thread exit anyway). The shim's coroutines and slots
+ *  come from the core's freelists, so this is ca_freelists_clear. */
 void cas_freelists_clear(void);
 
 /** The size of a callback slot: room for two Swift closures of two words
@@ -140,13 +141,14 @@ void cas_freelists_clear(void);
 
 /** A block of CAS_SLOT_SIZE bytes, aligned as malloc aligns, uninitialized: where the
  *  Swift layer keeps a callback a C object holds, so registering one
- *  allocates nothing in steady state. From a per-thread freelist (any
- *  thread may free a slot another allocated); NULL when out of memory. The
- *  caller owns it until cas_slot_free. */
+ *  allocates nothing in steady state. From the core's per-thread freelists
+ *  (any thread may free a slot another allocated); NULL when out of memory.
+ *  The caller owns it until cas_slot_free. */
 void *cas_slot_alloc(void);
 
 /** Returns a slot of cas_slot_alloc (whose contents the caller already
- *  destroyed) to the calling thread's freelist; NULL is ignored. */
+ *  destroyed) to the calling thread's freelist, or to the allocator once
+ *  the thread's exit hooks ran; NULL is ignored. */
 void cas_slot_free(void *slot);
 
 /** True when `op` is a Swift coroutine. */
