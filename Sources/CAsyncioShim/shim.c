@@ -1,7 +1,7 @@
 /*
- * shim.c — the C side of the Swift layer: the Swift coroutine type, its
- * freelist, the box for Swift values, the Swift error types and the Swift
- * runtime entry points (casyncio_shim.h).
+ * shim.c — the C side of the Swift layer: the Swift coroutine type, the
+ * callback slots, the box for Swift values, the Swift error types and the
+ * Swift runtime entry points (casyncio_shim.h).
  */
 #include "casyncio_shim.h"
 /* The core's per-thread small-block freelists, inline (ca_small_alloc). */
