@@ -559,6 +559,35 @@ struct CombinatorTests {
         #expect(try outstanding() == 0)
     }
 
+    @Test("a shield nobody awaits, left pending with its inner future, is untied by close and frees the loop")
+    func shieldNobodyAwaitsIsUntiedAtClose() throws {
+        /// Allocations minus frees of one loop that shields a pending future
+        /// outside any task, drops both futures and closes: no task waits on
+        /// the outer, so only the loop can find the pair.
+        func outstanding() throws -> Int64 {
+            ca_freelists_clear()
+            let before = ca_alloc_stats_get()
+            var cfg = ca_loop_config()
+            cfg.virtual_clock = true
+            var made: OpaquePointer?
+            try #require(ca_loop_new(&cfg, &made) == nil)
+            let loop = try #require(made)
+            let inner = try #require(ca_future_new(loop))
+            var out: FuturePtr?
+            expectOK(ca_shield(Comb.raw(inner), &out))
+            let outer = try #require(out)
+            ca_decref(outer)
+            ca_decref(inner) // outer and inner still hold each other
+            ca_decref(ca_loop_close(loop))
+            ca_decref(UnsafeMutableRawPointer(loop))
+            ca_freelists_clear()
+            let after = ca_alloc_stats_get()
+            return Int64(after.allocs - before.allocs) - Int64(after.frees - before.frees)
+        }
+        _ = try outstanding() // the thread's one-time state
+        #expect(try outstanding() == 0)
+    }
+
     @Test("shield() of a done future returns that future")
     func shieldOfDoneFutureReturnsIt() throws {
         try withLoop { t in
