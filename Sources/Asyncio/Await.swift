@@ -153,21 +153,41 @@ enum Await {
         guard let loop = loop ?? LoopCore.current?.loop else {
             throw AsyncioError(typeName: "RuntimeError", message: "no running event loop")
         }
-        let task: LoopTask<Never>
-        if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
-            task = try LoopTask<Never>.wrap(loop: loop, coro: try made(make(context)))
-        } else {
-            let maker = CoroMaker(make: { make(context) }, loop: loop)
-            task = try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<LoopTask<Never>, any Error>) in
-                // When the loop closes before it runs the call, or refuses it,
-                // the call's release resumes the task with the loop's error.
-                let call = ThreadsafeCall(run: {
-                    k.resume(with: Result { try LoopTask<Never>.wrap(loop: maker.loop, coro: try made(maker.make())) })
-                }, dropped: { k.resume(throwing: $0) })
-                call.post(to: loop)
-            }
+        let task = try await onLoop(loop, (loop, context, make)) { loop, context, make in
+            try LoopTask<Never>.wrap(loop: loop, coro: try made(make(context)))
         }
         return try await task.rawOutcome()
+    }
+
+    /// True when this thread may touch `loop`'s objects directly: it runs
+    /// `loop`, or `loop` is not running and this thread runs no loop (code
+    /// setting up before a run, say). A thread running another loop hands
+    /// the work over, as to a running loop.
+    @inline(__always)
+    static func mayTouch(_ loop: OpaquePointer) -> Bool {
+        ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil)
+    }
+
+    /// `make(context)`, run where `loop`'s objects may be touched: here when
+    /// ``mayTouch(_:)``, else on the loop's thread (`call_soon_threadsafe`)
+    /// while the caller waits. Making a core object touches the reference
+    /// counts of what it works on, which are not atomic. `make` gets its
+    /// inputs as `context` rather than capturing them, so on the direct path
+    /// it is a bare function and nothing is allocated for it.
+    ///
+    /// - Throws: what `make` throws; ``AsyncioError`` (`RuntimeError`) when
+    ///   the loop closes before it runs the call, or refuses it.
+    nonisolated(nonsending) static func onLoop<Context, T: Sendable>(
+        _ loop: OpaquePointer, _ context: Context, _ make: @escaping (Context) throws -> T
+    ) async throws -> T {
+        if mayTouch(loop) { return try make(context) }
+        let call = LoopCall(make: { try make(context) })
+        return try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<T, any Error>) in
+            // When the loop closes before it runs the call, or refuses it,
+            // the call's release resumes the waiter with the loop's error.
+            ThreadsafeCall(run: { k.resume(with: Result { try call.make() }) },
+                           dropped: { k.resume(throwing: $0) }).post(to: loop)
+        }
     }
 
     /// `coro`, or MemoryError when it could not be made.
@@ -189,7 +209,7 @@ enum Await {
         let ref = FutureRef(f)
         return try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<R, any Error>) in
             let waiter = CallbackWaiter(ref: ref, read: read, continuation: k)
-            if ca_get_running_loop() == loop || (!ca_loop_is_running(loop) && LoopCore.current == nil) {
+            if mayTouch(loop) {
                 waiter.arm()
             } else {
                 // When the loop closes before it arms the waiter, or refuses
@@ -204,15 +224,14 @@ enum Await {
     }
 }
 
-/// The maker of a C coroutine handed to the loop's thread, which calls it.
+/// Work handed to a loop's thread, which calls it (``Await/onLoop(_:_:_:)``).
 ///
-/// Safety of `@unchecked Sendable`: `make` is called once, on the loop's
-/// thread, while the thread that made this value waits for the outcome (it
-/// is suspended in ``Await/coroutine(loop:_:_:)``), so nothing it captured is
-/// used by two threads at once.
-struct CoroMaker: @unchecked Sendable {
-    let make: () -> UnsafeMutablePointer<ca_coro>?
-    let loop: OpaquePointer
+/// Safety of `@unchecked Sendable`: `make` is called at most once, on the
+/// loop's thread, while the thread that made this value waits for the
+/// outcome (it is suspended in ``Await/onLoop(_:_:_:)``), so nothing it
+/// captured is used by two threads at once.
+struct LoopCall<T>: @unchecked Sendable {
+    let make: () throws -> T
 }
 
 /// A future pointer that may cross threads.

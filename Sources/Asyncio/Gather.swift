@@ -19,7 +19,7 @@ nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat F
     -> (repeat each T) {
     var children: [UnsafeMutableRawPointer?] = []
     for f in repeat each futures { children.append(UnsafeMutableRawPointer(f.unsafeRaw)) }
-    let gathering = try startGather(children, returnExceptions: false)
+    let gathering = try await startGather(children, returnExceptions: false)
     defer { withExtendedLifetime((repeat each futures)) {} }
     return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
@@ -32,7 +32,7 @@ nonisolated(nonsending) public func gather<each T: Sendable>(_ futures: repeat F
 ///
 /// - Throws: the first child's error; ``CancelledError``.
 nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) async throws -> [T] {
-    let gathering = try startGather(rawFutures(futures), returnExceptions: false)
+    let gathering = try await startGather(rawFutures(futures), returnExceptions: false)
     defer { withExtendedLifetime(futures) {} }
     return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
@@ -53,7 +53,7 @@ nonisolated(nonsending) public func gather<T: Sendable>(_ futures: [Future<T>]) 
 /// - Throws: ``CancelledError`` when the gather itself is cancelled.
 nonisolated(nonsending) public func gatherReturningExceptions<T: Sendable>(_ futures: [Future<T>]) async throws
     -> [Result<T, any Error>] {
-    let gathering = try startGather(rawFutures(futures), returnExceptions: true)
+    let gathering = try await startGather(rawFutures(futures), returnExceptions: true)
     defer { withExtendedLifetime(futures) {} }
     return try await Await.done(gathering.unsafeRaw) { f, _ in
         let list = ca_result_list_of(f)!
@@ -74,12 +74,30 @@ func rawFutures<T>(_ futures: [Future<T>]) -> [UnsafeMutableRawPointer?] {
     return children
 }
 
-/// Starts a gather of `children` on the running loop (else the first
-/// child's loop).
-func startGather(_ children: [UnsafeMutableRawPointer?], returnExceptions: Bool) throws -> Future<Void> {
-    var out: UnsafeMutablePointer<ca_future>?
-    let loop: OpaquePointer? = ca_get_running_loop()
+/// Starts a gather of `children` on ``gatherLoop(_:)``, from any thread:
+/// on another thread than the loop's, the loop makes it (the gather takes
+/// references to the children and adds done callbacks to them).
+nonisolated(nonsending) func startGather(_ children: [UnsafeMutableRawPointer?], returnExceptions: Bool) async throws
+    -> Future<Void> {
+    guard let loop = gatherLoop(children) else {
+        return try makeGather(on: nil, children, returnExceptions: returnExceptions)
+    }
+    return try await Await.onLoop(loop, (loop, children, returnExceptions)) { loop, children, returnExceptions in
+        try makeGather(on: loop, children, returnExceptions: returnExceptions)
+    }
+}
+
+/// The loop a gather of `children` belongs to: the running loop, else the
+/// first child's.
+func gatherLoop(_ children: [UnsafeMutableRawPointer?]) -> OpaquePointer? {
+    ca_get_running_loop()
         ?? children.first.flatMap { $0 }.map { $0.assumingMemoryBound(to: ca_future.self).pointee.fut_loop }
+}
+
+/// `ca_gather` of `children` on `loop` (on its thread, or while it is idle).
+func makeGather(on loop: OpaquePointer?, _ children: [UnsafeMutableRawPointer?], returnExceptions: Bool) throws
+    -> Future<Void> {
+    var out: UnsafeMutablePointer<ca_future>?
     try ErrorBridge.check(children.withUnsafeBufferPointer {
         ca_gather(loop, $0.baseAddress, $0.count, returnExceptions, &out)
     })
@@ -102,7 +120,10 @@ private func resultItem<U>(_ list: UnsafeMutablePointer<ca_result_list>, _ i: in
 /// - Throws: ``AsyncioError`` when the gather cannot be created.
 public func gatherFuture<T: Sendable>(_ futures: [Future<T>], returnExceptions: Bool = false) throws -> Future<Void> {
     defer { withExtendedLifetime(futures) {} }
-    return try startGather(rawFutures(futures), returnExceptions: returnExceptions)
+    let children = rawFutures(futures)
+    let loop = gatherLoop(children)
+    checkConfined(loop: loop)
+    return try makeGather(on: loop, children, returnExceptions: returnExceptions)
 }
 
 /// The children's outcomes of a done gather (from ``gatherFuture(_:returnExceptions:)``),
@@ -110,6 +131,7 @@ public func gatherFuture<T: Sendable>(_ futures: [Future<T>], returnExceptions: 
 /// ``InvalidStateError`` while pending) as `result()` would.
 public func gatheredResults<T: Sendable, U: Sendable>(_ gathering: Future<U>, as: T.Type = T.self) throws
     -> [Result<T, any Error>] {
+    gathering.checkLoopThread()
     var v = ca_value()
     if let e = ca_future_result(gathering.unsafeRaw, &v) { throw ErrorBridge.take(e) }  // borrowed view
     guard let list = ca_result_list_of(gathering.unsafeRaw) else { return [] }

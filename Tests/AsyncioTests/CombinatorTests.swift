@@ -74,6 +74,34 @@ struct CombinatorTests {
         }
     }
 
+    @Test("gathers awaited by a Swift task on another thread are made on the loop's thread: the children's reference counts stay exact")
+    func gatherFromAnotherThreadKeepsCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let children = (0..<16).map { _ in loop.createFuture(of: Int.self) }
+            for (i, f) in children.enumerated() { try f.setResult(i) }
+            let expected = Array(0..<16)
+            let done = loop.createFuture(of: Int.self)
+            Task.detached {
+                var n = 0
+                for _ in 0..<2000 where (try? await gather(children)) == expected { n += 1 }
+                let gathers = n
+                try? loop.callSoonThreadsafe { try? done.setResult(gathers) }
+            }
+            // Meanwhile gathers on the loop take and drop references to the
+            // same children: a gather made on the other thread would race
+            // with them on the children's (non-atomic) reference counts.
+            while !done.isDone {
+                for _ in 0..<50 { _ = try gatherFuture(children) }
+                try await sleep(0)
+            }
+            #expect(try await done.value == 2000)
+            for f in children {
+                #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
+            }
+        }
+    }
+
     @Test("wait: FIRST_COMPLETED, timeout, done and pending keep the callers' futures")
     func waitSets() async throws {
         try await runLoop {
