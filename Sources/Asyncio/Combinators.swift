@@ -89,6 +89,7 @@ nonisolated(nonsending) public func waitFor<T>(timeout delay: Double?,
 /// let result = try await shield(task).value
 /// ```
 public func shield<T: Sendable>(_ future: Future<T>) throws -> Future<T> {
+    future.checkLoopThread()
     var out: UnsafeMutablePointer<ca_future>?
     try ErrorBridge.check(ca_shield(UnsafeMutableRawPointer(future.unsafeRaw), &out))
     if out == future.unsafeRaw {
@@ -137,6 +138,7 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
         let pointers = rawFutures(futures)
         let loop = ca_get_running_loop() ?? futures.first?.unsafeRaw.pointee.fut_loop
         self.loop = loop
+        checkConfined(loop: loop)
         var out: OpaquePointer?
         try ErrorBridge.check(pointers.withUnsafeBufferPointer {
             ca_as_completed(loop, $0.baseAddress, $0.count, timeoutSeconds(timeout), &out)

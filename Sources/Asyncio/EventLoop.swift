@@ -240,11 +240,15 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
 
     /// asyncio's debug mode.
     public nonisolated var isDebug: Bool {
-        get { ca_loop_get_debug(core.loop) }
+        checkConfined(loop: core.loop)
+        return ca_loop_get_debug(core.loop)
     }
 
     /// Turns asyncio's debug mode on or off.
-    public nonisolated func setDebug(_ enabled: Bool) { ca_loop_set_debug(core.loop, enabled) }
+    public nonisolated func setDebug(_ enabled: Bool) {
+        checkConfined(loop: core.loop)
+        ca_loop_set_debug(core.loop, enabled)
+    }
 
     // MARK: Time
 
@@ -335,7 +339,10 @@ public actor EventLoop: SerialExecutor, TaskExecutor {
 
     /// How many times a task body of this loop suspended outside the loop
     /// (see ``LoopTask``'s "Suspending outside the loop"). Loop thread.
-    public nonisolated var foreignSuspensionCount: Int { core.foreignSuspensions }
+    public nonisolated var foreignSuspensionCount: Int {
+        checkConfined(loop: core.loop)
+        return core.foreignSuspensions
+    }
 }
 
 // MARK: - Running windows

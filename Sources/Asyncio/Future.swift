@@ -132,6 +132,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// result). Throws ``CancelledError`` when cancelled, or
     /// ``InvalidStateError`` while pending.
     public final func exception() throws -> (any Error)? {
+        checkLoopThread()
         var e: UnsafeMutablePointer<ca_error>?
         try ErrorBridge.check(ca_future_exception(unsafeRaw, &e))
         return e.map { ErrorBridge.take($0) }

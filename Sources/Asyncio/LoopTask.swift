@@ -96,7 +96,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
     // MARK: Cancellation
 
     /// `cancelling()`: how many cancellation requests are pending.
-    public var cancelling: Int { Int(ca_task_cancelling(unsafeRawTask)) }
+    public var cancelling: Int {
+        checkLoopThread()
+        return Int(ca_task_cancelling(unsafeRawTask))
+    }
 
     /// `uncancel()`: withdraws one cancellation request; returns how many
     /// remain. At zero an undelivered request is dropped.
@@ -110,7 +113,8 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
 
     /// The task's name: the one given at creation, else `"Task-N"`.
     public var name: String {
-        get { ca_task_get_name(unsafeRawTask).map { String(cString: $0) } ?? "" }
+        checkLoopThread()
+        return ca_task_get_name(unsafeRawTask).map { String(cString: $0) } ?? ""
     }
 
     /// `set_name(name)`.
@@ -120,12 +124,16 @@ public final class LoopTask<Value: Sendable>: Future<Value>, @unchecked Sendable
     }
 
     /// This task, type-erased (what ``currentTask()`` returns).
-    public var erased: AnyLoopTask { AnyLoopTask(unsafeRetaining: unsafeRawTask) }
+    public var erased: AnyLoopTask {
+        checkLoopThread()
+        return AnyLoopTask(unsafeRetaining: unsafeRawTask)
+    }
 
     /// `repr(task)`: `<Task pending name='Task-1' coro=<main() running at
     /// main.swift:3> wait_for=<Future pending ...>>`.
     public override var description: String {
-        reprString { ca_task_repr(unsafeRawTask, $0, $1) }
+        checkLoopThread()
+        return reprString { ca_task_repr(unsafeRawTask, $0, $1) }
     }
 }
 
@@ -180,31 +188,50 @@ public final class AnyLoopTask: @unchecked Sendable, Hashable, CustomStringConve
     }
 
     /// The task's name.
-    public var name: String { ca_task_get_name(unsafeRawTask).map { String(cString: $0) } ?? "" }
+    public var name: String {
+        checkLoopThread()
+        return ca_task_get_name(unsafeRawTask).map { String(cString: $0) } ?? ""
+    }
     /// `done()`.
-    public var isDone: Bool { ca_future_done(future) }
+    public var isDone: Bool {
+        checkLoopThread()
+        return ca_future_done(future)
+    }
     /// `cancelled()`.
-    public var isCancelled: Bool { ca_future_cancelled(future) }
+    public var isCancelled: Bool {
+        checkLoopThread()
+        return ca_future_cancelled(future)
+    }
     /// `cancelling()`.
-    public var cancelling: Int { Int(ca_task_cancelling(unsafeRawTask)) }
+    public var cancelling: Int {
+        checkLoopThread()
+        return Int(ca_task_cancelling(unsafeRawTask))
+    }
 
     /// `cancel(msg)`; `false` when the task is done.
     @discardableResult
     public func cancel(message: String? = nil) -> Bool {
-        checkConfined(loop: unsafeRawTask.pointee.task_loop)
+        checkLoopThread()
         return ca_task_cancel(unsafeRawTask, message)
     }
 
     /// `uncancel()`; returns the requests left.
     @discardableResult
     public func uncancel() -> Int {
-        checkConfined(loop: unsafeRawTask.pointee.task_loop)
+        checkLoopThread()
         return Int(ca_task_uncancel(unsafeRawTask))
     }
 
     /// The typed task, when the caller knows the result type.
     public func typed<Value: Sendable>(as type: Value.Type = Value.self) -> LoopTask<Value> {
-        LoopTask(unsafeRetaining: unsafeRawTask)
+        checkLoopThread()
+        return LoopTask(unsafeRetaining: unsafeRawTask)
+    }
+
+    /// Traps off the task's loop thread while the loop runs, as ``Future``'s
+    /// members do: the C task is confined to that thread.
+    private func checkLoopThread() {
+        checkConfined(loop: unsafeRawTask.pointee.task_loop)
     }
 
     private var future: UnsafeMutablePointer<ca_future> {
@@ -216,7 +243,10 @@ public final class AnyLoopTask: @unchecked Sendable, Hashable, CustomStringConve
     /// Hashes the C task's address.
     public func hash(into hasher: inout Hasher) { hasher.combine(unsafeRawTask) }
     /// `repr(task)`.
-    public var description: String { reprString { ca_task_repr(unsafeRawTask, $0, $1) } }
+    public var description: String {
+        checkLoopThread()
+        return reprString { ca_task_repr(unsafeRawTask, $0, $1) }
+    }
 }
 
 /// `asyncio.current_task()`: the task running on the calling thread's loop,

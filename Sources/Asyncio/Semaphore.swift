@@ -61,7 +61,10 @@ public class Semaphore: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `repr(semaphore)`: `<asyncio.locks.Semaphore object at 0x... [unlocked, value:1]>`.
-    public final var description: String { reprString { ca_semaphore_repr(unsafeRaw, $0, $1) } }
+    public final var description: String {
+        checkConfined(loop: unsafeRaw.pointee.loop)
+        return reprString { ca_semaphore_repr(unsafeRaw, $0, $1) }
+    }
 }
 
 /// `asyncio.BoundedSemaphore`: a ``Semaphore`` whose ``Semaphore/release()``
