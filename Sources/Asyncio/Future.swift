@@ -221,18 +221,14 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
 
 // MARK: - Done callbacks
 
-/// A Swift done callback, retained by the C future until it is dropped.
-class DoneCallbackBox {
-    func call(_ f: UnsafeMutablePointer<ca_future>) {}
-}
-
-/// The done callback of a `Future<Value>`: called with a new wrapper of the
-/// future (the caller's wrapper is not kept, so a pending future that nobody
-/// references does not keep itself alive through its callback).
-final class TypedDoneCallbackBox<Value: Sendable>: DoneCallbackBox {
-    let callback: @Sendable (Future<Value>) -> Void
-    init(_ callback: @escaping @Sendable (Future<Value>) -> Void) { self.callback = callback }
-    override func call(_ f: UnsafeMutablePointer<ca_future>) { callback(Future(unsafeRetaining: f)) }
+/// A Swift done callback with an identity, retained by the C future until
+/// it is dropped. `call` gets the C future and knows its result type: it
+/// calls the caller's closure with a new wrapper of the future (the caller's
+/// wrapper is not kept, so a pending future that nobody references does not
+/// keep itself alive through its callback).
+final class DoneCallbackBox: Sendable {
+    let call: @Sendable (UnsafeMutablePointer<ca_future>) -> Void
+    init(_ call: @escaping @Sendable (UnsafeMutablePointer<ca_future>) -> Void) { self.call = call }
 }
 
 private func doneCallbackTrampoline(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
@@ -416,17 +412,12 @@ func reprString(_ fill: (UnsafeMutablePointer<CChar>, Int) -> Int) -> String {
 /// ``Future/removeDoneCallback(_:)`` removes every registration of it
 /// (`remove_done_callback(fn)`). Closures have no identity, so a callback
 /// that may be removed is registered through one of these.
-///
-/// Safety of `@unchecked Sendable`: its only stored property is a constant
-/// reference to a box whose only stored property is a constant `@Sendable`
-/// closure; the box is not Sendable only because its class is open to the
-/// typed subclass.
-public final class DoneCallback<Value: Sendable>: @unchecked Sendable {
-    let box: TypedDoneCallbackBox<Value>
+public final class DoneCallback<Value: Sendable>: Sendable {
+    let box: DoneCallbackBox
 
     /// Wraps `callback`, called with the future once it is done.
     public init(_ callback: @escaping @Sendable (Future<Value>) -> Void) {
-        box = TypedDoneCallbackBox(callback)
+        box = DoneCallbackBox { f in callback(Future(unsafeRetaining: f)) }
     }
 }
 
