@@ -1,6 +1,6 @@
-// Awaiting a raw C future the Swift layer made (a server's accept waiter,
-// an executor job, a file operation, a gather): the one wait every such
-// caller goes through.
+// Awaiting a raw C future (a Future's value, a C task's outcome, a server's
+// accept waiter, an executor job, a file operation, a gather): the one wait
+// every such caller goes through.
 
 import CAsyncio
 import CAsyncioShim
@@ -27,6 +27,25 @@ extension Await {
             return try readDone(f, read)
         }
         return try await viaCallback(f) { f in try readDone(f, read) }
+    }
+
+    /// Waits until `f` (borrowed) is done and returns its result as an `R`
+    /// (``Future/value``); as ``done(_:read:)`` with the result decoded.
+    ///
+    /// Not `done` with a decoding `read`: that closure, formed by the caller
+    /// for a generic `R`, captures `R`'s metadata and would be allocated on
+    /// every await, also inside the body's own task. Here the decoding
+    /// closure is formed only on the callback path.
+    @inline(__always)
+    nonisolated(nonsending) static func result<R: Sendable>(of f: UnsafeMutablePointer<ca_future>, as: R.Type)
+        async throws -> R {
+        if let c = ownCoroutine {
+            if f.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
+                try await suspend(c, on: f)
+            }
+            return try Future<R>.readResult(f)
+        }
+        return try await viaCallback(f) { f in try Future<R>.readResult(f) }
     }
 
     /// Waits until `f` (borrowed) is done; throws its error, or

@@ -70,17 +70,7 @@ public class Future<Value: Sendable>: @unchecked Sendable, Hashable, CustomStrin
     /// the future).
     nonisolated(nonsending) public final var value: Value {
         get async throws {
-            // Not through Await.done: its read closure, formed here for a
-            // generic Value, would be allocated on every await.
-            if let c = Await.ownCoroutine {
-                if unsafeRaw.pointee.fut_state == UInt8(CA_FUTURE_PENDING.rawValue) {
-                    try await Await.suspend(c, on: unsafeRaw)
-                }
-                return try readResult()
-            }
-            return try await Await.viaCallback(unsafeRaw) { f in
-                try Future.readResult(f)
-            }
+            try await Await.result(of: unsafeRaw, as: Value.self)
         }
     }
 

@@ -149,9 +149,8 @@ extension LoopTask where Value == Never {
 
     /// Waits for the task and returns a copy of its raw result (owned).
     nonisolated(nonsending) func rawOutcome() async throws -> ca_value {
-        try await Await.viaCallback(unsafeRaw) { f in
-            var v = ca_value()
-            if let e = ca_future_result(f, &v) { throw ErrorBridge.take(e) }
+        try await Await.done(unsafeRaw) { _, v in
+            var v = v
             return OwnedValue(ca_value_copy(&v))
         }.value
     }
