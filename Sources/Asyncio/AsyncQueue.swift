@@ -71,8 +71,9 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
         if Await.ownCoroutine != nil, !ca_queue_full(unsafeRaw) {
             return try putNowait(item)
         }
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, (self, item)) { ca_queue_put($0.0.unsafeRaw, $0.0.encode($0.1)) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, (self, item)) {
+            ca_queue_put($0.0.unsafeRaw, $0.0.encode($0.1))
+        }
     }
 
     // MARK: Getting
@@ -92,8 +93,9 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     @inlinable @inline(__always)
     nonisolated(nonsending) public func get() async throws -> Element {
         guard let c = Await.ownCoroutine else {
-            var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_queue_get($0) }
-            return try ValueCodec<Element>.take(&v)
+            return try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw, as: Element.self) {
+                ca_queue_get($0)
+            }
         }
         if unsafeRaw.pointee.len > 0 { return try getNowait() }
         // Inside the body's own task, get()'s loop runs here, as
@@ -127,8 +129,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
 
     /// `join()`: waits until every item put so far was marked done.
     nonisolated(nonsending) public func join() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_queue_join($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_queue_join($0) }
     }
 
     /// `shutdown(immediate)`: later puts throw ``QueueShutDown``, gets once

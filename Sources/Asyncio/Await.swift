@@ -133,30 +133,88 @@ enum Await {
 
     /// Awaits the C coroutine `make(context)` creates (a new reference),
     /// from the body's task when there is one, else as a task of its own on
-    /// `loop`. `make` runs on the loop's thread (or while the loop is idle),
-    /// exactly once: creating a coroutine touches the reference counts of
-    /// the objects it works on (a lock, a queue...), which are not atomic, so
-    /// from another thread it is handed to the loop through
-    /// `call_soon_threadsafe` with the task's creation. `make` gets what it
-    /// works on as `context` rather than capturing it, so it is a bare
-    /// function and awaiting allocates nothing for it. Returns the
-    /// coroutine's value (owned).
+    /// `loop`, and returns `read` of its value (a borrowed view).
     ///
-    /// - Throws: the coroutine's error; ``AsyncioError`` (`RuntimeError`) when
-    ///   no loop is given and none runs on this thread, or the loop is closed.
+    /// `make` and `read` run where `loop`'s objects may be touched: on the
+    /// loop's thread (or while the loop is idle), `make` exactly once.
+    /// Creating a coroutine touches the reference counts of the objects it
+    /// works on (a lock, a queue...), and its value may hold a core object,
+    /// whose count is not atomic either: from another thread the making is
+    /// handed to the loop through `call_soon_threadsafe` with the task's
+    /// creation, and `read` runs in the task's done callback, so only the
+    /// Sendable `R` it makes comes back to this thread (nothing core-owned
+    /// does). `make` gets what it works on as `context` rather than
+    /// capturing it, so it is a bare function and awaiting allocates nothing
+    /// for it; so is a `read` that captures nothing.
+    ///
+    /// - Throws: the coroutine's error; what `read` throws; ``AsyncioError``
+    ///   (`RuntimeError`) when no loop is given and none runs on this
+    ///   thread, or the loop is closed.
+    @usableFromInline
+    nonisolated(nonsending) static func coroutine<Context, R: Sendable>(
+        loop: OpaquePointer?, _ context: Context,
+        _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?,
+        read: @escaping @Sendable (ca_value) throws -> R
+    ) async throws -> R {
+        if let c = ownCoroutine {
+            var v = try await delegate(c, to: try made(make(context)))
+            defer { ca_value_clear(&v) }
+            return try read(v)
+        }
+        let task = try await coroutineTask(loop: loop, context, make)
+        return try await done(task.unsafeRaw) { _, v in try read(v) }
+    }
+
+    /// Awaits the C coroutine `make(context)` creates and returns its value
+    /// as an `R`; as ``coroutine(loop:_:_:read:)`` with the value decoded.
+    ///
+    /// Not `coroutine` with a decoding `read`: that closure, formed by the
+    /// caller for a generic `R`, captures `R`'s metadata and would be
+    /// allocated on every await, also inside the body's own task. Here the
+    /// decoding closure is formed only where the task is awaited from
+    /// another thread (as ``result(of:as:)`` does).
+    @usableFromInline
+    nonisolated(nonsending) static func coroutine<Context, R: Sendable>(
+        loop: OpaquePointer?, _ context: Context, as: R.Type,
+        _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
+    ) async throws -> R {
+        if let c = ownCoroutine {
+            var v = try await delegate(c, to: try made(make(context)))
+            return try ValueCodec<R>.take(&v)
+        }
+        let task = try await coroutineTask(loop: loop, context, make)
+        return try await result(of: task.unsafeRaw, as: R.self)
+    }
+
+    /// Awaits the C coroutine `make(context)` creates, for its completion
+    /// alone: its value is dropped. As ``coroutine(loop:_:_:read:)``.
     @usableFromInline
     nonisolated(nonsending) static func coroutine<Context>(
         loop: OpaquePointer?, _ context: Context,
         _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
-    ) async throws -> ca_value {
-        if let c = ownCoroutine { return try await delegate(c, to: try made(make(context))) }
+    ) async throws {
+        if let c = ownCoroutine {
+            var v = try await delegate(c, to: try made(make(context)))
+            ca_value_clear(&v)
+            return
+        }
+        let task = try await coroutineTask(loop: loop, context, make)
+        try await done(task.unsafeRaw)
+    }
+
+    /// The task of `make(context)` on `loop` (else the running loop), made
+    /// on the loop's thread: the coroutine, awaited from outside the body's
+    /// task.
+    private nonisolated(nonsending) static func coroutineTask<Context>(
+        loop: OpaquePointer?, _ context: Context,
+        _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
+    ) async throws -> LoopTask<Never> {
         guard let loop = loop ?? LoopCore.current?.loop else {
             throw AsyncioError(typeName: "RuntimeError", message: "no running event loop")
         }
-        let task = try await onLoop(loop, (loop, context, make)) { loop, context, make in
+        return try await onLoop(loop, (loop, context, make)) { loop, context, make in
             try LoopTask<Never>.wrap(loop: loop, coro: try made(make(context)))
         }
-        return try await task.rawOutcome()
     }
 
     /// True when this thread may touch `loop`'s objects directly: it runs

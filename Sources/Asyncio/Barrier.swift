@@ -31,20 +31,17 @@ public final class Barrier: @unchecked Sendable, CustomStringConvertible {
     ///   or reset; ``CancelledError``.
     @discardableResult
     nonisolated(nonsending) public func wait() async throws -> Int {
-        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_wait($0) }
-        return try ValueCodec<Int>.take(&v)
+        try await Await.coroutine(loop: loop, unsafeRaw, as: Int.self) { ca_barrier_wait($0) }
     }
 
     /// `reset()`: back to filling; tasks waiting get ``BrokenBarrierError``.
     nonisolated(nonsending) public func reset() async throws {
-        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_reset($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_reset($0) }
     }
 
     /// `abort()`: breaks the barrier until ``reset()``.
     nonisolated(nonsending) public func abort() async throws {
-        var v = try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_abort($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: loop, unsafeRaw) { ca_barrier_abort($0) }
     }
 
     /// `parties`.

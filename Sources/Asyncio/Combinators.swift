@@ -40,17 +40,19 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
                                                      returnWhen: ReturnWhen = .allCompleted) async throws
     -> (done: [Future<T>], pending: [Future<T>]) {
     let pointers = rawFutures(futures)
-    var v = try await Await.coroutine(loop: futures.first?.unsafeRaw.pointee.fut_loop,
-                                      (pointers, timeoutSeconds(timeout), returnWhen.raw)) { context in
+    return try await Await.coroutine(loop: futures.first?.unsafeRaw.pointee.fut_loop,
+                                     (pointers, timeoutSeconds(timeout), returnWhen.raw)) { context in
         context.0.withUnsafeBufferPointer { ca_wait($0.baseAddress, $0.count, context.1, context.2) }
+    } read: { v in
+        // The sets hold references to the futures: they are read, and
+        // released, on the loop's thread.
+        let sets = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
+        var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
+        for f in futures { byPointer[f.unsafeRaw] = f }
+        let done = (0..<sets.pointee.ndone).map { byPointer[ca_wait_sets_done(sets, $0)]! }
+        let pending = (0..<sets.pointee.npending).map { byPointer[ca_wait_sets_pending(sets, $0)]! }
+        return (done, pending)
     }
-    defer { ca_value_clear(&v) }
-    let sets = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
-    var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
-    for f in futures { byPointer[f.unsafeRaw] = f }
-    let done = (0..<sets.pointee.ndone).map { byPointer[ca_wait_sets_done(sets, $0)]! }
-    let pending = (0..<sets.pointee.npending).map { byPointer[ca_wait_sets_pending(sets, $0)]! }
-    return (done, pending)
 }
 
 // MARK: - wait_for
@@ -61,12 +63,10 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
 ///
 /// - Throws: ``TimeoutError``; the future's error; ``CancelledError``.
 nonisolated(nonsending) public func waitFor<T: Sendable>(_ future: Future<T>, timeout: Double?) async throws -> T {
-    var v = try await Await.coroutine(loop: future.unsafeRaw.pointee.fut_loop,
-                                      (UnsafeMutableRawPointer(future.unsafeRaw), timeoutSeconds(timeout))) {
-        ca_wait_for($0.0, $0.1)
-    }
     defer { withExtendedLifetime(future) {} }
-    return try ValueCodec<T>.take(&v)
+    return try await Await.coroutine(loop: future.unsafeRaw.pointee.fut_loop,
+                                     (UnsafeMutableRawPointer(future.unsafeRaw), timeoutSeconds(timeout)),
+                                     as: T.self) { ca_wait_for($0.0, $0.1) }
 }
 
 /// `asyncio.wait_for(body(), timeout)` for a Swift `async` body: runs it
@@ -165,15 +165,19 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
 
         /// The next future to complete, or `nil` when all came.
         nonisolated(nonsending) public mutating func next() async throws -> Future<T>? {
-            var v: ca_value
+            let sequence = self.sequence
             do {
-                v = try await Await.coroutine(loop: sequence.loop, sequence.iterator) { ca_as_completed_anext($0) }
+                // The future comes back as a reference: it is looked up (or
+                // wrapped), and the reference dropped, on the loop's thread.
+                return try await Await.coroutine(loop: sequence.loop, sequence.iterator) {
+                    ca_as_completed_anext($0)
+                } read: { v in
+                    let f = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_future.self)
+                    return sequence.byPointer[f] ?? Future(unsafeRetaining: f)
+                }
             } catch let e as AsyncioError where e.typeName == "StopAsyncIteration" {
                 return nil
             }
-            defer { ca_value_clear(&v) }
-            let f = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_future.self)
-            return sequence.byPointer[f] ?? Future(unsafeRetaining: f)
         }
 
         /// `next()` from any isolation (`for try await` calls this).

@@ -30,8 +30,7 @@ public final class Condition: @unchecked Sendable, CustomStringConvertible {
 
     /// `acquire()`: the underlying lock's.
     nonisolated(nonsending) public func acquire() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_condition_acquire($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_condition_acquire($0) }
     }
 
     /// `release()`: the underlying lock's.
@@ -52,8 +51,7 @@ public final class Condition: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: ``AsyncioError`` (`RuntimeError`) "cannot wait on un-acquired
     ///   lock"; ``CancelledError`` (the lock is held again all the same).
     nonisolated(nonsending) public func wait() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_condition_wait($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_condition_wait($0) }
     }
 
     /// `wait_for(predicate)`: waits until `predicate()` (called with the
@@ -61,10 +59,9 @@ public final class Condition: @unchecked Sendable, CustomStringConvertible {
     nonisolated(nonsending) public func waitFor(_ predicate: @escaping @Sendable () -> Bool) async throws {
         let box = Unmanaged.passRetained(PredicateBox(predicate))
         defer { box.release() }
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, (unsafeRaw, box.toOpaque())) {
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, (unsafeRaw, box.toOpaque())) {
             ca_condition_wait_for($0.0, callPredicate, $0.1)
         }
-        ca_value_clear(&v)
     }
 
     /// `notify(n)`: wakes up to `n` waiters.

@@ -42,8 +42,7 @@ public final class Event: @unchecked Sendable, CustomStringConvertible {
     /// `wait()`: returns once the flag is set.
     /// - Throws: ``CancelledError``.
     nonisolated(nonsending) public func wait() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_event_wait($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_event_wait($0) }
     }
 
     /// `repr(event)`: `<asyncio.locks.Event object at 0x... [unset, waiters:2]>`.

@@ -36,8 +36,7 @@ public final class Lock: @unchecked Sendable, CustomStringConvertible {
     /// `acquire()`: takes the lock, waiting while another task holds it.
     /// - Throws: ``CancelledError``.
     nonisolated(nonsending) public func acquire() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_lock_acquire($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_lock_acquire($0) }
     }
 
     /// `release()`: unlocks and wakes the first waiter.

@@ -146,23 +146,6 @@ extension LoopTask where Value == Never {
         try ErrorBridge.check(ca_loop_create_task(loop, coro, nil, &out))
         return LoopTask(unsafeTakingOwnershipOf: out!)
     }
-
-    /// Waits for the task and returns a copy of its raw result (owned).
-    nonisolated(nonsending) func rawOutcome() async throws -> ca_value {
-        try await Await.done(unsafeRaw) { _, v in
-            var v = v
-            return OwnedValue(ca_value_copy(&v))
-        }.value
-    }
-}
-
-/// An owned ca_value handed from the loop thread to the awaiting code.
-///
-/// Safety of `@unchecked Sendable`: ownership moves with the value; the
-/// receiver is its only holder.
-struct OwnedValue: @unchecked Sendable {
-    let value: ca_value
-    init(_ value: ca_value) { self.value = value }
 }
 
 // MARK: - Any task

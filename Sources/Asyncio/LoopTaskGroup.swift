@@ -83,9 +83,8 @@ nonisolated(nonsending) public func withLoopTaskGroup<R>(
         outcome = .failure(error)
     }
     let failure: (any Error)? = if case .failure(let error) = outcome { error } else { nil }
-    var v = try await Await.coroutine(loop: raw.pointee.loop, (raw, failure)) { context in
+    try await Await.coroutine(loop: raw.pointee.loop, (raw, failure)) { context in
         ca_taskgroup_exit(context.0, context.1.map { ErrorBridge.cError($0) })
     }
-    ca_value_clear(&v)
     return try outcome.get()
 }

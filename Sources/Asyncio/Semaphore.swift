@@ -40,8 +40,7 @@ public class Semaphore: @unchecked Sendable, CustomStringConvertible {
     /// `acquire()`: takes a permit, waiting while none is free.
     /// - Throws: ``CancelledError``.
     nonisolated(nonsending) public final func acquire() async throws {
-        var v = try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_semaphore_acquire($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw) { ca_semaphore_acquire($0) }
     }
 
     /// `release()`: returns a permit and wakes the first waiter.

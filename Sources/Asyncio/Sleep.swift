@@ -24,6 +24,5 @@ nonisolated(nonsending) public func sleep(_ delay: Double) async throws {
         }
         return
     }
-    var v = try await Await.coroutine(loop: nil, delay) { ca_sleep($0, ca_none()) }
-    ca_value_clear(&v)
+    try await Await.coroutine(loop: nil, delay) { ca_sleep($0, ca_none()) }
 }

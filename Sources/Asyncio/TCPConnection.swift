@@ -323,8 +323,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: the error it was lost with, if any; ``CancelledError``.
     nonisolated(nonsending) public func waitClosed() async throws {
         checkConfined(loop: loop)
-        var v = try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_wait_closed($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_wait_closed($0) }
     }
 
     /// The socket (`get_extra_info('socket').fileno()`), for socket
@@ -379,8 +378,7 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// drain()'s coroutine, for when it may wait or fail.
     @usableFromInline
     nonisolated(nonsending) func drainSlowly() async throws {
-        var v = try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_drain($0) }
-        ca_value_clear(&v)
+        try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_drain($0) }
     }
 
     /// Throws the error the reader holds (the connection's loss), if any.
@@ -441,11 +439,11 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     nonisolated(nonsending) private func bytesResult<Context>(
         _ context: Context, _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
     ) async throws -> [UInt8] {
-        var v = try await Await.coroutine(loop: loop, context, make)
-        defer { ca_value_clear(&v) }
-        guard v.kind == CA_VALUE_OBJECT, let obj = v.u.obj, ca_bytes_check(obj) else { return [] }
-        let b = UnsafeMutableRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
-        return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
+        try await Await.coroutine(loop: loop, context, make) { v in
+            guard v.kind == CA_VALUE_OBJECT, let obj = v.u.obj, ca_bytes_check(obj) else { return [] }
+            let b = UnsafeMutableRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
+            return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
+        }
     }
 }
 

@@ -5,6 +5,16 @@
 import CAsyncio
 import Testing
 
+/// Takes `n` references to `object`, then drops them, on the loop's thread:
+/// the loop's own work on a (non-atomic) reference count, which an await on
+/// another thread races with if it touches the same count there.
+private func churnReferences(to object: UnsafeMutableRawPointer, _ n: Int) {
+    var taken: [UnsafeMutableRawPointer] = []
+    taken.reserveCapacity(n)
+    for _ in 0..<n { taken.append(ca_incref(object)) }
+    for o in taken { ca_decref(o) }
+}
+
 /// A task that sleeps `delay` seconds (virtual clock) and returns `value`.
 private func after<T: Sendable>(_ delay: Double, _ value: T) throws -> LoopTask<T> {
     try createTask {
@@ -97,6 +107,85 @@ struct CombinatorTests {
             }
             #expect(try await done.value == 2000)
             for f in children {
+                #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
+            }
+        }
+    }
+
+    @Test("waitFor awaited by a Swift task on another thread reads a boxed result on the loop's thread: the box's reference count stays exact")
+    func waitForFromAnotherThreadKeepsCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let f = loop.createFuture(of: String.self)
+            try f.setResult("boxed")
+            let box = UnsafeMutableRawPointer(f.unsafeRaw.pointee.fut_result.u.obj!)
+            let done = loop.createFuture(of: Int.self)
+            Task.detached {
+                var n = 0
+                for _ in 0..<5000 where (try? await waitFor(f, timeout: nil)) == "boxed" { n += 1 }
+                let waits = n
+                try? loop.callSoonThreadsafe { try? done.setResult(waits) }
+            }
+            while !done.isDone {
+                churnReferences(to: box, 100)
+                try await sleep(0)
+            }
+            #expect(try await done.value == 5000)
+            #expect(box.assumingMemoryBound(to: ca_object.self).pointee.ob_refcnt == 1,
+                    "only the future's reference is left")
+        }
+    }
+
+    @Test("wait awaited by a Swift task on another thread releases its done and pending sets on the loop's thread: the futures' reference counts stay exact")
+    func waitFromAnotherThreadKeepsCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let futures = (0..<8).map { _ in loop.createFuture(of: Int.self) }
+            for (i, f) in futures.enumerated() { try f.setResult(i) }
+            let done = loop.createFuture(of: Int.self)
+            Task.detached {
+                var n = 0
+                for _ in 0..<2000 where (try? await wait(futures))?.done.count == 8 { n += 1 }
+                let waits = n
+                try? loop.callSoonThreadsafe { try? done.setResult(waits) }
+            }
+            while !done.isDone {
+                for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) }
+                try await sleep(0)
+            }
+            #expect(try await done.value == 2000)
+            for f in futures {
+                #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
+            }
+        }
+    }
+
+    @Test("asCompleted stepped by a Swift task on another thread drops each future's reference on the loop's thread: the futures' reference counts stay exact")
+    func asCompletedFromAnotherThreadKeepsCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let loop = EventLoop.current!
+            let futures = (0..<8).map { _ in loop.createFuture(of: Int.self) }
+            for (i, f) in futures.enumerated() { try f.setResult(i) }
+            // The sequences are made here (on the loop's thread, as they must
+            // be); the other thread only steps through them.
+            let sequences = Shared(try (0..<600).map { _ in try asCompleted(futures) })
+            let done = loop.createFuture(of: Int.self)
+            Task.detached {
+                var n = 0
+                while let sequence = sequences.update({ $0.popLast() }) {
+                    do {
+                        for try await _ in sequence { n += 1 }
+                    } catch {}
+                }
+                let steps = n
+                try? loop.callSoonThreadsafe { try? done.setResult(steps) }
+            }
+            while !done.isDone {
+                for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) }
+                try await sleep(0)
+            }
+            #expect(try await done.value == 600 * 8)
+            for f in futures {
                 #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
             }
         }
