@@ -123,7 +123,10 @@ extension EventLoop {
     /// Waits for an open_connection future (taken) and wraps its writer.
     nonisolated(nonsending) private static func connection(of f: UnsafeMutablePointer<ca_future>) async throws
         -> TCPConnection {
-        defer { ca_decref(UnsafeMutableRawPointer(f)) }
+        // Released where the loop allows: an await begun while the loop was
+        // idle resumes on whatever thread the caller runs on.
+        let loop = f.pointee.fut_loop
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
         return try await Await.done(f) { _, v in
             TCPConnection(unsafeTakingOwnershipOf: OpaquePointer(ca_incref(UnsafeMutableRawPointer(v.u.obj!))))
         }

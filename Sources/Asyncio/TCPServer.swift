@@ -172,7 +172,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     nonisolated(nonsending) public func waitClosed() async throws {
         checkConfined(loop: loop)
         guard let f = ca_server_wait_closed(unsafeRaw) else { throw AsyncioError(typeName: "MemoryError") }
-        defer { ca_decref(UnsafeMutableRawPointer(f)) }
+        defer { releaseOnLoop(UnsafeMutableRawPointer(f), loop: loop) }
         try await Await.done(f)
     }
 
