@@ -92,11 +92,7 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     /// - Throws: ``QueueShutDown`` once shut down and empty; ``CancelledError``.
     @inlinable @inline(__always)
     nonisolated(nonsending) public func get() async throws -> Element {
-        guard let c = Await.ownCoroutine else {
-            return try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw, as: Element.self) {
-                ca_queue_get($0)
-            }
-        }
+        guard let c = Await.ownCoroutine else { return try await getAsTask() }
         if unsafeRaw.pointee.len > 0 { return try getNowait() }
         // Inside the body's own task, get()'s loop runs here, as
         // CA_AWAIT_QUEUE_GET runs it in a C body: the same getter futures,
@@ -125,6 +121,14 @@ public final class AsyncQueue<Element: Sendable>: @unchecked Sendable, CustomStr
     public func taskDone() throws {
         checkConfined(loop: unsafeRaw.pointee.loop)
         try ErrorBridge.check(ca_queue_task_done(unsafeRaw))
+    }
+
+    /// get() outside the body's own task: its coroutine as a task of the
+    /// loop, the item decoded there. Out of line, so that get(), inlined
+    /// into every caller, stays the body's fast path.
+    @usableFromInline
+    nonisolated(nonsending) func getAsTask() async throws -> Element {
+        try await Await.coroutine(loop: unsafeRaw.pointee.loop, unsafeRaw, as: Element.self) { ca_queue_get($0) }
     }
 
     /// `join()`: waits until every item put so far was marked done.
