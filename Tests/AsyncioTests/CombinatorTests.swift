@@ -15,6 +15,29 @@ private func churnReferences(to object: UnsafeMutableRawPointer, _ n: Int) {
     for o in taken { ca_decref(o) }
 }
 
+/// Runs `attempt` `times` times in a Swift task on another thread while
+/// this body's loop runs `churn` between its iterations, and returns the sum
+/// of what the attempts returned (each counts its successes). The other
+/// thread's awaits and the loop's churn touch the same objects, whose
+/// reference counts are not atomic: the awaits must leave them to the loop.
+nonisolated(nonsending) private func sumAwaitedFromAnotherThread(
+    _ times: Int, _ attempt: @escaping @Sendable () async -> Int, whileTheLoop churn: () throws -> Void
+) async throws -> Int {
+    let loop = EventLoop.current!
+    let done = loop.createFuture(of: Int.self)
+    Task.detached {
+        var sum = 0
+        for _ in 0..<times { sum += await attempt() }
+        let total = sum
+        try? loop.callSoonThreadsafe { try? done.setResult(total) }
+    }
+    while !done.isDone {
+        try churn()
+        try await sleep(0)
+    }
+    return try await done.value
+}
+
 /// A task that sleeps `delay` seconds (virtual clock) and returns `value`.
 private func after<T: Sendable>(_ delay: Double, _ value: T) throws -> LoopTask<T> {
     try createTask {
@@ -91,21 +114,13 @@ struct CombinatorTests {
             let children = (0..<16).map { _ in loop.createFuture(of: Int.self) }
             for (i, f) in children.enumerated() { try f.setResult(i) }
             let expected = Array(0..<16)
-            let done = loop.createFuture(of: Int.self)
-            Task.detached {
-                var n = 0
-                for _ in 0..<2000 where (try? await gather(children)) == expected { n += 1 }
-                let gathers = n
-                try? loop.callSoonThreadsafe { try? done.setResult(gathers) }
-            }
             // Meanwhile gathers on the loop take and drop references to the
             // same children: a gather made on the other thread would race
             // with them on the children's (non-atomic) reference counts.
-            while !done.isDone {
-                for _ in 0..<50 { _ = try gatherFuture(children) }
-                try await sleep(0)
-            }
-            #expect(try await done.value == 2000)
+            let gathered = try await sumAwaitedFromAnotherThread(2000, {
+                (try? await gather(children)) == expected ? 1 : 0
+            }, whileTheLoop: { for _ in 0..<50 { _ = try gatherFuture(children) } })
+            #expect(gathered == 2000)
             for f in children {
                 #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
             }
@@ -119,18 +134,10 @@ struct CombinatorTests {
             let f = loop.createFuture(of: String.self)
             try f.setResult("boxed")
             let box = UnsafeMutableRawPointer(f.unsafeRaw.pointee.fut_result.u.obj!)
-            let done = loop.createFuture(of: Int.self)
-            Task.detached {
-                var n = 0
-                for _ in 0..<5000 where (try? await waitFor(f, timeout: nil)) == "boxed" { n += 1 }
-                let waits = n
-                try? loop.callSoonThreadsafe { try? done.setResult(waits) }
-            }
-            while !done.isDone {
-                churnReferences(to: box, 100)
-                try await sleep(0)
-            }
-            #expect(try await done.value == 5000)
+            let waited = try await sumAwaitedFromAnotherThread(5000, {
+                (try? await waitFor(f, timeout: nil)) == "boxed" ? 1 : 0
+            }, whileTheLoop: { churnReferences(to: box, 100) })
+            #expect(waited == 5000)
             #expect(box.assumingMemoryBound(to: ca_object.self).pointee.ob_refcnt == 1,
                     "only the future's reference is left")
         }
@@ -142,18 +149,10 @@ struct CombinatorTests {
             let loop = EventLoop.current!
             let futures = (0..<8).map { _ in loop.createFuture(of: Int.self) }
             for (i, f) in futures.enumerated() { try f.setResult(i) }
-            let done = loop.createFuture(of: Int.self)
-            Task.detached {
-                var n = 0
-                for _ in 0..<2000 where (try? await wait(futures))?.done.count == 8 { n += 1 }
-                let waits = n
-                try? loop.callSoonThreadsafe { try? done.setResult(waits) }
-            }
-            while !done.isDone {
-                for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) }
-                try await sleep(0)
-            }
-            #expect(try await done.value == 2000)
+            let waited = try await sumAwaitedFromAnotherThread(2000, {
+                (try? await wait(futures))?.done.count == 8 ? 1 : 0
+            }, whileTheLoop: { for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) } })
+            #expect(waited == 2000)
             for f in futures {
                 #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
             }
@@ -169,22 +168,15 @@ struct CombinatorTests {
             // The sequences are made here (on the loop's thread, as they must
             // be); the other thread only steps through them.
             let sequences = Shared(try (0..<600).map { _ in try asCompleted(futures) })
-            let done = loop.createFuture(of: Int.self)
-            Task.detached {
+            let steps = try await sumAwaitedFromAnotherThread(600, {
                 var n = 0
-                while let sequence = sequences.update({ $0.popLast() }) {
-                    do {
-                        for try await _ in sequence { n += 1 }
-                    } catch {}
-                }
-                let steps = n
-                try? loop.callSoonThreadsafe { try? done.setResult(steps) }
-            }
-            while !done.isDone {
-                for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) }
-                try await sleep(0)
-            }
-            #expect(try await done.value == 600 * 8)
+                guard let sequence = sequences.update({ $0.popLast() }) else { return 0 }
+                do {
+                    for try await _ in sequence { n += 1 }
+                } catch {}
+                return n
+            }, whileTheLoop: { for f in futures { churnReferences(to: UnsafeMutableRawPointer(f.unsafeRaw), 20) } })
+            #expect(steps == 600 * 8)
             for f in futures {
                 #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
             }
