@@ -145,7 +145,9 @@ enum Await {
     /// Sendable `R` it makes comes back to this thread (nothing core-owned
     /// does). `make` gets what it works on as `context` rather than
     /// capturing it, so it is a bare function and awaiting allocates nothing
-    /// for it; so is a `read` that captures nothing.
+    /// for it; so is a `read` that captures nothing. A `read` that captures
+    /// more has a context, allocated on every await, also inside the body's
+    /// own task: ``coroutine(loop:_:reader:_:)`` takes such a reading.
     ///
     /// - Throws: the coroutine's error; what `read` throws; ``AsyncioError``
     ///   (`RuntimeError`) when no loop is given and none runs on this
@@ -163,6 +165,29 @@ enum Await {
         }
         let task = try await coroutineTask(loop: loop, context, make)
         return try await done(task.unsafeRaw) { _, v in try read(v) }
+    }
+
+    /// Awaits the C coroutine `make(context)` creates and returns
+    /// `reader.read` of its value; as ``coroutine(loop:_:_:read:)``.
+    ///
+    /// Not `coroutine` with a capturing `read`: that closure's context (what
+    /// it captured, and the metadata of the caller's generic types) would be
+    /// allocated on every await, also inside the body's own task. Here the
+    /// reading is a value, and a closure around it is formed only where the
+    /// task is awaited from another thread (as ``coroutine(loop:_:as:_:)``
+    /// does).
+    @usableFromInline
+    nonisolated(nonsending) static func coroutine<Context, Reader: CoroutineValueReader>(
+        loop: OpaquePointer?, _ context: Context, reader: Reader,
+        _ make: @escaping (Context) -> UnsafeMutablePointer<ca_coro>?
+    ) async throws -> Reader.Output {
+        if let c = ownCoroutine {
+            var v = try await delegate(c, to: try made(make(context)))
+            defer { ca_value_clear(&v) }
+            return try reader.read(v)
+        }
+        let task = try await coroutineTask(loop: loop, context, make)
+        return try await done(task.unsafeRaw) { _, v in try reader.read(v) }
     }
 
     /// Awaits the C coroutine `make(context)` creates and returns its value
@@ -280,6 +305,22 @@ enum Await {
             }
         }
     }
+}
+
+/// How ``Await/coroutine(loop:_:reader:_:)`` makes its outcome out of the
+/// awaited coroutine's value: a value, where a `read` closure would capture
+/// what the reading needs.
+///
+/// `read` runs where the loop's objects may be touched (the value may hold
+/// core objects, whose reference counts are not atomic): from another
+/// thread, the reader goes to the loop's thread with the done callback of
+/// the coroutine's task, hence `Sendable`.
+@usableFromInline
+protocol CoroutineValueReader: Sendable {
+    /// What comes back to the awaiting code.
+    associatedtype Output: Sendable
+    /// The outcome made from `value` (borrowed: the caller releases it).
+    func read(_ value: ca_value) throws -> Output
 }
 
 /// Work handed to a loop's thread, which calls it (``Await/onLoop(_:_:_:)``).

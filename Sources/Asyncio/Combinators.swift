@@ -41,12 +41,21 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
     -> (done: [Future<T>], pending: [Future<T>]) {
     let pointers = rawFutures(futures)
     return try await Await.coroutine(loop: futures.first?.unsafeRaw.pointee.fut_loop,
-                                     (pointers, timeoutSeconds(timeout), returnWhen.raw)) { context in
+                                     (pointers, timeoutSeconds(timeout), returnWhen.raw),
+                                     reader: WaitSets(futures: futures)) { context in
         context.0.withUnsafeBufferPointer { ca_wait($0.baseAddress, $0.count, context.1, context.2) }
-    } read: { v in
-        // The sets hold references to the futures: they are read, and
-        // released, on the loop's thread.
-        let sets = UnsafeMutableRawPointer(v.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
+    }
+}
+
+/// The outcome of ``wait(_:timeout:returnWhen:)``: the done and pending sets
+/// of the C coroutine's value, as the caller's futures. The sets hold
+/// references to the futures: they are read, and released, on the loop's
+/// thread.
+private struct WaitSets<T: Sendable>: CoroutineValueReader {
+    let futures: [Future<T>]
+
+    func read(_ value: ca_value) -> (done: [Future<T>], pending: [Future<T>]) {
+        let sets = UnsafeMutableRawPointer(value.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
         var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
         for f in futures { byPointer[f.unsafeRaw] = f }
         let done = (0..<sets.pointee.ndone).map { byPointer[ca_wait_sets_done(sets, $0)]! }
