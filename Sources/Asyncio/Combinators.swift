@@ -40,7 +40,9 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
                                                      returnWhen: ReturnWhen = .allCompleted) async throws
     -> (done: [Future<T>], pending: [Future<T>]) {
     let pointers = rawFutures(futures)
-    return try await Await.coroutine(loop: futures.first?.unsafeRaw.pointee.fut_loop,
+    // Not `futures.first`: an unspecialized generic read of a collection
+    // allocates its accessor's frame.
+    return try await Await.coroutine(loop: futures.isEmpty ? nil : futures[0].unsafeRaw.pointee.fut_loop,
                                      (pointers, timeoutSeconds(timeout), returnWhen.raw),
                                      reader: WaitSets(futures: futures)) { context in
         context.0.withUnsafeBufferPointer { ca_wait($0.baseAddress, $0.count, context.1, context.2) }
@@ -54,12 +56,23 @@ nonisolated(nonsending) public func wait<T: Sendable>(_ futures: [Future<T>], ti
 private struct WaitSets<T: Sendable>: CoroutineValueReader {
     let futures: [Future<T>]
 
+    /// Each set lists its futures in argument order, a repeated one once
+    /// (at its first place): one walk through the arguments finds both, with
+    /// no table from pointers to futures to build.
     func read(_ value: ca_value) -> (done: [Future<T>], pending: [Future<T>]) {
         let sets = UnsafeMutableRawPointer(value.u.obj!).assumingMemoryBound(to: ca_wait_sets.self)
-        var byPointer: [UnsafeMutablePointer<ca_future>: Future<T>] = [:]
-        for f in futures { byPointer[f.unsafeRaw] = f }
-        let done = (0..<sets.pointee.ndone).map { byPointer[ca_wait_sets_done(sets, $0)]! }
-        let pending = (0..<sets.pointee.npending).map { byPointer[ca_wait_sets_pending(sets, $0)]! }
+        let ndone = sets.pointee.ndone, npending = sets.pointee.npending
+        var done: [Future<T>] = [], pending: [Future<T>] = []
+        done.reserveCapacity(ndone)
+        pending.reserveCapacity(npending)
+        for i in futures.indices {
+            let f = futures[i].unsafeRaw
+            if done.count < ndone, ca_wait_sets_done(sets, done.count) == f {
+                done.append(futures[i])
+            } else if pending.count < npending, ca_wait_sets_pending(sets, pending.count) == f {
+                pending.append(futures[i])
+            }
+        }
         return (done, pending)
     }
 }

@@ -204,6 +204,16 @@ struct CombinatorTests {
         }
     }
 
+    @Test("wait: a future passed more than once comes back once, in the place of its first passing")
+    func waitRepeatedFutures() async throws {
+        try await runLoop {
+            let a = try after(1, "a"), b = try after(5, "b"), c = try after(2, "c")
+            let (done, pending) = try await wait([b, a, b, c, a], timeout: 3)
+            #expect(done.count == 2 && done[0] === a && done[1] === c)
+            #expect(pending.count == 1 && pending[0] === b)
+        }
+    }
+
     @Test("waitFor: the result in time; TimeoutError and a cancelled future after the deadline")
     func waitForFuture() async throws {
         try await runLoop {
