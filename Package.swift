@@ -117,7 +117,8 @@ let package = Package(
         ),
         .testTarget(
             name: "AsyncioTests",
-            dependencies: ["Asyncio", "CAsyncio", "CAsyncioShim", "CAsyncioTestSupport", "AsyncioTestSupport"],
+            dependencies: ["Asyncio", "CAsyncio", "CAsyncioShim", "CAsyncioTestSupport", "AsyncioTestSupport",
+                           "CBenchMalloc"],
             path: "Tests/AsyncioTests"
         ),
         .testTarget(

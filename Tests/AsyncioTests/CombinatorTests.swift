@@ -3,6 +3,7 @@
 
 @testable import Asyncio
 import CAsyncio
+import CBenchMalloc
 import Testing
 
 /// Takes `n` references to `object`, then drops them, on the loop's thread:
@@ -36,6 +37,17 @@ nonisolated(nonsending) private func sumAwaitedFromAnotherThread(
         try await sleep(0)
     }
     return try await done.value
+}
+
+/// The mallocs of this thread per call of `op`, over `n` calls that follow
+/// `n` unmeasured ones (which fill the freelists, the loop's queues and the
+/// task allocator's slabs).
+nonisolated(nonsending) private func mallocsPerCall(_ n: Int, _ op: nonisolated(nonsending) () async throws -> Void)
+    async throws -> Double {
+    for _ in 0..<n { try await op() }
+    let before = cab_malloc_count()
+    for _ in 0..<n { try await op() }
+    return Double(cab_malloc_count() - before) / Double(n)
 }
 
 /// A task that sleeps `delay` seconds (virtual clock) and returns `value`.
@@ -181,6 +193,41 @@ struct CombinatorTests {
                 #expect(f.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
             }
         }
+    }
+
+    @Test("wait inside the body's own task mallocs only its arrays: the futures handed to the core, the done ones, the pending ones",
+          .enabled(if: cab_malloc_counting(), "malloc is not counted here (a sanitizer owns the allocator)"))
+    func waitInOwnTaskMallocsOnlyItsArrays() async throws {
+        let (perWait, sizes) = try await runLoop {
+            let loop = EventLoop.current!
+            let futures = (0..<4).map { _ in loop.createFuture(of: Int.self) }
+            for i in 0..<3 { try futures[i].setResult(i) }
+            let sets = try await wait(futures, returnWhen: .firstCompleted)
+            let perWait = try await mallocsPerCall(1000) { _ = try await wait(futures, returnWhen: .firstCompleted) }
+            return (perWait, [sets.done.count, sets.pending.count])
+        }
+        #expect(sizes == [3, 1])
+        #expect(perWait == 3)
+    }
+
+    @Test("an asCompleted step inside the body's own task mallocs nothing",
+          .enabled(if: cab_malloc_counting(), "malloc is not counted here (a sanitizer owns the allocator)"))
+    func asCompletedStepInOwnTaskMallocsNothing() async throws {
+        let perStep = try await runLoop {
+            let loop = EventLoop.current!
+            let futures = (0..<2000).map { _ in loop.createFuture(of: Int.self) }
+            var steps = try asCompleted(futures).makeAsyncIterator()
+            var next = 0
+            // Each step waits: its future is done only as the step starts,
+            // and the sequence hears of it through a done callback that the
+            // loop runs meanwhile.
+            return try await mallocsPerCall(1000) {
+                try futures[next].setResult(next)
+                next += 1
+                _ = try await steps.next()
+            }
+        }
+        #expect(perStep == 0)
     }
 
     @Test("wait: FIRST_COMPLETED, timeout, done and pending keep the callers' futures")
