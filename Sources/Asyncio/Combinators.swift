@@ -191,6 +191,11 @@ public final class AsCompleted<T: Sendable>: AsyncSequence, @unchecked Sendable 
             do {
                 // The future comes back as a reference: it is looked up (or
                 // wrapped), and the reference dropped, on the loop's thread.
+                // `read` captures the sequence alone, a class instance (T's
+                // metadata comes from its class), which Swift uses as the
+                // closure's context: a step allocates nothing for it. More
+                // captures would cost a context per step; see
+                // Await.coroutine(loop:_:reader:_:).
                 return try await Await.coroutine(loop: sequence.loop, sequence.iterator) {
                     ca_as_completed_anext($0)
                 } read: { v in
