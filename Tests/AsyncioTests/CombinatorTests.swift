@@ -6,39 +6,6 @@ import CAsyncio
 import CBenchMalloc
 import Testing
 
-/// Takes `n` references to `object`, then drops them, on the loop's thread:
-/// the loop's own work on a (non-atomic) reference count, which an await on
-/// another thread races with if it touches the same count there.
-private func churnReferences(to object: UnsafeMutableRawPointer, _ n: Int) {
-    var taken: [UnsafeMutableRawPointer] = []
-    taken.reserveCapacity(n)
-    for _ in 0..<n { taken.append(ca_incref(object)) }
-    for o in taken { ca_decref(o) }
-}
-
-/// Runs `attempt` `times` times in a Swift task on another thread while
-/// this body's loop runs `churn` between its iterations, and returns the sum
-/// of what the attempts returned (each counts its successes). The other
-/// thread's awaits and the loop's churn touch the same objects, whose
-/// reference counts are not atomic: the awaits must leave them to the loop.
-nonisolated(nonsending) private func sumAwaitedFromAnotherThread(
-    _ times: Int, _ attempt: @escaping @Sendable () async -> Int, whileTheLoop churn: () throws -> Void
-) async throws -> Int {
-    let loop = EventLoop.current!
-    let done = loop.createFuture(of: Int.self)
-    Task.detached {
-        var sum = 0
-        for _ in 0..<times { sum += await attempt() }
-        let total = sum
-        try? loop.callSoonThreadsafe { try? done.setResult(total) }
-    }
-    while !done.isDone {
-        try churn()
-        try await sleep(0)
-    }
-    return try await done.value
-}
-
 /// The mallocs of this thread per call of `op`, over `n` calls that follow
 /// `n` unmeasured ones (which fill the freelists, the loop's queues and the
 /// task allocator's slabs).
