@@ -282,6 +282,35 @@ struct QueueTests {
         }
     }
 
+    @Test("gets awaited by a Swift task on another thread take boxed items on the loop's thread: the queue's and the items' reference counts stay exact")
+    func getFromAnotherThreadKeepsCountsExact() async throws {
+        try await runLoop(virtualClock: false) {
+            let q = AsyncQueue<String>()
+            let text = "an item long enough to live in a heap buffer of its own"
+            // Bound to the loop by a get that waits there (asyncio's
+            // _LoopBoundMixin); a get elsewhere has no loop of its own.
+            let first = try createTask { try await q.get() }
+            try await sleep(0)
+            try q.putNowait(text)
+            _ = try await first.value
+            // Every item is the same box, whose count the loop churns while
+            // the other thread's gets take the items out and release them.
+            var item = ValueCodec<String>.encode(text)
+            defer { ca_value_clear(&item) }
+            let box = UnsafeMutableRawPointer(item.u.obj!)
+            for _ in 0..<5000 { try ErrorBridge.check(ca_queue_put_nowait(q.unsafeRaw, ca_value_copy(&item))) }
+            let got = try await sumAwaitedFromAnotherThread(5000, {
+                (try? await q.get()) == text ? 1 : 0
+            }, whileTheLoop: {
+                churnReferences(to: box, 100)
+                churnReferences(to: UnsafeMutableRawPointer(q.unsafeRaw), 20)
+            })
+            #expect(got == 5000)
+            #expect(box.assumingMemoryBound(to: ca_object.self).pointee.ob_refcnt == 1, "only the test's reference is left")
+            #expect(q.unsafeRaw.pointee.ob_base.ob_refcnt == 1, "only the wrapper's reference is left")
+        }
+    }
+
     @Test("ping-pong between two tasks through two queues")
     func pingPong() async throws {
         let sum = try await runLoop {
