@@ -109,9 +109,11 @@ let package = Package(
             path: "Tests/CAsyncioTestSupport",
             cSettings: strictC
         ),
-        // C helpers the Swift layer's tests need (malloc_trim, RSS).
+        // C helpers the Swift layer's tests need (malloc_trim, RSS, the
+        // core's allocations failing on demand).
         .target(
             name: "AsyncioTestSupport",
+            dependencies: ["CAsyncio"],
             path: "Tests/AsyncioTestSupport",
             cSettings: strictC
         ),

@@ -19,4 +19,16 @@ size_t ats_resident_bytes(void);
  *  keeps freed memory resident (so RSS says nothing about leaks). */
 bool ats_address_sanitizer(void);
 
+/**
+ * Makes the next `n` allocations of the C core on the calling thread fail,
+ * as when memory runs out: ca_malloc and ca_realloc return NULL, without
+ * calling the C library. 0 disarms. Other threads allocate as usual, so a
+ * test provokes an out-of-memory path of its own while the suite runs on.
+ *
+ * The core's allocator seam (ca_set_allocator) is set, when the test process
+ * starts and before any core object exists, to wrappers of the C library's
+ * malloc, realloc and free that count these failures down.
+ */
+void ats_fail_core_allocations(unsigned n);
+
 #endif
