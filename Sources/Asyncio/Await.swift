@@ -258,16 +258,17 @@ enum Await {
     /// inputs as `context` rather than capturing them, so on the direct path
     /// it is a bare function and nothing is allocated for it.
     ///
-    /// - Throws: what `make` throws; ``AsyncioError`` (`RuntimeError`) when
-    ///   the loop closes before it runs the call, or refuses it.
+    /// - Throws: what `make` throws; ``AsyncioError``: `RuntimeError` when
+    ///   the loop closes before it runs the call, or refuses it closed;
+    ///   `MemoryError` when it has no memory to take or schedule the call.
     nonisolated(nonsending) static func onLoop<Context, T: Sendable>(
         _ loop: OpaquePointer, _ context: Context, _ make: @escaping (Context) throws -> T
     ) async throws -> T {
         if mayTouch(loop) { return try make(context) }
         let call = LoopCall(make: { try make(context) })
         return try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<T, any Error>) in
-            // When the loop closes before it runs the call, or refuses it,
-            // the call's release resumes the waiter with the loop's error.
+            // When the loop never runs the call (it closes first, refuses
+            // it, or has no memory for it), the waiter resumes with why.
             ThreadsafeCall(run: { k.resume(with: Result { try call.make() }) },
                            dropped: { k.resume(throwing: $0) }).post(to: loop)
         }
@@ -295,12 +296,14 @@ enum Await {
             if mayTouch(loop) {
                 waiter.arm()
             } else {
-                // When the loop closes before it arms the waiter, or refuses
-                // the call, the call's release resumes the task with the
-                // loop's error (the waiter is the argument: no box needed).
+                // When the loop drops the request before it arms the waiter
+                // (it closes first, or has no memory to schedule it), the
+                // request's release resumes the task with why; when the loop
+                // refuses it, this does (the waiter is the argument: no box
+                // needed).
                 let arg = Unmanaged.passRetained(waiter as CallbackWaiterBase).toOpaque()
-                if let err = ca_loop_call_soon_threadsafe(loop, armWaiter, arg, releaseArmRequest) {
-                    ca_decref(UnsafeMutableRawPointer(err))
+                if let refusal = handOver(loop, armWaiter, arg, release: releaseArmRequest) {
+                    waiter.abandon(ErrorBridge.take(refusal))
                 }
             }
         }
@@ -347,9 +350,10 @@ struct FutureRef: @unchecked Sendable {
 ///
 /// Safety of `@unchecked Sendable`: created on the awaiting thread, then
 /// used only on the loop thread (arm, the done callback and its release),
-/// or on the thread that closes or refuses the loop when the request never
-/// ran (its release alone); `fired` makes sure the continuation is resumed
-/// exactly once.
+/// or on the thread that drops the request when it never ran (its release
+/// alone), or, when the loop refuses the request, on the awaiting thread
+/// (the release, then the abandon, one after the other); `fired` makes
+/// sure the continuation is resumed exactly once.
 private class CallbackWaiterBase: @unchecked Sendable {
     let ref: FutureRef
     var fired = false
@@ -378,12 +382,12 @@ private class CallbackWaiterBase: @unchecked Sendable {
         resume()
     }
 
-    /// The callback was dropped without running (the loop closed): the
-    /// future will never be done.
-    final func abandon() {
+    /// Ends the await with `error`, without the future's outcome: its
+    /// callback was dropped without running, or never armed.
+    final func abandon(_ error: any Error) {
         if fired { return }
         fired = true
-        resume(throwing: ThreadsafeCall.loopClosed)
+        resume(throwing: error)
     }
 
     func resume() { fatalError("abstract") }
@@ -418,11 +422,13 @@ private func armWaiter(_ arg: UnsafeMutableRawPointer?) {
 }
 
 /// The request's release: after `armWaiter` ran, or in its place when the
-/// loop closed before taking the request (or refused it), which abandons
-/// the waiter.
+/// loop dropped the request, which abandons the waiter with why; a refusal
+/// is left to the handing thread (``Await/viaCallback(_:read:)``).
 private func releaseArmRequest(_ arg: UnsafeMutableRawPointer?) {
     let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
-    if !waiter.armed { waiter.abandon() }
+    if !waiter.armed, !isRefusedHandOver(arg) {
+        waiter.abandon(droppedCallError(waiter.ref.pointer.pointee.fut_loop))
+    }
 }
 
 private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMutableRawPointer?) {
@@ -431,5 +437,5 @@ private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMuta
 
 private func waiterDropped(_ arg: UnsafeMutableRawPointer?) {
     let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
-    waiter.abandon()
+    waiter.abandon(ThreadsafeCall.loopClosed)
 }

@@ -28,47 +28,90 @@ func runOnLoopThread(_ loop: OpaquePointer, _ body: @escaping ca_callback_fn, _ 
     body(arg)
 }
 
+/// Hands `fn(arg)` to `loop` from a thread that may not touch it
+/// (`call_soon_threadsafe`) and returns the loop's refusal, if any:
+/// RuntimeError "Event loop is closed", or MemoryError when it has no
+/// memory to take the call.
+///
+/// `release` runs exactly once: on the loop's thread after `fn`; on the
+/// thread that drops the call when the loop never runs it
+/// (``droppedCallError(_:)`` tells why); or at once, on this thread, when
+/// the loop refuses it. The release alone cannot tell a refusal for want of
+/// memory from a closed loop, so the hand-over is marked on this thread
+/// (`cas_tls.handover`, as the loop's executor marks a job it hands over):
+/// a release for which ``isRefusedHandOver(_:)`` holds leaves the report to
+/// the caller, which has the loop's error.
+func handOver(_ loop: OpaquePointer, _ fn: ca_callback_fn, _ arg: UnsafeMutableRawPointer,
+              release: ca_release_fn) -> UnsafeMutablePointer<ca_error>? {
+    let tls = cas_tls_get()
+    let outer = tls.pointee.handover
+    tls.pointee.handover = arg
+    defer { tls.pointee.handover = outer }
+    return ca_loop_call_soon_threadsafe(loop, fn, arg, release)
+}
+
+/// True in the release of `arg`'s hand-over (``handOver(_:_:_:release:)``)
+/// when it runs because the loop refused the call: on the handing thread,
+/// before the hand-over returns the refusal.
+func isRefusedHandOver(_ arg: UnsafeMutableRawPointer?) -> Bool {
+    cas_tls_get().pointee.handover == arg
+}
+
+/// Why `loop` dropped a call it had taken without running it, asked by the
+/// call's release on the thread that drops it, which alone may read the
+/// loop's state then: the thread closing the loop ("Event loop is closed"),
+/// or the loop's own when it had no memory to schedule the call (it reports
+/// the MemoryError to its exception handler too).
+func droppedCallError(_ loop: OpaquePointer) -> AsyncioError {
+    ca_loop_is_closed(loop) ? ThreadsafeCall.loopClosed : ThreadsafeCall.outOfMemory
+}
+
 /// A call handed to a loop from another thread that must not be lost: `run`
-/// runs on the loop's thread, or, when the loop never gets to it (it refuses
-/// the call, or closes before it looked at what other threads sent it),
-/// `dropped` runs with ``loopClosed`` on the thread that refused or closed.
-/// Exactly one of the two runs, once. A refusal for want of memory reads as
-/// the closed loop's error too: the release that reports it cannot tell the
-/// two apart.
+/// runs on the loop's thread, or, when the loop never gets to it, `dropped`
+/// runs once with what kept it: on the posting thread with the loop's
+/// refusal (it is closed, or has no memory to take the call), else on the
+/// thread that drops it (``droppedCallError(_:)``). Exactly one of the two
+/// runs, once.
 ///
 /// Safety of `@unchecked Sendable`: the posting thread only makes it and
-/// hands it over; after that only the thread that runs the handle, then
-/// drops it (the loop's, or the one closing or refusing), touches it, so
-/// `ran` is written and read on one thread. The closures are `@Sendable`.
+/// hands it over (`loop` is set before, and the loop's inbox orders that
+/// write before the loop's reads); after that only the thread that runs the
+/// handle, then drops it (the loop's, or the one closing it), touches it, or
+/// the posting thread alone when the loop refused it, so `ran` is written
+/// and read on one thread. The closures are `@Sendable`.
 final class ThreadsafeCall: @unchecked Sendable {
     private let run: @Sendable () -> Void
     private let dropped: @Sendable (any Error) -> Void
     private var ran = false
+    private var loop: OpaquePointer?
 
     /// The error of a call the loop never ran: it closed.
     static var loopClosed: AsyncioError {
         AsyncioError(typeName: "RuntimeError", message: "Event loop is closed")
     }
 
+    /// The error of a call the loop had no memory for, as the core reports
+    /// running out of memory (MemoryError, no message).
+    static var outOfMemory: AsyncioError { AsyncioError(typeName: "MemoryError") }
+
     init(run: @escaping @Sendable () -> Void, dropped: @escaping @Sendable (any Error) -> Void) {
         self.run = run
         self.dropped = dropped
     }
 
-    /// Hands the call to `loop` (`call_soon_threadsafe`).
+    /// Hands the call to `loop` (``handOver(_:_:_:release:)``).
     func post(to loop: OpaquePointer) {
+        self.loop = loop
         let arg = Unmanaged.passRetained(self).toOpaque()
-        // On failure the release has run already, and with it `dropped`.
-        if let err = ca_loop_call_soon_threadsafe(loop, { arg in
+        let refusal = handOver(loop, { arg in
             Unmanaged<ThreadsafeCall>.fromOpaque(arg!)._withUnsafeGuaranteedRef { call in
                 call.ran = true
                 call.run()
             }
-        }, arg, { arg in
+        }, arg, release: { arg in
             let call = Unmanaged<ThreadsafeCall>.fromOpaque(arg!).takeRetainedValue()
-            if !call.ran { call.dropped(ThreadsafeCall.loopClosed) }
-        }) {
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
+            if !call.ran, !isRefusedHandOver(arg) { call.dropped(droppedCallError(call.loop!)) }
+        })
+        if let refusal { dropped(ErrorBridge.take(refusal)) }
     }
 }

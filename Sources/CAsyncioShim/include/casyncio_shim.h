@@ -170,9 +170,10 @@ typedef struct cas_tls {
     cas_coro *running;
     void *core;
     ca_loop *loop;
-    /* The job this thread is handing to a loop through
-     * call_soon_threadsafe: a release of it that runs meanwhile is the
-     * loop refusing it (closed), not a loop dropping it at close. */
+    /* The job (or other call of the Swift layer) this thread is handing to
+     * a loop through call_soon_threadsafe: a release of it that runs
+     * meanwhile is the loop refusing it (closed, or out of memory), not a
+     * loop dropping it later. */
     void *handover;
 } cas_tls;
 

@@ -1,0 +1,71 @@
+// Work handed to a loop from another thread (call_soon_threadsafe): an
+// await that a Swift task off the loop's thread hands over, and what it
+// gets when the loop refuses the hand-over.
+
+@testable import Asyncio
+import AsyncioTestSupport
+import CAsyncio
+import Testing
+
+/// An await run without a hop into it (whose scheduling would allocate).
+private typealias Attempt = nonisolated(nonsending) @Sendable () async throws -> Void
+
+/// What a Swift task on another loop's thread gets from `attempt`, which
+/// awaits something of `target` (a loop that never runs), when the next
+/// core allocation of that thread fails: the await's hand-over to `target`
+/// is the first thing that allocates, so `target` refuses it.
+private func foreignAwaitOutcomeWithoutMemory(_ make: (EventLoop) throws -> Attempt) async throws -> String {
+    let target = try EventLoop()
+    let attempt = try make(target)
+    let outcome = Shared<String?>(nil)
+    try await onThread {
+        let other = try EventLoop()
+        try other.callSoon {
+            Task(executorPreference: other) {
+                defer { other.stop() }
+                ats_fail_core_allocations(1)
+                do {
+                    try await attempt()
+                    outcome.value = "returned"
+                } catch {
+                    outcome.value = "\(error)"
+                }
+            }
+        }
+        // Should the hand-over be taken instead, the await would wait for
+        // good on `target`: closing it then answers "Event loop is closed".
+        let watchdog = try other.callLater(10) { other.stop() }
+        try other.runForever()
+        watchdog.cancel()
+        try other.close()
+    }
+    try target.close()
+    let deadline = ContinuousClock.now + .seconds(10)
+    while outcome.value == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+    return outcome.value ?? "no answer"
+}
+
+@Suite("Hand-overs to a loop")
+struct HandOverTests {
+    @Test("an await whose making the loop refuses for want of memory throws MemoryError, not \"Event loop is closed\"")
+    func refusedMakingThrowsMemoryError() async throws {
+        // wait() from another thread hands the making of its task to the
+        // futures' loop (Await.onLoop, a ThreadsafeCall).
+        let outcome = try await foreignAwaitOutcomeWithoutMemory { target in
+            let f = target.createFuture(of: Int.self)
+            return { _ = try await wait([f]) }
+        }
+        #expect(outcome == "MemoryError")
+    }
+
+    @Test("an await whose callback the loop refuses to arm for want of memory throws MemoryError, not \"Event loop is closed\"")
+    func refusedArmingThrowsMemoryError() async throws {
+        // A future's value from another thread hands the arming of its done
+        // callback to the future's loop (Await.viaCallback).
+        let outcome = try await foreignAwaitOutcomeWithoutMemory { target in
+            let f = target.createFuture(of: Int.self)
+            return { _ = try await f.value }
+        }
+        #expect(outcome == "MemoryError")
+    }
+}
