@@ -359,6 +359,8 @@ private class CallbackWaiterBase: @unchecked Sendable {
     var fired = false
     /// Set by `armWaiter` (a request from another thread that ran).
     var armed = false
+    /// Set while `arm` adds the done callback (on the loop's thread).
+    var arming = false
 
     init(ref: FutureRef) { self.ref = ref }
 
@@ -370,10 +372,13 @@ private class CallbackWaiterBase: @unchecked Sendable {
             return
         }
         let arg = Unmanaged.passRetained(self).toOpaque()
-        if let err = ca_future_add_done_callback(f, waiterDone, arg, waiterDropped, nil) {
-            // arg_release already ran and resumed the continuation.
-            ca_decref(UnsafeMutableRawPointer(err))
-        }
+        // A refusal (no memory for the callback) runs the release at once,
+        // which cannot tell it from a loop dropping the callback at close:
+        // `arming` leaves the report to this call, which has the error.
+        arming = true
+        let refusal = ca_future_add_done_callback(f, waiterDone, arg, waiterDropped, nil)
+        arming = false
+        if let refusal { abandon(ErrorBridge.take(refusal)) }
     }
 
     final func finish() {
@@ -435,7 +440,10 @@ private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMuta
     Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeUnretainedValue().finish()
 }
 
+/// The done callback's release: after it ran, or in its place when the
+/// loop closed with the future pending; a refusal to add it is left to
+/// `arm`, which has the error.
 private func waiterDropped(_ arg: UnsafeMutableRawPointer?) {
     let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
-    waiter.abandon(ThreadsafeCall.loopClosed)
+    if !waiter.arming { waiter.abandon(ThreadsafeCall.loopClosed) }
 }

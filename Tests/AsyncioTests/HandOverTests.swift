@@ -1,6 +1,7 @@
 // Work handed to a loop from another thread (call_soon_threadsafe): an
 // await that a Swift task off the loop's thread hands over, and what it
-// gets when the loop refuses the hand-over.
+// gets when the loop refuses the hand-over (or, on its own thread, the
+// done callback the await needs).
 
 @testable import Asyncio
 import AsyncioTestSupport
@@ -67,5 +68,30 @@ struct HandOverTests {
             return { _ = try await f.value }
         }
         #expect(outcome == "MemoryError")
+    }
+
+    @Test("an await whose done callback the future has no memory for throws MemoryError, not \"Event loop is closed\"")
+    func refusedCallbackThrowsMemoryError() async throws {
+        let loop = try EventLoop()
+        let f = loop.createFuture(of: Int.self)
+        // The first callback is kept in the future itself: the await's is
+        // the second, which needs the core to allocate a list.
+        f.addDoneCallback { _ in }
+        // Awaited from a plain Swift task while the loop is idle, the done
+        // callback is added on the awaiting thread; its next core allocation
+        // (its freelists emptied, so the list is not recycled) fails.
+        let outcome = await Task.detached { () -> String in
+            ca_freelists_clear()
+            ats_fail_core_allocations(1)
+            defer { ats_fail_core_allocations(0) }
+            do {
+                _ = try await f.value
+                return "returned"
+            } catch {
+                return "\(error)"
+            }
+        }.value
+        #expect(outcome == "MemoryError")
+        try loop.close()
     }
 }
