@@ -72,17 +72,15 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
     /// - Throws: ``CancelledError``.
     nonisolated(nonsending) public func accept() async throws -> TCPConnection? {
         checkConfined(loop: loop)
-        while true {
-            if let writer = state.pop() { return TCPConnection(unsafeTakingOwnershipOf: writer) }
-            if state.closed { return nil }
-            guard let waiter = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
-            state.waiters.append(waiter)
-            ca_incref(UnsafeMutableRawPointer(waiter))
-            defer {
-                state.forget(waiter)
-                ca_decref(UnsafeMutableRawPointer(waiter))
-            }
-            try await Await.done(waiter)
+        // Stepped on the loop's thread when awaited from elsewhere: a wait
+        // begun while the loop was idle ends while it runs, and the queue,
+        // the waiter and the connection's wrapping are the loop's. The
+        // state goes unretained: this server holds it, and the caller keeps
+        // the server alive until the accept returns, after its last step.
+        return try await Await.steps(loop: loop, (Unmanaged.passUnretained(state), loop)) { context in
+            try context.0._withUnsafeGuaranteedRef { try $0.acceptStep(loop: context.1) }
+        } settle: { context, waiter in
+            context.0._withUnsafeGuaranteedRef { $0.acceptWaited(waiter) }
         }
     }
 
@@ -192,7 +190,7 @@ final class ServerState {
     /// Accepted StreamWriters (one reference each), oldest first.
     private var pending = FIFO<OpaquePointer>()
     /// Futures of waiting accept() calls (one reference each).
-    var waiters: [UnsafeMutablePointer<ca_future>] = []
+    private var waiters: [UnsafeMutablePointer<ca_future>] = []
     /// The server was closed: connections made from now on are closed.
     private(set) var closed = false
 
@@ -212,13 +210,26 @@ final class ServerState {
         wakeWaiters()
     }
 
-    /// The oldest accepted connection (its reference is the caller's).
-    func pop() -> OpaquePointer? { pending.popFirst() }
+    /// A step of ``TCPServer/accept()``: the oldest accepted connection,
+    /// `nil` once the server is closed, else a new waiter to wait on (kept
+    /// in ``waiters``; the step's reference is the caller's).
+    func acceptStep(loop: OpaquePointer) throws -> LoopStep<TCPConnection?> {
+        if let writer = pending.popFirst() { return .done(TCPConnection(unsafeTakingOwnershipOf: writer)) }
+        if closed { return .done(nil) }
+        guard let waiter = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+        waiters.append(waiter)
+        ca_incref(UnsafeMutableRawPointer(waiter))
+        return .wait(waiter)
+    }
 
-    /// Drops `waiter` from the waiting list if it is still there.
-    func forget(_ waiter: UnsafeMutablePointer<ca_future>) {
-        guard let i = waiters.firstIndex(of: waiter) else { return }
-        waiters.remove(at: i)
+    /// After an accept's wait on `waiter` (woken, cancelled or abandoned):
+    /// drops it from the waiting list if it is still there, and the step's
+    /// reference.
+    func acceptWaited(_ waiter: UnsafeMutablePointer<ca_future>) {
+        if let i = waiters.firstIndex(of: waiter) {
+            waiters.remove(at: i)
+            ca_decref(UnsafeMutableRawPointer(waiter))
+        }
         ca_decref(UnsafeMutableRawPointer(waiter))
     }
 

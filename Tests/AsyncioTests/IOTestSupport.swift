@@ -134,3 +134,45 @@ func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
 func uniqueSocketPath(_ tag: String) -> String {
     "/tmp/asyncio-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
 }
+
+/// Awaits `operation` in a Swift task that is none of `loop`'s tasks,
+/// begun while the loop is idle and resumed while it runs, as
+/// ``HeldExecutor`` lets a test arrange: the operation begins on another
+/// thread while the loop is idle, and waits; then a task of the loop runs
+/// `meanwhile` (which sends what the operation waits for), and each later
+/// piece of the awaiting task runs on another thread while the loop runs,
+/// its thread held inside that task's step.
+///
+/// Returns the operation's outcome, `meanwhile`'s, and how many core
+/// blocks the later pieces freed: none when the operation leaves the
+/// loop's objects to the loop's thread once it waited, while a wait that
+/// cleans up after itself on the awaiting thread drops the last reference
+/// to its waiter there.
+func awaitedFromAnotherThread<T: Sendable, M: Sendable>(
+    on loop: EventLoop, _ operation: @escaping @Sendable () async throws -> T,
+    meanwhile: @escaping TaskBody<M>
+) throws -> (outcome: Result<T, any Error>, meanwhile: M, freed: Int) {
+    let held = HeldExecutor()
+    let outcome = Shared<Result<T, any Error>?>(nil)
+    Task(executorPreference: held) {
+        do {
+            outcome.value = .success(try await operation())
+        } catch {
+            outcome.value = .failure(error)
+        }
+    }
+    _ = held.runOnAnotherThread()
+    if outcome.value != nil || held.holdsJobs {
+        throw TestFailure("the operation did not wait for the loop: nothing was awaited from another thread")
+    }
+    let (made, freed) = try loop.runUntilComplete { () async throws -> (M, Int) in
+        let made = try await meanwhile()
+        var freed = 0
+        while outcome.value == nil {
+            try await waitUntil("the awaiting task was resumed") { held.holdsJobs }
+            freed += held.runOnAnotherThread()
+        }
+        return (made, freed)
+    }
+    return (outcome.value!, made, freed)
+}

@@ -614,4 +614,27 @@ struct TCPTests {
         }
         #expect(error == AsyncioError(typeName: "RuntimeError", message: "Cannot call write() after write_eof()"))
     }
+
+    @Test("accept awaited from another thread, begun while the loop is idle: the connection is taken, and the waiter dropped, on the loop's thread",
+          arguments: IOBackend.allCases)
+    func acceptAwaitedFromAnotherThread(backend: IOBackend) async throws {
+        let (fromClient, freed) = try await onThread { () throws -> (Bool, Int) in
+            let loop = try makeIOLoop(backend)
+            defer {
+                loop.cancelAllTasks()
+                try? loop.close()
+            }
+            let server = try loop.runUntilComplete { try await loop.startServer(host: "127.0.0.1", port: 0) }
+            defer { server.close() }
+            let (accepted, client, freed) = try awaitedFromAnotherThread(on: loop, { try await server.accept() }) {
+                try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            }
+            defer { client.close() }
+            guard let conn = try accepted.get() else { throw TestFailure("accept() returned nil") }
+            defer { conn.close() }
+            return (conn.peerAddress == client.localAddress, freed)
+        }
+        #expect(fromClient, "the accepted connection is the client's")
+        #expect(freed == 0, "the awaiting thread freed \(freed) core blocks")
+    }
 }

@@ -138,3 +138,37 @@ struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
+
+/// A task executor that runs nothing until told to. A test that starts a
+/// Swift task on it decides when, and on which thread, each piece of the
+/// task runs: while a loop is idle, say, or while the loop runs, with its
+/// thread inside one of its callbacks.
+final class HeldExecutor: TaskExecutor {
+    private let held = Mutex<[UnownedJob]>([])
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        held.withLock { $0.append(job) }
+    }
+
+    /// A piece of a task waits to be run.
+    var holdsJobs: Bool { held.withLock { !$0.isEmpty } }
+
+    /// Runs the held pieces, and those they hand back meanwhile, on a new
+    /// thread while this one waits, and returns how many core blocks that
+    /// thread freed (`ca_alloc_stats`; what it freed to its freelists
+    /// included, which it empties before counting). A thread that drops no
+    /// last reference to a core object frees none.
+    func runOnAnotherThread() -> Int {
+        let freed = Shared(0)
+        onThreadJoined { [self] in
+            let before = ca_alloc_stats_get().frees
+            while let job = held.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+                job.runSynchronously(on: asUnownedTaskExecutor())
+            }
+            ca_freelists_clear()
+            freed.value = Int(ca_alloc_stats_get().frees - before)
+        }
+        return freed.value
+    }
+}
