@@ -141,9 +141,11 @@ private func closeAndReleaseDatagramTransport(_ arg: UnsafeMutableRawPointer?) {
 /// C protocol's callbacks deliver, and the one receive waiting for them.
 /// The protocol holds it until `connection_lost`.
 ///
-/// Safety of `@unchecked Sendable`: every field is touched only on the
-/// loop's thread — by the C callbacks, which run from its ready queue, and
-/// by `receive()`, which ``DatagramSocket`` calls after checking the thread.
+/// Safety of `@unchecked Sendable`: every field is touched only where the
+/// loop's objects may be: on the loop's thread (the C callbacks, which run
+/// from its ready queue; the steps of `receive()`), or by the thread that
+/// calls `receive()` while the loop is idle, which runs its first step at
+/// once (see ``Await/steps(loop:_:_:settle:)``).
 final class DatagramInbox: @unchecked Sendable {
     private let loop: OpaquePointer
     private var queue = FIFO<Datagram>()
@@ -155,31 +157,46 @@ final class DatagramInbox: @unchecked Sendable {
 
     deinit { dropWaiter() }
 
+    /// ``DatagramSocket/receive()``; stepped on the loop's thread when
+    /// awaited from elsewhere: a wait begun while the loop was idle ends
+    /// while it runs, and the queue and the waiter are the loop's.
     nonisolated(nonsending) func receive() async throws -> Datagram {
-        while true {
-            if let e = pendingError {
-                pendingError = nil
-                throw e
-            }
-            if let d = queue.popFirst() { return d }
-            if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
-            // One waiter at a time, as StreamReader._wait_for_data: a second
-            // would replace the first, which would then never wake.
-            if waiter != nil {
-                throw AsyncioError(
-                    typeName: "RuntimeError",
-                    message: "receive() called while another task is already waiting for a datagram")
-            }
-            guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
-            defer { ca_decref(UnsafeMutableRawPointer(f)) }
-            waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
-            do {
-                try await Await.done(f)
-            } catch {
-                dropWaiter()
-                throw error
-            }
+        // Unretained: the receiving caller keeps the socket, which holds
+        // this inbox, alive until the receive returns, after its last step;
+        // a retained one would cost a retain and a release per wait.
+        try await Await.steps(loop: loop, Unmanaged.passUnretained(self)) { inbox in
+            try inbox._withUnsafeGuaranteedRef { try $0.receiveStep() }
+        } settle: { inbox, f in
+            inbox._withUnsafeGuaranteedRef { $0.receiveWaited(f) }
         }
+    }
+
+    /// A step of ``receive()``: the error to throw, the oldest datagram, or
+    /// a new waiter to wait on (the step's reference is the caller's).
+    private func receiveStep() throws -> LoopStep<Datagram> {
+        if let e = pendingError {
+            pendingError = nil
+            throw e
+        }
+        if let d = queue.popFirst() { return .done(d) }
+        if lost { throw AsyncioError(typeName: "RuntimeError", message: "the DatagramSocket is closed") }
+        // One waiter at a time, as StreamReader._wait_for_data: a second
+        // would replace the first, which would then never wake.
+        if waiter != nil {
+            throw AsyncioError(
+                typeName: "RuntimeError",
+                message: "receive() called while another task is already waiting for a datagram")
+        }
+        guard let f = ca_future_new(loop) else { throw AsyncioError(typeName: "MemoryError") }
+        waiter = ca_incref(UnsafeMutableRawPointer(f)).assumingMemoryBound(to: ca_future.self)
+        return .wait(f)
+    }
+
+    /// After a receive's wait on `f`: forgets it if nothing woke it (the
+    /// wait was cancelled or abandoned), and drops the step's reference.
+    private func receiveWaited(_ f: UnsafeMutablePointer<ca_future>) {
+        if waiter == f { dropWaiter() }
+        ca_decref(UnsafeMutableRawPointer(f))
     }
 
     // MARK: Callbacks (loop thread)

@@ -135,4 +135,29 @@ struct DatagramSocketTests {
         #expect(gone, "nothing but its user holds the socket")
         #expect(rebound, "the port is free again")
     }
+
+    @Test("receive awaited from another thread, begun while the loop is idle: the datagram is taken, and the waiter dropped, on the loop's thread",
+          arguments: IOBackend.allCases)
+    func receiveAwaitedFromAnotherThread(backend: IOBackend) async throws {
+        let (datagram, sender, freed) = try await onThread { () throws -> (Datagram, SocketAddress?, Int) in
+            let loop = try makeIOLoop(backend)
+            defer {
+                loop.cancelAllTasks()
+                try? loop.close()
+            }
+            let socket = try loop.runUntilComplete { try DatagramSocket(local: ("127.0.0.1", 0)) }
+            defer { socket.close() }
+            guard let port = socket.localAddress?.port else { throw TestFailure("the socket has no address") }
+            let (received, client, freed) = try awaitedFromAnotherThread(on: loop, { try await socket.receive() }) {
+                let client = try DatagramSocket(remote: ("127.0.0.1", port))
+                try client.send(Array("ping".utf8))
+                return client
+            }
+            defer { client.close() }
+            return (try received.get(), client.localAddress, freed)
+        }
+        #expect(datagram.data == Array("ping".utf8))
+        #expect(datagram.sender == sender)
+        #expect(freed == 0, "the awaiting thread freed \(freed) core blocks")
+    }
 }
