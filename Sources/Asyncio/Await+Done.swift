@@ -1,6 +1,7 @@
-// Awaiting a raw C future (a Future's value, a C task's outcome, a server's
-// accept waiter, an executor job, a file operation, a gather): the one wait
-// every such caller goes through.
+// Awaiting a raw C future (a Future's value, a C task's outcome, an
+// executor job, a file operation, a gather): the one wait every such caller
+// goes through. (A wait between steps on loop-confined state, as an accept's
+// or a stream read's, goes through Await+Steps.swift.)
 
 import CAsyncio
 import CAsyncioShim

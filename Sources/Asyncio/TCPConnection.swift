@@ -98,8 +98,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
         // Inlinable, and only the wait out of line: each async call costs a
         // frame from the task allocator, and this is the per-request path.
-        if try !isReadable(wanting: buffer.count) { try await waitUntilReadable() }
-        return copyBuffered(into: buffer)
+        if try isReadable(wanting: buffer.count) { return copyBuffered(into: buffer) }
+        return try await readWaiting(into: buffer)
     }
 
     /// `read(n)`: waits until data is buffered (or the stream ended) and
@@ -113,10 +113,16 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         guard maxBytes >= 0 else {
             throw AsyncioError(typeName: "ValueError", message: "maxBytes must not be negative")
         }
-        try checkException()
-        guard maxBytes > 0 else { return [] }
-        try await waitForData("read")
-        return take(upTo: maxBytes)
+        guard maxBytes > 0 else {
+            try reader.checkException()
+            return []
+        }
+        return try await Await.steps(loop: loop, (reader, maxBytes)) { context in
+            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+            return .done(context.0.take(upTo: context.1))
+        } settle: { context, waiter in
+            context.0.waitDone(waiter)
+        }
     }
 
     /// Waits until data is buffered (or the stream ended), then calls `body`
@@ -127,6 +133,12 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// intermediate buffer (`try await conn.readInPlace { try conn.write($0) }`).
     /// The bytes are valid during the call only, and `body` must not read
     /// from this connection. If `body` throws, nothing is consumed.
+    ///
+    /// Awaited outside a task body of the connection's loop (from a plain
+    /// Swift task, say, begun while the loop was idle), a read that has to
+    /// wait shows `body` a copy instead, made on the loop's thread, and
+    /// consumes the bytes there once `body` returned: `body` runs on the
+    /// caller's isolation, where the reader's buffer may not be touched.
     ///
     /// - Parameters:
     ///   - maxBytes: the most bytes `body` is shown.
@@ -139,8 +151,17 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         guard maxBytes >= 0 else {
             throw AsyncioError(typeName: "ValueError", message: "maxBytes must not be negative")
         }
-        try checkException()
-        if maxBytes > 0 { try await waitForData("read") }
+        let reader = reader
+        try reader.checkException()
+        if maxBytes > 0 && !reader.hasData {
+            guard Await.ownCoroutine != nil else { return try await readCopy(maxBytes: maxBytes, body) }
+            try await Await.steps(loop: loop, reader) { reader throws -> LoopStep<Void> in
+                if let waiter = try reader.dataWaiter("read") { return .wait(waiter) }
+                return .done(())
+            } settle: { reader, waiter in
+                reader.waitDone(waiter)
+            }
+        }
         var len = 0
         let data = ca_stream_reader_peek(unsafeRawReader, &len)
         let n = min(len, maxBytes)
@@ -167,8 +188,12 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         guard count >= 0 else {
             throw AsyncioError(typeName: "ValueError", message: "readexactly size can not be less than zero")
         }
-        try await waitForExactly(count)
-        return take(upTo: count)
+        return try await Await.steps(loop: loop, (reader, count)) { context in
+            if let waiter = try context.0.exactWaiter(context.1) { return .wait(waiter) }
+            return .done(context.0.take(upTo: context.1))
+        } settle: { context, waiter in
+            context.0.waitDone(waiter)
+        }
     }
 
     /// `readexactly(n)` into `buffer`: fills all of it.
@@ -176,12 +201,13 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: as ``readExactly(_:)``; nothing of `buffer` is meaningful
     ///   then.
     nonisolated(nonsending) public func readExactly(into buffer: UnsafeMutableRawBufferPointer) async throws {
-        try await waitForExactly(buffer.count)
-        guard buffer.count > 0 else { return }
-        var len = 0
-        let data = ca_stream_reader_peek(unsafeRawReader, &len)!
-        buffer.baseAddress!.copyMemory(from: data, byteCount: buffer.count)
-        ca_stream_reader_consume(unsafeRawReader, buffer.count)
+        try await Await.steps(loop: loop, (reader, buffer)) { context throws -> LoopStep<Void> in
+            if let waiter = try context.0.exactWaiter(context.1.count) { return .wait(waiter) }
+            _ = context.0.copy(into: context.1)
+            return .done(())
+        } settle: { context, waiter in
+            context.0.waitDone(waiter)
+        }
     }
 
     /// `readuntil(separator)`: the bytes up to and including `separator`.
@@ -346,26 +372,28 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// connection was lost with.
     @usableFromInline
     func isReadable(wanting count: Int) throws -> Bool {
-        try checkException()
-        return count == 0 || ca_stream_reader_buffered(unsafeRawReader) > 0 || ca_stream_reader_at_eof(unsafeRawReader)
+        try reader.checkException()
+        return count == 0 || reader.hasData
     }
 
-    /// Waits until data is buffered or the stream ended.
+    /// read(into:) once it has to wait: the wait, then the copy, stepped
+    /// on the loop's thread when awaited from elsewhere (a wait begun while
+    /// the loop was idle ends while it runs, and the reader is the loop's).
     @usableFromInline
-    nonisolated(nonsending) func waitUntilReadable() async throws {
-        try await waitForData("read")
+    nonisolated(nonsending) func readWaiting(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        try await Await.steps(loop: loop, (reader, buffer)) { context in
+            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+            return .done(context.0.copy(into: context.1))
+        } settle: { context, waiter in
+            context.0.waitDone(waiter)
+        }
     }
 
     /// Copies up to `buffer.count` buffered bytes into `buffer` and
     /// consumes them; returns how many.
     @usableFromInline
     func copyBuffered(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var len = 0
-        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0, buffer.count > 0 else { return 0 }
-        let n = Swift.min(len, buffer.count)
-        buffer.baseAddress!.copyMemory(from: data, byteCount: n)
-        ca_stream_reader_consume(unsafeRawReader, n)
-        return n
+        reader.copy(into: buffer)
     }
 
     /// drain() would return at once.
@@ -381,58 +409,28 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         try await Await.coroutine(loop: loop, unsafeRawWriter) { ca_stream_writer_drain($0) }
     }
 
-    /// Throws the error the reader holds (the connection's loss), if any.
-    @inline(__always)
-    private func checkException() throws {
-        checkConfined(loop: loop)
-        if let e = ca_stream_reader_exception(unsafeRawReader) { throw ErrorBridge.swiftError(e) }
-    }
+    /// The reader, as a read's steps see it.
+    private var reader: ReaderRef { ReaderRef(raw: unsafeRawReader, loop: loop) }
 
-    /// Returns once data is buffered or the stream ended; `_wait_for_data`
-    /// as often as needed.
-    @inline(__always)
-    nonisolated(nonsending) private func waitForData(_ name: StaticString) async throws {
-        while ca_stream_reader_buffered(unsafeRawReader) == 0 && !ca_stream_reader_at_eof(unsafeRawReader) {
-            try await waitOnce(name)
-            try checkException()
+    /// readInPlace(maxBytes:_:) outside the body's task, once it has to
+    /// wait: waits on the loop's thread, which copies up to `maxBytes`
+    /// bytes and leaves them buffered; `body` gets the copy here, and the
+    /// bytes are consumed on the loop's thread once it returned.
+    nonisolated(nonsending) private func readCopy<R>(maxBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> R)
+        async throws -> R {
+        let bytes: [UInt8] = try await Await.steps(loop: loop, (reader, maxBytes)) { context in
+            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+            return .done(context.0.peek(upTo: context.1))
+        } settle: { context, waiter in
+            context.0.waitDone(waiter)
         }
-    }
-
-    /// Returns once `count` bytes are buffered; at the end of the stream
-    /// first, throws IncompleteReadError with what is buffered (taken).
-    nonisolated(nonsending) private func waitForExactly(_ count: Int) async throws {
-        try checkException()
-        while ca_stream_reader_buffered(unsafeRawReader) < count {
-            if ca_stream_reader_eof_received(unsafeRawReader) {
-                throw IncompleteReadError(partial: take(upTo: Int.max), expected: count)
+        let result = try bytes.withUnsafeBytes { try body($0) }
+        if !bytes.isEmpty {
+            try await Await.onLoop(loop, (unsafeRawReader, bytes.count)) { (context) -> Void in
+                ca_stream_reader_consume(context.0, context.1)
             }
-            try await waitOnce("readexactly")
-            try checkException()
         }
-    }
-
-    /// One `await self._wait_for_data(name)`. Inlined: an async call costs
-    /// a frame from the task allocator, and this runs once per read that waits.
-    @inline(__always)
-    nonisolated(nonsending) private func waitOnce(_ name: StaticString) async throws {
-        var out: UnsafeMutablePointer<ca_future>?
-        try ErrorBridge.check(ca_stream_reader_wait_for_data(unsafeRawReader, staticCString(name), &out))
-        let waiter = out!
-        defer {
-            ca_stream_reader_wait_done(unsafeRawReader, waiter)
-            ca_decref(UnsafeMutableRawPointer(waiter))
-        }
-        try await Await.done(waiter)
-    }
-
-    /// Takes up to `max` buffered bytes as an array.
-    private func take(upTo max: Int) -> [UInt8] {
-        var len = 0
-        guard let data = ca_stream_reader_peek(unsafeRawReader, &len), len > 0 else { return [] }
-        let n = Swift.min(len, max)
-        let bytes = Array(UnsafeBufferPointer(start: data, count: n))
-        ca_stream_reader_consume(unsafeRawReader, n)
-        return bytes
+        return result
     }
 
     /// Runs the read coroutine `make(context)` creates and returns its bytes.
@@ -444,6 +442,96 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
             let b = UnsafeMutableRawPointer(obj).assumingMemoryBound(to: ca_bytes.self)
             return Array(UnsafeBufferPointer(start: b.pointee.data, count: b.pointee.len))
         }
+    }
+}
+
+// MARK: - The reader as a read's steps see it
+
+/// A connection's C StreamReader and its loop: what the steps of a read
+/// (``Await/steps(loop:_:_:settle:)``) work on. Two pointers, borrowed: the
+/// connection holds the reader, and a reading caller keeps the connection
+/// alive until the read returns, which is after its last step. A read's
+/// frame keeps this across each wait instead of the connection itself, so
+/// waiting costs no retain and release of the connection.
+private struct ReaderRef {
+    let raw: OpaquePointer
+    let loop: OpaquePointer
+
+    /// Throws the error the reader holds (the connection's loss), if any.
+    @inline(__always)
+    func checkException() throws {
+        checkConfined(loop: loop)
+        if let e = ca_stream_reader_exception(raw) { throw ErrorBridge.swiftError(e) }
+    }
+
+    /// Data is buffered, or the stream ended: a read can go on at once.
+    var hasData: Bool { ca_stream_reader_buffered(raw) > 0 || ca_stream_reader_at_eof(raw) }
+
+    /// A read's step before it can take data: throws the error the
+    /// connection was lost with; else nil once data is buffered or the
+    /// stream ended, or the waiter of one `await self._wait_for_data(name)`
+    /// (the step's reference is the caller's).
+    @inline(__always)
+    func dataWaiter(_ name: StaticString) throws -> UnsafeMutablePointer<ca_future>? {
+        try checkException()
+        return hasData ? nil : try waiter(name)
+    }
+
+    /// A readexactly's step before it can take `count` bytes: as
+    /// ``dataWaiter(_:)``, nil once `count` bytes are buffered; at the end
+    /// of the stream first, throws IncompleteReadError with what is
+    /// buffered (taken).
+    func exactWaiter(_ count: Int) throws -> UnsafeMutablePointer<ca_future>? {
+        try checkException()
+        if ca_stream_reader_buffered(raw) >= count { return nil }
+        if ca_stream_reader_eof_received(raw) {
+            throw IncompleteReadError(partial: take(upTo: Int.max), expected: count)
+        }
+        return try waiter("readexactly")
+    }
+
+    /// The reader's new waiter (`_wait_for_data(name)`): one reference for
+    /// the caller. Throws RuntimeError while another read waits.
+    @inline(__always)
+    private func waiter(_ name: StaticString) throws -> UnsafeMutablePointer<ca_future> {
+        var out: UnsafeMutablePointer<ca_future>?
+        try ErrorBridge.check(ca_stream_reader_wait_for_data(raw, staticCString(name), &out))
+        return out!
+    }
+
+    /// After a wait on `waiter` (woken, cancelled or abandoned): the reader
+    /// forgets it if it is still its waiter (`finally: self._waiter =
+    /// None`), and the step's reference goes.
+    @inline(__always)
+    func waitDone(_ waiter: UnsafeMutablePointer<ca_future>) {
+        ca_stream_reader_wait_done(raw, waiter)
+        ca_decref(UnsafeMutableRawPointer(waiter))
+    }
+
+    /// Copies up to `buffer.count` buffered bytes into `buffer` and
+    /// consumes them; returns how many.
+    @inline(__always)
+    func copy(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var len = 0
+        guard let data = ca_stream_reader_peek(raw, &len), len > 0, buffer.count > 0 else { return 0 }
+        let n = Swift.min(len, buffer.count)
+        buffer.baseAddress!.copyMemory(from: data, byteCount: n)
+        ca_stream_reader_consume(raw, n)
+        return n
+    }
+
+    /// Takes up to `max` buffered bytes as an array.
+    func take(upTo max: Int) -> [UInt8] {
+        let bytes = peek(upTo: max)
+        if !bytes.isEmpty { ca_stream_reader_consume(raw, bytes.count) }
+        return bytes
+    }
+
+    /// Up to `max` buffered bytes as an array, left buffered.
+    func peek(upTo max: Int) -> [UInt8] {
+        var len = 0
+        guard let data = ca_stream_reader_peek(raw, &len), len > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: Swift.min(len, max)))
     }
 }
 

@@ -637,4 +637,66 @@ struct TCPTests {
         #expect(fromClient, "the accepted connection is the client's")
         #expect(freed == 0, "the awaiting thread freed \(freed) core blocks")
     }
+
+    @Test("a stream read awaited from another thread, begun while the loop is idle, waits and reads on the loop's thread",
+          arguments: IOBackend.allCases, WaitingRead.allCases)
+    func readAwaitedFromAnotherThread(backend: IOBackend, read: WaitingRead) async throws {
+        let (bytes, left, freed) = try await onThread { () throws -> ([UInt8], Int, Int) in
+            let loop = try makeIOLoop(backend)
+            defer {
+                loop.cancelAllTasks()
+                try? loop.close()
+            }
+            let (server, conn, peer) = try loop.runUntilComplete {
+                () async throws -> (TCPServer, TCPConnection, TCPConnection) in
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                return (server, conn, try await server.accept()!)
+            }
+            defer {
+                conn.close()
+                peer.close()
+                server.close()
+            }
+            let (bytes, _, freed) = try awaitedFromAnotherThread(on: loop, { try await read.run(conn, count: 5) }) {
+                try peer.write(Array("hello".utf8))
+            }
+            return (try bytes.get(), conn.bufferedByteCount, freed)
+        }
+        #expect(bytes == Array("hello".utf8))
+        #expect(left == 0, "what was read is consumed")
+        #expect(freed == 0, "the awaiting thread freed \(freed) core blocks")
+    }
+}
+
+/// The reads of a ``TCPConnection`` that wait for data through the
+/// reader's waiter (`_wait_for_data`).
+enum WaitingRead: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case readInto = "read(into:)"
+    case readMaxBytes = "read(maxBytes:)"
+    case readInPlace = "readInPlace(maxBytes:_:)"
+    case readExactly = "readExactly(_:)"
+    case readExactlyInto = "readExactly(into:)"
+
+    var testDescription: String { rawValue }
+
+    /// Reads up to `count` bytes from `conn` (exactly `count` for the
+    /// readExactly forms).
+    nonisolated(nonsending) func run(_ conn: TCPConnection, count: Int) async throws -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 1)
+        defer { buffer.deallocate() }
+        switch self {
+        case .readInto:
+            return Array(buffer[..<(try await conn.read(into: buffer))])
+        case .readMaxBytes:
+            return try await conn.read(maxBytes: count)
+        case .readInPlace:
+            return try await conn.readInPlace(maxBytes: count) { Array($0) }
+        case .readExactly:
+            return try await conn.readExactly(count)
+        case .readExactlyInto:
+            try await conn.readExactly(into: buffer)
+            return Array(buffer)
+        }
+    }
 }
