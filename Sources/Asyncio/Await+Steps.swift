@@ -101,7 +101,8 @@ extension Await {
 private class SteppedOperationBase: @unchecked Sendable {
     /// The future of a wait is done (its callback runs, on the loop's thread).
     func waited(for f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
-    /// A wait's callback was dropped without running: the loop closed.
+    /// A wait's callback was dropped without running: the loop closed (a
+    /// refusal to add it is reported by ``SteppedOperation/next()``).
     func abandoned(_ f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
 }
 
@@ -144,10 +145,17 @@ private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase
         } catch {
             return finish(.failure(error))
         }
-        let arg = Unmanaged.passRetained(StepWait(self, f)).toOpaque()
-        if let err = ca_future_add_done_callback(f, stepWaitDone, arg, stepWaitReleased, nil) {
-            // The release ran already, and abandoned the wait.
-            ca_decref(UnsafeMutableRawPointer(err))
+        let wait = StepWait(self, f)
+        // A refusal (no memory for the callback) runs the release at once,
+        // which cannot tell it from a loop dropping the callback at close:
+        // `adding` leaves the report to this call, which has the error.
+        wait.adding = true
+        let refusal = ca_future_add_done_callback(f, stepWaitDone, Unmanaged.passRetained(wait).toOpaque(),
+                                                  stepWaitReleased, nil)
+        wait.adding = false
+        if let refusal {
+            settle(context, f)
+            finish(.failure(ErrorBridge.take(refusal)))
         }
     }
 
@@ -179,6 +187,8 @@ private final class StepWait {
     let operation: SteppedOperationBase
     let future: UnsafeMutablePointer<ca_future>
     var ran = false
+    /// Set while the operation adds the callback.
+    var adding = false
 
     init(_ operation: SteppedOperationBase, _ future: UnsafeMutablePointer<ca_future>) {
         self.operation = operation
@@ -195,5 +205,5 @@ private func stepWaitDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMu
 
 private func stepWaitReleased(_ arg: UnsafeMutableRawPointer?) {
     let wait = Unmanaged<StepWait>.fromOpaque(arg!).takeRetainedValue()
-    if !wait.ran { wait.operation.abandoned(wait.future) }
+    if !wait.ran, !wait.adding { wait.operation.abandoned(wait.future) }
 }
