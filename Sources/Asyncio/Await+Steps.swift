@@ -101,8 +101,9 @@ extension Await {
 private class SteppedOperationBase: @unchecked Sendable {
     /// The future of a wait is done (its callback runs, on the loop's thread).
     func waited(for f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
-    /// A wait's callback was dropped without running: the loop closed (a
-    /// refusal to add it is reported by ``SteppedOperation/next()``).
+    /// A wait's callback was dropped without running: the loop closed, or
+    /// had no memory to schedule it once the future was done (a refusal to
+    /// add it is reported by ``SteppedOperation/next()``).
     func abandoned(_ f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
 }
 
@@ -169,7 +170,7 @@ private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase
 
     override func abandoned(_ f: UnsafeMutablePointer<ca_future>) {
         settle(context, f)
-        finish(.failure(ThreadsafeCall.loopClosed))
+        finish(.failure(droppedCallError(f.pointee.fut_loop)))
     }
 
     func finish(_ outcome: Result<R, any Error>) {

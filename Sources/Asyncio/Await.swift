@@ -441,9 +441,11 @@ private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMuta
 }
 
 /// The done callback's release: after it ran, or in its place when the
-/// loop closed with the future pending; a refusal to add it is left to
+/// loop dropped it unrun — on the thread closing the loop, or on the loop's
+/// own when it had no memory to schedule it once the future was done
+/// (``droppedCallError(_:)`` tells which); a refusal to add it is left to
 /// `arm`, which has the error.
 private func waiterDropped(_ arg: UnsafeMutableRawPointer?) {
     let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
-    if !waiter.arming { waiter.abandon(ThreadsafeCall.loopClosed) }
+    if !waiter.arming, !waiter.fired { waiter.abandon(droppedCallError(waiter.ref.pointer.pointee.fut_loop)) }
 }

@@ -94,4 +94,68 @@ struct HandOverTests {
         #expect(outcome == "MemoryError")
         try loop.close()
     }
+
+    @Test("a future awaited from another thread whose done callback the loop has no memory to schedule throws MemoryError, not \"Event loop is closed\"")
+    func droppedDoneCallbackThrowsMemoryError() async throws {
+        let error = try await onThread { () throws -> String in
+            let loop = try EventLoop()
+            defer { try? loop.close() }
+            let f = loop.createFuture(of: Int.self)
+            let (outcome, setting, _) = try awaitedFromAnotherThread(on: loop, { try await f.value }) {
+                // Done on the loop's thread, the future schedules its
+                // callbacks: the handle of the waiter's is the first core
+                // allocation (freelists emptied), and fails, which
+                // set_result reports too.
+                ca_freelists_clear()
+                ats_fail_core_allocations(1)
+                defer { ats_fail_core_allocations(0) }
+                return describe(Result { try f.setResult(1) })
+            }
+            #expect(setting == "MemoryError")
+            return describe(outcome)
+        }
+        #expect(error == "MemoryError")
+    }
+
+    @Test("a stream read awaited from another thread whose wake-up the loop has no memory to schedule throws MemoryError, not \"Event loop is closed\"")
+    func droppedReadWakeUpThrowsMemoryError() async throws {
+        let error = try await onThread { () throws -> String in
+            let loop = try makeIOLoop(.epoll)
+            defer {
+                loop.cancelAllTasks()
+                try? loop.close()
+            }
+            let (server, conn, peer) = try loop.runUntilComplete {
+                () async throws -> (TCPServer, TCPConnection, TCPConnection) in
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                return (server, conn, try await server.accept()!)
+            }
+            defer {
+                conn.close()
+                peer.close()
+                server.close()
+            }
+            // A first read gives the reader its buffer, so that feeding it
+            // allocates nothing before the waiter's wake-up is scheduled.
+            try peer.write([0])
+            _ = try loop.runUntilComplete { try await conn.read(maxBytes: 1) }
+            let (outcome, _, _) = try awaitedFromAnotherThread(on: loop, { try await conn.read(maxBytes: 5) }) {
+                ca_freelists_clear()
+                ats_fail_core_allocations(1)
+                defer { ats_fail_core_allocations(0) }
+                _ = "hello".withCString { ca_stream_reader_feed_data(conn.unsafeRawReader, $0, 5) }
+            }
+            return describe(outcome)
+        }
+        #expect(error == "MemoryError")
+    }
+}
+
+/// What an await came to: its error, or "returned" and its value.
+private func describe<T>(_ outcome: Result<T, any Error>) -> String {
+    switch outcome {
+    case .success(let value): return "returned \(value)"
+    case .failure(let error): return "\(error)"
+    }
 }
