@@ -120,33 +120,19 @@ struct HandOverTests {
     @Test("a stream read awaited from another thread whose wake-up the loop has no memory to schedule throws MemoryError, not \"Event loop is closed\"")
     func droppedReadWakeUpThrowsMemoryError() async throws {
         let error = try await onThread { () throws -> String in
-            let loop = try makeIOLoop(.epoll)
-            defer {
-                loop.cancelAllTasks()
-                try? loop.close()
+            try withConnectedPair(.epoll) { loop, conn, peer in
+                // A first read gives the reader its buffer, so that feeding it
+                // allocates nothing before the waiter's wake-up is scheduled.
+                try peer.write([0])
+                _ = try loop.runUntilComplete { try await conn.read(maxBytes: 1) }
+                let (outcome, _, _) = try awaitedFromAnotherThread(on: loop, { try await conn.read(maxBytes: 5) }) {
+                    ca_freelists_clear()
+                    ats_fail_core_allocations(1)
+                    defer { ats_fail_core_allocations(0) }
+                    _ = "hello".withCString { ca_stream_reader_feed_data(conn.unsafeRawReader, $0, 5) }
+                }
+                return describe(outcome)
             }
-            let (server, conn, peer) = try loop.runUntilComplete {
-                () async throws -> (TCPServer, TCPConnection, TCPConnection) in
-                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
-                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
-                return (server, conn, try await server.accept()!)
-            }
-            defer {
-                conn.close()
-                peer.close()
-                server.close()
-            }
-            // A first read gives the reader its buffer, so that feeding it
-            // allocates nothing before the waiter's wake-up is scheduled.
-            try peer.write([0])
-            _ = try loop.runUntilComplete { try await conn.read(maxBytes: 1) }
-            let (outcome, _, _) = try awaitedFromAnotherThread(on: loop, { try await conn.read(maxBytes: 5) }) {
-                ca_freelists_clear()
-                ats_fail_core_allocations(1)
-                defer { ats_fail_core_allocations(0) }
-                _ = "hello".withCString { ca_stream_reader_feed_data(conn.unsafeRawReader, $0, 5) }
-            }
-            return describe(outcome)
         }
         #expect(error == "MemoryError")
     }

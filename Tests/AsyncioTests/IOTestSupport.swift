@@ -176,3 +176,27 @@ func awaitedFromAnotherThread<T: Sendable, M: Sendable>(
     }
     return (outcome.value!, made, freed)
 }
+
+/// Runs `body` with a fresh `backend` loop (not running) and the two ends
+/// of a loopback TCP connection on it: `conn` opened by the client, `peer`
+/// the server's accepted end. Everything is closed afterwards.
+func withConnectedPair<T>(_ backend: IOBackend,
+                          _ body: (EventLoop, TCPConnection, TCPConnection) throws -> T) throws -> T {
+    let loop = try makeIOLoop(backend)
+    defer {
+        loop.cancelAllTasks()
+        try? loop.close()
+    }
+    let (server, conn, peer) = try loop.runUntilComplete {
+        () async throws -> (TCPServer, TCPConnection, TCPConnection) in
+        let server = try await loop.startServer(host: "127.0.0.1", port: 0)
+        let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+        return (server, conn, try await server.accept()!)
+    }
+    defer {
+        conn.close()
+        peer.close()
+        server.close()
+    }
+    return try body(loop, conn, peer)
+}

@@ -642,26 +642,12 @@ struct TCPTests {
           arguments: IOBackend.allCases, WaitingRead.allCases)
     func readAwaitedFromAnotherThread(backend: IOBackend, read: WaitingRead) async throws {
         let (bytes, left, freed) = try await onThread { () throws -> ([UInt8], Int, Int) in
-            let loop = try makeIOLoop(backend)
-            defer {
-                loop.cancelAllTasks()
-                try? loop.close()
+            try withConnectedPair(backend) { loop, conn, peer in
+                let (bytes, _, freed) = try awaitedFromAnotherThread(on: loop, { try await read.run(conn, count: 5) }) {
+                    try peer.write(Array("hello".utf8))
+                }
+                return (try bytes.get(), conn.bufferedByteCount, freed)
             }
-            let (server, conn, peer) = try loop.runUntilComplete {
-                () async throws -> (TCPServer, TCPConnection, TCPConnection) in
-                let server = try await loop.startServer(host: "127.0.0.1", port: 0)
-                let conn = try await loop.openConnection(host: "127.0.0.1", port: server.port)
-                return (server, conn, try await server.accept()!)
-            }
-            defer {
-                conn.close()
-                peer.close()
-                server.close()
-            }
-            let (bytes, _, freed) = try awaitedFromAnotherThread(on: loop, { try await read.run(conn, count: 5) }) {
-                try peer.write(Array("hello".utf8))
-            }
-            return (try bytes.get(), conn.bufferedByteCount, freed)
         }
         #expect(bytes == Array("hello".utf8))
         #expect(left == 0, "what was read is consumed")
