@@ -18,10 +18,12 @@ enum LoopStep<R> {
 }
 
 extension Await {
-    /// Runs `step(context)` until it is ``LoopStep/done(_:)``; after each
-    /// wait it asked for, `settle(context, future)` undoes the wait (and
-    /// drops the step's reference to the future), then the future's error,
-    /// or ``CancelledError``, is thrown, or else the next step runs.
+    /// Runs `step(context, afterWait)` until it is ``LoopStep/done(_:)``;
+    /// after each wait it asked for, `settle(context, future)` undoes the
+    /// wait (and drops the step's reference to the future), then the
+    /// future's error, or ``CancelledError``, is thrown, or else the next
+    /// step runs, told so (`afterWait`: what the code after an `await` in
+    /// CPython would not check again, a step need not either).
     ///
     /// Inside the body's own task this is a loop of plain awaits of its C
     /// step, and nothing is allocated. Anywhere else (a plain Swift task,
@@ -45,12 +47,13 @@ extension Await {
     @inline(__always)
     nonisolated(nonsending) static func steps<Context, R: Sendable>(
         loop: OpaquePointer, _ context: Context,
-        _ step: @escaping (Context) throws -> LoopStep<R>,
+        _ step: @escaping (Context, _ afterWait: Bool) throws -> LoopStep<R>,
         settle: @escaping (Context, UnsafeMutablePointer<ca_future>) -> Void
     ) async throws -> R {
         if let c = ownCoroutine {
+            var afterWait = false
             while true {
-                switch try step(context) {
+                switch try step(context, afterWait) {
                 case .done(let r):
                     return r
                 case .wait(let f):
@@ -59,6 +62,7 @@ extension Await {
                         try await suspend(c, on: f)
                     }
                     try checkOutcome(f)
+                    afterWait = true
                 }
             }
         }
@@ -78,7 +82,7 @@ extension Await {
     /// the awaiting task waits for their outcome.
     private nonisolated(nonsending) static func stepsOnLoop<Context, R: Sendable>(
         _ loop: OpaquePointer, _ context: Context,
-        _ step: @escaping (Context) throws -> LoopStep<R>,
+        _ step: @escaping (Context, Bool) throws -> LoopStep<R>,
         _ settle: @escaping (Context, UnsafeMutablePointer<ca_future>) -> Void
     ) async throws -> R {
         try await withUnsafeThrowingContinuation { (k: UnsafeContinuation<R, any Error>) in
@@ -121,12 +125,14 @@ private class SteppedOperationBase: @unchecked Sendable {
 /// Sendable, are never used by two threads, nor by the awaiting one.
 private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase, @unchecked Sendable {
     private let context: Context
-    private let step: (Context) throws -> LoopStep<R>
+    private let step: (Context, Bool) throws -> LoopStep<R>
     private let settle: (Context, UnsafeMutablePointer<ca_future>) -> Void
     private let continuation: UnsafeContinuation<R, any Error>
     private var finished = false
+    /// The next step comes after a wait.
+    private var afterWait = false
 
-    init(_ context: Context, _ step: @escaping (Context) throws -> LoopStep<R>,
+    init(_ context: Context, _ step: @escaping (Context, Bool) throws -> LoopStep<R>,
          _ settle: @escaping (Context, UnsafeMutablePointer<ca_future>) -> Void,
          _ continuation: UnsafeContinuation<R, any Error>) {
         self.context = context
@@ -139,7 +145,7 @@ private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase
     func next() {
         let f: UnsafeMutablePointer<ca_future>
         do {
-            switch try step(context) {
+            switch try step(context, afterWait) {
             case .done(let r): return finish(.success(r))
             case .wait(let waited): f = waited
             }
@@ -165,6 +171,7 @@ private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase
         let e = ca_future_result(f, &v)
         settle(context, f)
         if let e { return finish(.failure(ErrorBridge.take(e))) }
+        afterWait = true
         next()
     }
 

@@ -117,8 +117,10 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
             try reader.checkException()
             return []
         }
-        return try await Await.steps(loop: loop, (reader, maxBytes)) { context in
-            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+        return try await Await.steps(loop: loop, (reader, maxBytes)) { context, afterWait in
+            // One `_wait_for_data`, then what is buffered (as CPython,
+            // which checks nothing again after the wait).
+            if !afterWait, let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
             return .done(context.0.take(upTo: context.1))
         } settle: { context, waiter in
             context.0.waitDone(waiter)
@@ -155,8 +157,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         try reader.checkException()
         if maxBytes > 0 && !reader.hasData {
             guard Await.ownCoroutine != nil else { return try await readCopy(maxBytes: maxBytes, body) }
-            try await Await.steps(loop: loop, reader) { reader throws -> LoopStep<Void> in
-                if let waiter = try reader.dataWaiter("read") { return .wait(waiter) }
+            try await Await.steps(loop: loop, reader) { reader, afterWait throws -> LoopStep<Void> in
+                if !afterWait, let waiter = try reader.dataWaiter("read") { return .wait(waiter) }
                 return .done(())
             } settle: { reader, waiter in
                 reader.waitDone(waiter)
@@ -188,8 +190,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
         guard count >= 0 else {
             throw AsyncioError(typeName: "ValueError", message: "readexactly size can not be less than zero")
         }
-        return try await Await.steps(loop: loop, (reader, count)) { context in
-            if let waiter = try context.0.exactWaiter(context.1) { return .wait(waiter) }
+        return try await Await.steps(loop: loop, (reader, count)) { context, afterWait in
+            if let waiter = try context.0.exactWaiter(context.1, afterWait: afterWait) { return .wait(waiter) }
             return .done(context.0.take(upTo: context.1))
         } settle: { context, waiter in
             context.0.waitDone(waiter)
@@ -201,8 +203,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: as ``readExactly(_:)``; nothing of `buffer` is meaningful
     ///   then.
     nonisolated(nonsending) public func readExactly(into buffer: UnsafeMutableRawBufferPointer) async throws {
-        try await Await.steps(loop: loop, (reader, buffer)) { context throws -> LoopStep<Void> in
-            if let waiter = try context.0.exactWaiter(context.1.count) { return .wait(waiter) }
+        try await Await.steps(loop: loop, (reader, buffer)) { context, afterWait throws -> LoopStep<Void> in
+            if let waiter = try context.0.exactWaiter(context.1.count, afterWait: afterWait) { return .wait(waiter) }
             _ = context.0.copy(into: context.1)
             return .done(())
         } settle: { context, waiter in
@@ -381,8 +383,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// the loop was idle ends while it runs, and the reader is the loop's).
     @usableFromInline
     nonisolated(nonsending) func readWaiting(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
-        try await Await.steps(loop: loop, (reader, buffer)) { context in
-            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+        try await Await.steps(loop: loop, (reader, buffer)) { context, afterWait in
+            if !afterWait, let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
             return .done(context.0.copy(into: context.1))
         } settle: { context, waiter in
             context.0.waitDone(waiter)
@@ -418,8 +420,8 @@ public final class TCPConnection: @unchecked Sendable, CustomStringConvertible {
     /// bytes are consumed on the loop's thread once it returned.
     nonisolated(nonsending) private func readCopy<R>(maxBytes: Int, _ body: (UnsafeRawBufferPointer) throws -> R)
         async throws -> R {
-        let bytes: [UInt8] = try await Await.steps(loop: loop, (reader, maxBytes)) { context in
-            if let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
+        let bytes: [UInt8] = try await Await.steps(loop: loop, (reader, maxBytes)) { context, afterWait in
+            if !afterWait, let waiter = try context.0.dataWaiter("read") { return .wait(waiter) }
             return .done(context.0.peek(upTo: context.1))
         } settle: { context, waiter in
             context.0.waitDone(waiter)
@@ -480,9 +482,10 @@ private struct ReaderRef {
     /// A readexactly's step before it can take `count` bytes: as
     /// ``dataWaiter(_:)``, nil once `count` bytes are buffered; at the end
     /// of the stream first, throws IncompleteReadError with what is
-    /// buffered (taken).
-    func exactWaiter(_ count: Int) throws -> UnsafeMutablePointer<ca_future>? {
-        try checkException()
+    /// buffered (taken). After a wait the error is not checked again (a
+    /// loss while waiting fails the wait itself), as in CPython.
+    func exactWaiter(_ count: Int, afterWait: Bool) throws -> UnsafeMutablePointer<ca_future>? {
+        if !afterWait { try checkException() }
         if ca_stream_reader_buffered(raw) >= count { return nil }
         if ca_stream_reader_eof_received(raw) {
             throw IncompleteReadError(partial: take(upTo: Int.max), expected: count)

@@ -77,7 +77,7 @@ public final class TCPServer: AsyncSequence, @unchecked Sendable, CustomStringCo
         // the waiter and the connection's wrapping are the loop's. The
         // state goes unretained: this server holds it, and the caller keeps
         // the server alive until the accept returns, after its last step.
-        return try await Await.steps(loop: loop, (Unmanaged.passUnretained(state), loop)) { context in
+        return try await Await.steps(loop: loop, (Unmanaged.passUnretained(state), loop)) { context, _ in
             try context.0._withUnsafeGuaranteedRef { try $0.acceptStep(loop: context.1) }
         } settle: { context, waiter in
             context.0._withUnsafeGuaranteedRef { $0.acceptWaited(waiter) }

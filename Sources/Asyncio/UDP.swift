@@ -164,7 +164,7 @@ final class DatagramInbox: @unchecked Sendable {
         // Unretained: the receiving caller keeps the socket, which holds
         // this inbox, alive until the receive returns, after its last step;
         // a retained one would cost a retain and a release per wait.
-        try await Await.steps(loop: loop, Unmanaged.passUnretained(self)) { inbox in
+        try await Await.steps(loop: loop, Unmanaged.passUnretained(self)) { inbox, _ in
             try inbox._withUnsafeGuaranteedRef { try $0.receiveStep() }
         } settle: { inbox, f in
             inbox._withUnsafeGuaranteedRef { $0.receiveWaited(f) }

@@ -4,6 +4,7 @@
 
 @testable import Asyncio
 import CAsyncio
+import CAsyncioTestSupport
 import Glibc
 import Testing
 
@@ -652,6 +653,27 @@ struct TCPTests {
         #expect(bytes == Array("hello".utf8))
         #expect(left == 0, "what was read is consumed")
         #expect(freed == 0, "the awaiting thread freed \(freed) core blocks")
+    }
+
+    @Test("a read woken by data returns it even when the connection is lost before the read resumes, as CPython's read(n) and readexactly(n) do",
+          arguments: [WaitingRead.readMaxBytes, .readExactly])
+    func readReturnsTheDataThatWokeIt(read: WaitingRead) async throws {
+        let bytes = try await onThread {
+            try withConnectedPair(.epoll) { loop, conn, _ in
+                try loop.runUntilComplete { () async throws -> [UInt8] in
+                    // One callback: the data wakes the read, then the loss
+                    // comes before the read's task runs again.
+                    try loop.callSoon {
+                        _ = "hi".withCString { ca_stream_reader_feed_data(conn.unsafeRawReader, $0, 2) }
+                        let loss = ca_error_new(ts_error_type("ConnectionResetError"), "lost")
+                        ca_stream_reader_set_exception(conn.unsafeRawReader, loss)
+                        ca_decref(UnsafeMutableRawPointer(loss))
+                    }
+                    return try await read.run(conn, count: 2)
+                }
+            }
+        }
+        #expect(bytes == Array("hi".utf8))
     }
 }
 
