@@ -106,8 +106,7 @@ private class SteppedOperationBase: @unchecked Sendable {
     /// The future of a wait is done (its callback runs, on the loop's thread).
     func waited(for f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
     /// A wait's callback was dropped without running: the loop closed, or
-    /// had no memory to schedule it once the future was done (a refusal to
-    /// add it is reported by ``SteppedOperation/next()``).
+    /// had no memory to add it or, once the future was done, to schedule it.
     func abandoned(_ f: UnsafeMutablePointer<ca_future>) { fatalError("abstract") }
 }
 
@@ -152,17 +151,11 @@ private final class SteppedOperation<Context, R: Sendable>: SteppedOperationBase
         } catch {
             return finish(.failure(error))
         }
-        let wait = StepWait(self, f)
-        // A refusal (no memory for the callback) runs the release at once,
-        // which cannot tell it from a loop dropping the callback at close:
-        // `adding` leaves the report to this call, which has the error.
-        wait.adding = true
-        let refusal = ca_future_add_done_callback(f, stepWaitDone, Unmanaged.passRetained(wait).toOpaque(),
-                                                  stepWaitReleased, nil)
-        wait.adding = false
-        if let refusal {
-            settle(context, f)
-            finish(.failure(ErrorBridge.take(refusal)))
+        let arg = Unmanaged.passRetained(StepWait(self, f)).toOpaque()
+        if let err = ca_future_add_done_callback(f, stepWaitDone, arg, stepWaitReleased, nil) {
+            // The release ran already: the wait was abandoned, with why
+            // (MemoryError: the loop is open).
+            ca_decref(UnsafeMutableRawPointer(err))
         }
     }
 
@@ -195,8 +188,6 @@ private final class StepWait {
     let operation: SteppedOperationBase
     let future: UnsafeMutablePointer<ca_future>
     var ran = false
-    /// Set while the operation adds the callback.
-    var adding = false
 
     init(_ operation: SteppedOperationBase, _ future: UnsafeMutablePointer<ca_future>) {
         self.operation = operation
@@ -213,5 +204,5 @@ private func stepWaitDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMu
 
 private func stepWaitReleased(_ arg: UnsafeMutableRawPointer?) {
     let wait = Unmanaged<StepWait>.fromOpaque(arg!).takeRetainedValue()
-    if !wait.ran, !wait.adding { wait.operation.abandoned(wait.future) }
+    if !wait.ran { wait.operation.abandoned(wait.future) }
 }

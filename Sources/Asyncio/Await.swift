@@ -359,8 +359,6 @@ private class CallbackWaiterBase: @unchecked Sendable {
     var fired = false
     /// Set by `armWaiter` (a request from another thread that ran).
     var armed = false
-    /// Set while `arm` adds the done callback (on the loop's thread).
-    var arming = false
 
     init(ref: FutureRef) { self.ref = ref }
 
@@ -372,13 +370,11 @@ private class CallbackWaiterBase: @unchecked Sendable {
             return
         }
         let arg = Unmanaged.passRetained(self).toOpaque()
-        // A refusal (no memory for the callback) runs the release at once,
-        // which cannot tell it from a loop dropping the callback at close:
-        // `arming` leaves the report to this call, which has the error.
-        arming = true
-        let refusal = ca_future_add_done_callback(f, waiterDone, arg, waiterDropped, nil)
-        arming = false
-        if let refusal { abandon(ErrorBridge.take(refusal)) }
+        if let err = ca_future_add_done_callback(f, waiterDone, arg, waiterDropped, nil) {
+            // The release ran already and ended the wait with why
+            // (MemoryError: the loop is open).
+            ca_decref(UnsafeMutableRawPointer(err))
+        }
     }
 
     final func finish() {
@@ -443,9 +439,9 @@ private func waiterDone(_ f: UnsafeMutablePointer<ca_future>?, _ arg: UnsafeMuta
 /// The done callback's release: after it ran, or in its place when the
 /// loop dropped it unrun — on the thread closing the loop, or on the loop's
 /// own when it had no memory to schedule it once the future was done
-/// (``droppedCallError(_:)`` tells which); a refusal to add it is left to
-/// `arm`, which has the error.
+/// (``droppedCallError(_:)`` tells which), or at once when `arm` had no
+/// memory to add it (MemoryError too: the loop is open).
 private func waiterDropped(_ arg: UnsafeMutableRawPointer?) {
     let waiter = Unmanaged<CallbackWaiterBase>.fromOpaque(arg!).takeRetainedValue()
-    if !waiter.arming, !waiter.fired { waiter.abandon(droppedCallError(waiter.ref.pointer.pointee.fut_loop)) }
+    if !waiter.fired { waiter.abandon(droppedCallError(waiter.ref.pointer.pointee.fut_loop)) }
 }
